@@ -1,0 +1,116 @@
+"""Settings, read once at the process edge from a mapping (the environment plus ``.env``).
+
+Nothing in ``shared/`` reads ``os.environ``: the CLI entry point builds ``Settings`` and passes
+it down. Secrets (database passwords in URLs, tokens) are kept in ``Secret`` wrappers whose repr
+is masked, so a settings object can be logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from shared.errors import ConfigError
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DATABASE_URL = "postgresql://127.0.0.1:5432/mountsync"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe for logs and CLI output)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = DEFAULT_REDIS_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    # Prefix for every Redis key mountsync and Celery write (queues included); lets several
+    # deployments or test runs share one Redis without touching each other's data.
+    redis_prefix: str = ""
+    # Producers stop pulling while the ``changes`` queue holds more messages than this.
+    max_queue_depth: int = 2000
+    # Producer batching: up to this many changes per apply task, or whatever arrived in the window.
+    batch_size: int = 500
+    batch_window_s: float = 0.5
+    feed_maxlen: int = 100_000
+    # A task delivered more often than this is dead-lettered instead of run again (poison guard).
+    max_deliveries: int = 5
+    visibility_timeout_s: int = 7200
+    task_time_limit_s: int = 3600
+    reindex_interval_s: int = 3600
+    fs_rescan_interval_s: float = 300.0
+    log_format: str = "console"
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def describe(self) -> dict[str, Any]:
+        """Settings as plain data with secrets redacted (for ``--json`` output and logs)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = redact_url(value) if f.name.endswith("_url") else value
+        return out
+
+
+_ENV = {
+    "MOUNTSYNC_REDIS_URL": ("redis_url", str),
+    "MOUNTSYNC_DATABASE_URL": ("database_url", str),
+    "MOUNTSYNC_REDIS_PREFIX": ("redis_prefix", str),
+    "MOUNTSYNC_MAX_QUEUE_DEPTH": ("max_queue_depth", int),
+    "MOUNTSYNC_BATCH_SIZE": ("batch_size", int),
+    "MOUNTSYNC_BATCH_WINDOW": ("batch_window_s", float),
+    "MOUNTSYNC_FEED_MAXLEN": ("feed_maxlen", int),
+    "MOUNTSYNC_MAX_DELIVERIES": ("max_deliveries", int),
+    "MOUNTSYNC_VISIBILITY_TIMEOUT": ("visibility_timeout_s", int),
+    "MOUNTSYNC_TASK_TIME_LIMIT": ("task_time_limit_s", int),
+    "MOUNTSYNC_REINDEX_INTERVAL": ("reindex_interval_s", int),
+    "MOUNTSYNC_FS_RESCAN_INTERVAL": ("fs_rescan_interval_s", float),
+    "MOUNTSYNC_LOG_FORMAT": ("log_format", str),
+    "MOUNTSYNC_LOG_LEVEL": ("log_level", str),
+}
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build settings from an environment mapping; a bad value is a ``ConfigError`` naming it."""
+    values: dict[str, Any] = {}
+    for var, (name, kind) in _ENV.items():
+        raw = environ.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = kind(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{var}={raw!r} is not a valid {kind.__name__}; fix or unset it"
+            ) from None
+    extra = {k: v for k, v in environ.items() if k.startswith("MOUNTSYNC_") and k not in _ENV}
+    settings = Settings(**values, extra=extra)
+    if settings.visibility_timeout_s <= settings.task_time_limit_s:
+        raise ConfigError(
+            "MOUNTSYNC_VISIBILITY_TIMEOUT must be longer than MOUNTSYNC_TASK_TIME_LIMIT, "
+            "or long tasks run twice"
+        )
+    for url, var in ((settings.redis_url, "MOUNTSYNC_REDIS_URL"),):
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"{var} must be a redis:// URL, got {redact_url(url)!r}")
+    if not settings.database_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"MOUNTSYNC_DATABASE_URL must be a postgresql:// URL, "
+            f"got {redact_url(settings.database_url)!r}"
+        )
+    return settings

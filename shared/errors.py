@@ -1,0 +1,64 @@
+"""One error tree, shaped by what the caller must do about an error.
+
+- ``BadInput``: the user (or a submitting service) gave something wrong; say what, exit 2.
+- ``ConfigError``: configuration or environment is wrong; say what to change, exit 2.
+- ``RetryableError``: try again later (back off); transports nack/release, tasks retry.
+- ``InvalidEvent``: this payload can never be processed; dead-letter it with the reason.
+- ``ObjectNotFound``: the object does not exist (also a ``FileNotFoundError``).
+"""
+
+from __future__ import annotations
+
+
+class MountsyncError(Exception):
+    """Base of every error mountsync raises on purpose."""
+
+    exit_code = 1
+
+
+class BadInput(MountsyncError):
+    """A user or caller mistake; the message says which input and what to do."""
+
+    exit_code = 2
+
+
+class ConfigError(BadInput):
+    """Settings or environment are wrong or incomplete."""
+
+
+class MountNotFound(BadInput):
+    """No mount with that name."""
+
+
+class MountExists(BadInput):
+    """A mount with that name exists already."""
+
+
+class MissingExtra(ConfigError):
+    """An optional dependency (a cloud SDK) is not installed."""
+
+
+class RetryableError(MountsyncError):
+    """Transient failure: the same call may succeed later."""
+
+
+class StorageUnavailable(RetryableError):
+    """The storage service did not answer or answered with a transient error."""
+
+
+class ServiceUnavailable(RetryableError):
+    """Redis or PostgreSQL did not answer."""
+
+
+class CredentialsRejected(MountsyncError):
+    """The provider refused the credentials or permissions for this operation."""
+
+    exit_code = 1
+
+
+class InvalidEvent(MountsyncError):
+    """A payload that can never become an ObjectChange; it goes to the dead-letter store."""
+
+
+class ObjectNotFound(MountsyncError, FileNotFoundError):
+    """The object does not exist at the storage location."""

@@ -1,0 +1,204 @@
+"""The one event every source is normalized into: ``ObjectChange``, and the raw message it came from.
+
+Wire format: a JSON object with ``schema`` = ``SCHEMA_VERSION``. Readers accept every schema
+version they know and reject newer ones with ``InvalidEvent`` (never guess at a future format).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.errors import InvalidEvent
+
+SCHEMA_VERSION = 1
+MAX_KEY_BYTES = 4096
+
+
+class Provider(enum.StrEnum):
+    S3 = "s3"
+    GCS = "gcs"
+    AZURE = "azure"
+    FS = "fs"
+
+
+class Kind(enum.StrEnum):
+    CREATED = "created"
+    DELETED = "deleted"
+    METADATA = "metadata"
+    ARCHIVED = "archived"
+
+    @property
+    def removes(self) -> bool:
+        return self in (Kind.DELETED, Kind.ARCHIVED)
+
+
+class Source(enum.StrEnum):
+    GCS_PUBSUB = "gcs-pubsub"
+    GCS_PUSH = "gcs-push"
+    S3_SQS = "s3-sqs"
+    AZURE_EVENTGRID = "azure-eventgrid"
+    AZURE_QUEUE = "azure-queue"
+    FS = "fs"
+    REINDEX = "reindex"
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it can name an object, else raise ``InvalidEvent`` saying why.
+
+    Keys are kept exactly as the provider spells them (no normalization: two keys that differ
+    only in Unicode normal form are two objects in every bucket), but NUL, C0 control characters
+    and oversized keys are refused because no platform can name such a file safely.
+    """
+    if not key:
+        raise InvalidEvent("empty object key")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidEvent(f"object key longer than {MAX_KEY_BYTES} bytes")
+    if any(unicodedata.category(ch) == "Cc" for ch in key):
+        raise InvalidEvent(f"object key contains a control character: {key!r}")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent(f"object key is not valid UTF-8: {key!r}") from exc
+    return key
+
+
+def to_ns(moment: datetime | str | int | None) -> int:
+    """Nanoseconds since the epoch from a datetime, an RFC 3339 string or an int (already ns)."""
+    if moment is None:
+        raise InvalidEvent("event has no time")
+    if isinstance(moment, int):
+        return moment
+    if isinstance(moment, str):
+        moment = parse_time(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = int(moment.timestamp())
+    return seconds * 1_000_000_000 + moment.microsecond * 1000
+
+
+def parse_time(text: str) -> datetime:
+    """Parse RFC 3339 with any number of fractional digits (Azure sends 7, GCS 6, S3 3)."""
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    if "." in value:
+        head, _, tail = value.partition(".")
+        digits = len(tail) - len(tail.lstrip("0123456789"))
+        frac, rest = tail[:digits], tail[digits:]
+        value = f"{head}.{(frac + '000000')[:6]}{rest}"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidEvent(f"bad timestamp {text!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def normalize_etag(etag: str | None) -> str | None:
+    """Strip the quotes and weak marker HTTP puts around entity tags, so events and listings agree."""
+    if etag is None:
+        return None
+    value = etag.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"') or None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectChange:
+    """One change to one object, in a provider-neutral form.
+
+    ``sequencer`` orders changes to the same key; it is compared as a byte string and only
+    between changes of the same provider and key. Normalizers make it fixed-width so that the
+    plain comparison is right (see each normalizer). An empty sequencer means "unknown": such
+    changes are ordered by ``event_ns`` instead.
+    """
+
+    provider: Provider
+    bucket: str
+    key: str
+    kind: Kind
+    event_ns: int
+    source: Source
+    size: int | None = None
+    etag: str | None = None
+    version: str | None = None
+    sequencer: str = ""
+    source_id: str | None = None
+    schema: int = field(default=SCHEMA_VERSION)
+
+    def __post_init__(self) -> None:
+        validate_key(self.key)
+        if not self.bucket:
+            raise InvalidEvent(f"change for {self.key!r} has no bucket")
+        if self.size is not None and self.size < 0:
+            raise InvalidEvent(f"negative size for {self.key!r}")
+
+    @property
+    def folder(self) -> str:
+        head, sep, _ = self.key.rpartition("/")
+        return head if sep else ""
+
+    def to_wire(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["provider"] = self.provider.value
+        data["kind"] = self.kind.value
+        data["source"] = self.source.value
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_wire(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> ObjectChange:
+        if not isinstance(data, Mapping):
+            raise InvalidEvent(f"change is not an object: {type(data).__name__}")
+        schema = data.get("schema")
+        if schema != SCHEMA_VERSION:
+            raise InvalidEvent(f"unsupported change schema {schema!r} (this build reads 1)")
+        try:
+            return cls(
+                provider=Provider(data["provider"]),
+                bucket=str(data["bucket"]),
+                key=str(data["key"]),
+                kind=Kind(data["kind"]),
+                event_ns=int(data["event_ns"]),
+                source=Source(data["source"]),
+                size=None if data.get("size") is None else int(data["size"]),
+                etag=data.get("etag"),
+                version=data.get("version"),
+                sequencer=str(data.get("sequencer") or ""),
+                source_id=data.get("source_id"),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InvalidEvent(f"malformed change: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ObjectChange:
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidEvent(f"change is not JSON: {exc}") from exc
+        return cls.from_wire(data)
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message as a transport delivered it, before normalization.
+
+    ``handle`` is whatever the source needs to ack it (an SQS receipt handle, a Pub/Sub message,
+    a lock token); normalizers never look at it.
+    """
+
+    source: Source
+    message_id: str
+    body: bytes
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    received_ns: int = 0
+    handle: Any = None
+    delivery_count: int = 1

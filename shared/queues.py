@@ -1,0 +1,111 @@
+"""Names and helpers for the Redis queues; commands and producers enqueue by task name only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from shared.config import Settings
+from shared.errors import ServiceUnavailable
+from shared.events import ObjectChange
+
+QUEUE_CHANGES = "changes"
+QUEUE_REINDEX = "reindex"
+QUEUE_MIGRATIONS = "migrations"
+QUEUE_ALIGNMENT = "alignment"
+ALL_QUEUES = (QUEUE_CHANGES, QUEUE_REINDEX, QUEUE_MIGRATIONS, QUEUE_ALIGNMENT)
+
+TASK_APPLY = "mountsync.apply_changes"
+TASK_REINDEX = "mountsync.reindex_mount"
+TASK_RECONCILE_ALL = "mountsync.reconcile_all"
+TASK_SUBMIT_MIGRATION = "mountsync.submit_migration"
+
+FEED_STREAM = "mountsync:feed"
+COUNTERS_KEY = "mountsync:counters"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for no loss (late ack, reject on lost worker, prefetch 1, JSON only)."""
+    transport: dict[str, Any] = {
+        # Longer than any task may run (task_time_limit), so a running task is never redelivered.
+        "visibility_timeout": settings.visibility_timeout_s,
+    }
+    if settings.redis_prefix:
+        transport["global_keyprefix"] = settings.redis_prefix
+    return {
+        "broker_url": settings.redis_url,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": max(settings.task_time_limit_s - 60, 30),
+        "task_default_queue": QUEUE_CHANGES,
+        "task_create_missing_queues": False,
+        "task_queues": None,
+        "task_routes": {
+            TASK_APPLY: {"queue": QUEUE_CHANGES},
+            TASK_REINDEX: {"queue": QUEUE_REINDEX},
+            TASK_RECONCILE_ALL: {"queue": QUEUE_REINDEX},
+            TASK_SUBMIT_MIGRATION: {"queue": QUEUE_MIGRATIONS},
+            "mountsync.migration.*": {"queue": QUEUE_MIGRATIONS},
+            "mountsync.alignment.*": {"queue": QUEUE_ALIGNMENT},
+        },
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "broker_pool_limit": 4,
+        "timezone": "UTC",
+    }
+
+
+def make_client(settings: Settings) -> Celery:
+    """A Celery app that only sends tasks by name (no task code imported)."""
+    app = Celery("mountsync", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    app.conf.task_queues = _queues()
+    return app
+
+
+def _queues() -> list[Any]:
+    from kombu import Queue
+
+    return [Queue(name, routing_key=name) for name in ALL_QUEUES]
+
+
+def send(app: Celery, task: str, *args: Any, queue: str, **options: Any) -> str:
+    """Enqueue ``task`` by name; ``ServiceUnavailable`` if the broker cannot take it."""
+    try:
+        result = app.send_task(task, args=list(args), queue=queue, **options)
+    except (OperationalError, OSError) as exc:
+        raise ServiceUnavailable(f"cannot enqueue {task} on Redis: {exc}") from exc
+    return str(result.id)
+
+
+class ChangeQueue:
+    """Publishes batches of changes to the ``changes`` queue and reports its depth."""
+
+    def __init__(self, app: Celery, redis: Any, settings: Settings) -> None:
+        self._app = app
+        self._redis = redis
+        self._key = f"{settings.redis_prefix}{QUEUE_CHANGES}"
+
+    def enqueue(self, changes: Sequence[ObjectChange]) -> None:
+        if changes:
+            send(self._app, TASK_APPLY, [c.to_wire() for c in changes], queue=QUEUE_CHANGES)
+
+    def depth(self) -> int:
+        try:
+            return int(self._redis.llen(self._key))
+        except Exception as exc:  # redis.ConnectionError and friends
+            raise ServiceUnavailable(f"cannot read queue depth from Redis: {exc}") from exc

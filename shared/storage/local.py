@@ -1,0 +1,168 @@
+"""Local directory storage (``file:///abs/path``): keys are '/'-separated paths under the root."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import stat as stat_mod
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from shared.errors import BadInput, CredentialsRejected, ObjectNotFound, StorageUnavailable
+from shared.storage.base import ObjectInfo, PartInfo, UploadSession
+from shared.storage.url import StorageURL
+
+# Staging area for resumable uploads; never listed as content.
+UPLOADS_DIR = ".mountsync-uploads"
+
+
+def fs_etag(st: os.stat_result) -> str:
+    """Cheap change token for a file: mtime and size (content hashing would make listing O(bytes))."""
+    return f"{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+def info_from_stat(key: str, st: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(key=key, size=st.st_size, etag=fs_etag(st), modified_ns=st.st_mtime_ns)
+
+
+class LocalStorage:
+    """A directory tree as a bucket. Symlinks are not followed (no cycles, no escaping the root)."""
+
+    def __init__(self, url: StorageURL, options: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        self.root = Path(url.bucket)
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise BadInput(f"{key!r} is not a valid key under {self.root}")
+        return self.root.joinpath(*parts)
+
+    def list(self, prefix: str = "", *, recursive: bool = True) -> Iterator[ObjectInfo]:
+        start = self.root / prefix.strip("/") if prefix.strip("/") else self.root
+        if not start.is_dir():
+            if not self.root.is_dir():
+                raise StorageUnavailable(f"directory {self.root} does not exist")
+            return
+        base = prefix.strip("/")
+        yield from self._walk(str(start), f"{base}/" if base else "", recursive)
+
+    def _walk(self, path: str, key_prefix: str, recursive: bool) -> Iterator[ObjectInfo]:
+        subdirs: list[tuple[str, str]] = []
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        if recursive and entry.name != UPLOADS_DIR:
+                            subdirs.append((entry.path, f"{key_prefix}{entry.name}/"))
+                    elif entry.is_file(follow_symlinks=False):
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                        except FileNotFoundError:
+                            continue  # removed while listing: the watcher reports it
+                        yield info_from_stat(key_prefix + entry.name, st)
+        except FileNotFoundError:
+            return
+        except PermissionError as exc:
+            raise CredentialsRejected(f"cannot read {path}: permission denied") from exc
+        for sub_path, sub_prefix in subdirs:
+            yield from self._walk(sub_path, sub_prefix, recursive)
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            st = os.stat(self._path(key), follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(f"{key!r} not found under {self.root}") from None
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise ObjectNotFound(f"{key!r} under {self.root} is not a regular file")
+        return info_from_stat(key, st)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")  # noqa: SIM115 - the caller closes it
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(f"{key!r} not found under {self.root}") from None
+
+    def check(self, *, writable: bool) -> None:
+        if not self.root.is_dir():
+            raise BadInput(f"directory {self.root} does not exist; create it or fix the URL")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise CredentialsRejected(f"directory {self.root} is not readable by this user")
+        next(self.list(), None)
+        if writable:
+            probe = f".mountsync-check-{uuid.uuid4().hex}"
+            try:
+                self.put(probe, io.BytesIO(b"mountsync write check"), 21)
+                self.delete(probe)
+            except PermissionError as exc:
+                raise CredentialsRejected(f"directory {self.root} is not writable") from exc
+
+    def put(self, key: str, stream: BinaryIO, size: int) -> ObjectInfo:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        with open(tmp, "wb") as out:
+            shutil.copyfileobj(stream, out, 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+        return self.stat(key)
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{key!r} not found under {self.root}") from None
+
+    # Resumable writer: parts are files in a staging directory, concatenated on completion.
+    def _session_dir(self, session: UploadSession) -> Path:
+        return self.root / UPLOADS_DIR / session.upload_id
+
+    def start_upload(self, key: str, part_size: int) -> UploadSession:
+        self._path(key)
+        session = UploadSession(key=key, upload_id=uuid.uuid4().hex, part_size=part_size)
+        self._session_dir(session).mkdir(parents=True)
+        return session
+
+    def upload_part(self, session: UploadSession, number: int, data: bytes) -> PartInfo:
+        directory = self._session_dir(session)
+        if not directory.is_dir():
+            raise ObjectNotFound(f"upload {session.upload_id} for {session.key!r} does not exist")
+        final = directory / f"{number:06d}"
+        tmp = directory / f"{number:06d}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, final)
+        return PartInfo(number=number, size=len(data), etag=hashlib.md5(data).hexdigest())
+
+    def list_parts(self, session: UploadSession) -> list[PartInfo]:
+        directory = self._session_dir(session)
+        if not directory.is_dir():
+            raise ObjectNotFound(f"upload {session.upload_id} for {session.key!r} does not exist")
+        parts = []
+        for path in sorted(directory.glob("[0-9]" * 6)):
+            data = path.read_bytes()
+            parts.append(PartInfo(int(path.name), len(data), hashlib.md5(data).hexdigest()))
+        return parts
+
+    def complete_upload(self, session: UploadSession, parts: list[PartInfo]) -> ObjectInfo:
+        directory = self._session_dir(session)
+        target = self._path(session.key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = directory / "assembled"
+        with open(tmp, "wb") as out:
+            for part in sorted(parts, key=lambda p: p.number):
+                with open(directory / f"{part.number:06d}", "rb") as src:
+                    shutil.copyfileobj(src, out, 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+        shutil.rmtree(directory, ignore_errors=True)
+        return self.stat(session.key)
+
+    def abort_upload(self, session: UploadSession) -> None:
+        shutil.rmtree(self._session_dir(session), ignore_errors=True)
+
