@@ -1,0 +1,250 @@
+"""The one write path: every catalog change is an ``ObjectChange`` applied here.
+
+A batch is applied set-based in one transaction:
+1. changes are de-duplicated per key in Python (keeping the newest by the ordering rule) and
+   COPY'd into a temporary stage table;
+2. the batch takes a transaction-level advisory lock per mount it touches (sorted, so two workers
+   never deadlock), which makes the "previous state" read and the upsert one consistent step;
+3. one statement routes staged changes to mounts, upserts ``objects`` under the ordering guard,
+   updates the per-folder counts and fingerprints from the before/after states, counts changes for
+   unmounted buckets as drops, and writes the change-feed outbox;
+4. after commit the outbox is drained to the Redis stream (``drain_feed``).
+
+Ordering guard (rule 3 of the design): a change replaces the stored state only if it is newer:
+``seq > stored.seq`` when both sequencers are known, else ``event_ns > stored.event_ns``. Equal
+means duplicate and changes nothing, so redelivery is harmless. Deletes keep the row as a
+tombstone carrying the delete's sequencer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from shared.events import Kind, ObjectChange
+
+STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS stage_changes (
+    provider text, bucket text, key text COLLATE "C", folder text COLLATE "C", kind text,
+    size bigint, etag text, version text, seq text COLLATE "C", event_ns bigint,
+    source text, source_id text
+) ON COMMIT DELETE ROWS
+"""
+
+STAGE_COLUMNS = (
+    "provider, bucket, key, folder, kind, size, etag, version, seq, event_ns, source, source_id"
+)
+
+# 64-bit hash of a live object's identity and content token, identical to ``fingerprint_hash``.
+_FP = "('x' || left(md5({k} || '|' || coalesce({s}::text, '') || '|' || coalesce({e}, '')), 16))::bit(64)::bigint"
+
+APPLY_SQL = f"""
+WITH routed AS (
+    SELECT m.id AS mount_id, m.name AS mount_name, s.*,
+           s.kind IN ('deleted', 'archived') AS removes
+    FROM stage_changes s
+    JOIN mounts m ON m.provider = s.provider AND m.bucket = s.bucket
+                 AND starts_with(s.key, m.prefix)
+),
+old AS (
+    SELECT o.mount_id, o.key, o.deleted, o.size, o.etag, o.version
+    FROM objects o JOIN routed r ON r.mount_id = o.mount_id AND r.key = o.key
+),
+up AS (
+    INSERT INTO objects AS t
+        (mount_id, key, folder, size, etag, version, seq, event_ns, deleted, source, source_id)
+    SELECT mount_id, key, folder,
+           CASE WHEN removes THEN NULL ELSE size END,
+           CASE WHEN removes THEN NULL ELSE etag END,
+           version, seq, event_ns, removes, source, source_id
+    FROM routed ORDER BY mount_id, key
+    ON CONFLICT (mount_id, key) DO UPDATE SET
+        size = CASE WHEN EXCLUDED.deleted THEN NULL ELSE coalesce(EXCLUDED.size, t.size) END,
+        etag = CASE WHEN EXCLUDED.deleted THEN NULL ELSE coalesce(EXCLUDED.etag, t.etag) END,
+        version = coalesce(EXCLUDED.version, CASE WHEN EXCLUDED.deleted THEN NULL ELSE t.version END),
+        seq = EXCLUDED.seq, event_ns = EXCLUDED.event_ns, deleted = EXCLUDED.deleted,
+        source = EXCLUDED.source, source_id = EXCLUDED.source_id, updated_at = now()
+    WHERE CASE WHEN EXCLUDED.seq <> '' AND t.seq <> '' THEN EXCLUDED.seq > t.seq
+               ELSE EXCLUDED.event_ns > t.event_ns END
+    RETURNING t.mount_id, t.key, t.folder, t.deleted, t.size, t.etag, t.version
+),
+res AS (
+    SELECT up.*, r.mount_name, r.kind, r.seq, r.source_id,
+           coalesce(NOT o.deleted, false) AS was_live, o.size AS old_size,
+           o.etag AS old_etag, o.version AS old_version
+    FROM up
+    JOIN routed r ON r.mount_id = up.mount_id AND r.key = up.key
+    LEFT JOIN old o ON o.mount_id = up.mount_id AND o.key = up.key
+),
+folder_delta AS (
+    INSERT INTO folders AS f (mount_id, path, live_objects, live_bytes, fingerprint)
+    SELECT mount_id, folder,
+           sum((NOT deleted)::int - was_live::int),
+           sum(CASE WHEN deleted THEN 0 ELSE coalesce(size, 0) END
+               - CASE WHEN was_live THEN coalesce(old_size, 0) ELSE 0 END),
+           bit_xor(CASE WHEN deleted THEN 0 ELSE {_FP.format(k="key", s="size", e="etag")} END
+                   # CASE WHEN was_live
+                          THEN {_FP.format(k="key", s="old_size", e="old_etag")} ELSE 0 END)
+    FROM res GROUP BY mount_id, folder
+    ON CONFLICT (mount_id, path) DO UPDATE SET
+        live_objects = f.live_objects + EXCLUDED.live_objects,
+        live_bytes = f.live_bytes + EXCLUDED.live_bytes,
+        fingerprint = f.fingerprint # EXCLUDED.fingerprint,
+        updated_at = now()
+),
+dropped AS (
+    INSERT INTO drops AS d (reason, provider, bucket, count, last_key)
+    SELECT 'unmounted', s.provider, s.bucket, count(*), max(s.key)
+    FROM stage_changes s
+    WHERE NOT EXISTS (SELECT 1 FROM mounts m WHERE m.provider = s.provider
+                      AND m.bucket = s.bucket AND starts_with(s.key, m.prefix))
+    GROUP BY s.provider, s.bucket
+    ON CONFLICT (reason, provider, bucket) DO UPDATE SET
+        count = d.count + EXCLUDED.count, last_key = EXCLUDED.last_key, last_at = now()
+),
+outbox AS (
+    INSERT INTO feed_outbox (payload)
+    SELECT json_build_object('mount', mount_name, 'key', key, 'kind', kind, 'folder', folder,
+                             'size', size, 'etag', etag, 'version', version, 'sequencer', seq)::text
+    FROM res ORDER BY mount_id, key
+)
+SELECT mount_id, mount_name, key, folder, kind, size, etag, version, seq, source_id,
+       was_live, old_etag, old_version
+FROM res
+"""
+
+COUNTS_SQL = """
+SELECT (SELECT count(*) FROM stage_changes s JOIN mounts m ON m.provider = s.provider
+          AND m.bucket = s.bucket AND starts_with(s.key, m.prefix)) AS routed,
+       (SELECT count(*) FROM stage_changes s WHERE NOT EXISTS (
+          SELECT 1 FROM mounts m WHERE m.provider = s.provider AND m.bucket = s.bucket
+          AND starts_with(s.key, m.prefix))) AS unrouted
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedChange:
+    """A change that altered the catalog, with what the row was before (for alignment checks)."""
+
+    mount_id: int
+    mount_name: str
+    key: str
+    folder: str
+    kind: Kind
+    size: int | None
+    etag: str | None
+    version: str | None
+    sequencer: str
+    source_id: str | None
+    was_live: bool
+    prev_etag: str | None
+    prev_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    received: int
+    applied: list[AppliedChange]
+    stale: int
+    dropped: int
+
+
+def is_newer(a: ObjectChange, b: ObjectChange) -> bool:
+    """The catalog's ordering rule, for choosing the newest change to one key within a batch."""
+    if a.sequencer and b.sequencer:
+        return a.sequencer > b.sequencer
+    return a.event_ns > b.event_ns
+
+
+def newest_per_key(changes: Iterable[ObjectChange]) -> list[ObjectChange]:
+    newest: dict[tuple[str, str, str], ObjectChange] = {}
+    for change in changes:
+        ident = (change.provider.value, change.bucket, change.key)
+        current = newest.get(ident)
+        if current is None or is_newer(change, current):
+            newest[ident] = change
+    return list(newest.values())
+
+
+def fingerprint_hash(key: str, size: int | None, etag: str | None) -> int:
+    """Signed 64-bit hash of (key, size, etag); the same value SQL computes in ``APPLY_SQL``."""
+    text = f"{key}|{'' if size is None else size}|{etag or ''}"
+    return int.from_bytes(hashlib.md5(text.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+def _stage_row(c: ObjectChange) -> tuple[Any, ...]:
+    return (
+        c.provider.value, c.bucket, c.key, c.folder, c.kind.value, c.size, c.etag,
+        c.version, c.sequencer, c.event_ns, c.source.value, c.source_id,
+    )  # fmt: skip
+
+
+def _lock_mounts(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> None:
+    routes = sorted({(c.provider.value, c.bucket) for c in changes})
+    providers = [p for p, _ in routes]
+    buckets = [b for _, b in routes]
+    conn.execute(
+        """
+        SELECT pg_advisory_xact_lock(731850401, m.id)
+        FROM (SELECT DISTINCT id FROM mounts
+              WHERE (provider, bucket) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+              ORDER BY id) m
+        """,
+        (providers, buckets),
+    )
+
+
+def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> ApplyResult:
+    """Apply a batch in one transaction on ``conn`` (not autocommit); idempotent and ordered."""
+    batch = newest_per_key(changes)
+    if not batch:
+        return ApplyResult(received=0, applied=[], stale=0, dropped=0)
+    with conn.transaction():
+        conn.execute(STAGE_DDL)
+        _lock_mounts(conn, batch)
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY stage_changes ({STAGE_COLUMNS}) FROM STDIN") as copy:
+                for change in batch:
+                    copy.write_row(_stage_row(change))
+            rows = cur.execute(APPLY_SQL).fetchall()
+            counts = cur.execute(COUNTS_SQL).fetchone()
+    routed, dropped = (int(counts[0]), int(counts[1])) if counts else (0, 0)
+    applied = [_applied(row) for row in rows]
+    return ApplyResult(
+        received=len(changes), applied=applied, stale=routed - len(applied), dropped=dropped
+    )
+
+
+def _applied(row: Any) -> AppliedChange:
+    return AppliedChange(
+        mount_id=row[0], mount_name=row[1], key=row[2], folder=row[3], kind=Kind(row[4]),
+        size=row[5], etag=row[6], version=row[7], sequencer=row[8], source_id=row[9],
+        was_live=row[10], prev_etag=row[11], prev_version=row[12],
+    )  # fmt: skip
+
+
+def drain_feed(conn: psycopg.Connection, redis: Any, stream: str, maxlen: int) -> int:
+    """Move outbox rows to the Redis stream (at least once); returns how many were published."""
+    total = 0
+    while True:
+        with conn.transaction():
+            rows = conn.execute(
+                """
+                DELETE FROM feed_outbox WHERE id IN (
+                    SELECT id FROM feed_outbox ORDER BY id LIMIT 5000 FOR UPDATE SKIP LOCKED)
+                RETURNING id, payload
+                """
+            ).fetchall()
+            if not rows:
+                return total
+            pipe = redis.pipeline(transaction=False)
+            for _, payload in sorted(rows):
+                fields = {k: "" if v is None else str(v) for k, v in json.loads(payload).items()}
+                pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
+            pipe.execute()  # raises -> rollback: the rows stay in the outbox for the next drain
+        total += len(rows)
