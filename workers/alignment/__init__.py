@@ -1,0 +1,1 @@
+"""Alignment guard: datasets, pinned frame manifests, change classification, alerts, quarantine."""
