@@ -52,7 +52,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": max(settings.task_time_limit_s - 60, 30),
         "task_default_queue": QUEUE_CHANGES,
         "task_create_missing_queues": False,
-        "task_queues": None,
         "task_routes": {
             TASK_APPLY: {"queue": QUEUE_CHANGES},
             TASK_REINDEX: {"queue": QUEUE_REINDEX},

@@ -41,7 +41,10 @@ STAGE_COLUMNS = (
 )
 
 # 64-bit hash of a live object's identity and content token, identical to ``fingerprint_hash``.
-_FP = "('x' || left(md5({k} || '|' || coalesce({s}::text, '') || '|' || coalesce({e}, '')), 16))::bit(64)::bigint"
+_FP = (
+    "('x' || left(md5({k} || '|' || coalesce({s}::text, '') || '|' || coalesce({e}, '')), 16))"
+    "::bit(64)::bigint"
+)
 
 APPLY_SQL = f"""
 WITH routed AS (

@@ -83,7 +83,7 @@ class LocalStorage:
 
     def open(self, key: str) -> BinaryIO:
         try:
-            return open(self._path(key), "rb")  # noqa: SIM115 - the caller closes it
+            return open(self._path(key), "rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ObjectNotFound(f"{key!r} not found under {self.root}") from None
 
@@ -165,4 +165,3 @@ class LocalStorage:
 
     def abort_upload(self, session: UploadSession) -> None:
         shutil.rmtree(self._session_dir(session), ignore_errors=True)
-

@@ -1,0 +1,89 @@
+"""``mountsync produce ...`` and ``mountsync serve``: producer processes."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import typer
+
+from shared.output import err_console
+
+log = structlog.get_logger("mountsync.producer")
+
+# Each module defines ``register(produce_app)``; SDK imports stay inside its functions.
+SOURCES = (
+    "producers.fs",
+    "producers.s3_sqs",
+    "producers.gcs_pubsub",
+    "producers.azure_eventgrid",
+    "producers.azure_queue",
+)
+ROOT_COMMANDS = ("producers.gcs_setup", "producers.deadletters")
+
+produce_app = typer.Typer(help="Run one producer (an event source feeding the changes queue).",
+                          no_args_is_help=True)  # fmt: skip
+
+
+def _optional(module_name: str) -> Any | None:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+
+
+def register(app: typer.Typer) -> None:
+    for module_name in SOURCES:
+        module = _optional(module_name)
+        if module is not None:
+            module.register(produce_app)
+    app.add_typer(produce_app, name="produce")
+    for module_name in ROOT_COMMANDS:
+        module = _optional(module_name)
+        if module is not None:
+            module.register_root(app)
+
+    @app.command("serve")
+    def serve(
+        ctx: typer.Context,
+        port: int = typer.Option(8080, "--port"),
+        host: str = typer.Option("127.0.0.1", "--host"),
+        threads: int = typer.Option(8, "--threads"),
+    ) -> None:
+        """HTTP: Pub/Sub push, Event Grid webhook, health, metrics and the JSON API."""
+        from producers.serve import run_server
+        from shared.cli import settings_of
+
+        run_server(settings_of(ctx), host=host, port=port, threads=threads)
+
+
+def run_producer(ctx: typer.Context, build: Callable[[Any], tuple[Any, Any]]) -> None:
+    """Build the runtime and source, then run the shared loop until SIGTERM/SIGINT."""
+    from producers.loop import run_source
+    from producers.runtime import build_runtime
+    from shared.cli import settings_of
+
+    settings = settings_of(ctx)
+    runtime = build_runtime(settings)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("stopping producer", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        source, pipeline = build(runtime)
+        log.info("producer started", source=source.name.value)
+        stats = run_source(source, pipeline, settings, stop, depth=runtime.queue.depth)
+    finally:
+        runtime.close()
+    err_console.print(f"producer stopped: {stats.batches} batches, {stats.acked} acked, "
+                      f"{stats.rejected} dead-lettered, {stats.nacked} nacked")  # fmt: skip

@@ -1,0 +1,116 @@
+"""normalize -> enrich -> enqueue, deciding for each raw message whether to ack, reject or nack.
+
+Shared by the pull loop (``run_source``) and the push endpoints (``serve``): a message is acked
+only when every change it produced is on Redis; invalid input is dead-lettered, then rejected;
+anything transient is nacked so the transport redelivers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from producers.base import Enricher, Normalizer
+from shared import metrics
+from shared.deadletter import DeadLetters
+from shared.errors import InvalidEvent, RetryableError
+from shared.events import ObjectChange, RawMessage
+from shared.queues import ChangeQueue
+
+log = structlog.get_logger("mountsync.producer")
+
+
+@dataclass
+class Outcome:
+    ack: list[RawMessage] = field(default_factory=list)
+    reject: list[RawMessage] = field(default_factory=list)
+    nack: list[RawMessage] = field(default_factory=list)
+    changes: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        normalize: Normalizer,
+        queue: ChangeQueue,
+        deadletters: DeadLetters,
+        *,
+        enrich: Enricher | None = None,
+        batch_size: int = 500,
+    ) -> None:
+        self._normalize = normalize
+        self._queue = queue
+        self._deadletters = deadletters
+        self._enrich = enrich
+        self._batch_size = batch_size
+
+    def process(self, messages: Sequence[RawMessage]) -> Outcome:
+        outcome = Outcome()
+        carriers: list[RawMessage] = []
+        changes: list[ObjectChange] = []
+        for message in messages:
+            metrics.EVENTS_RECEIVED.labels(message.source.value).inc()
+            produced = self._normalize_one(message, outcome)
+            if produced is None:
+                continue
+            if produced:
+                carriers.append(message)
+                changes.extend(produced)
+            else:
+                outcome.ack.append(message)  # test / validation events: nothing to queue
+        if changes:
+            self._enqueue(carriers, changes, outcome)
+        return outcome
+
+    def _normalize_one(self, message: RawMessage, outcome: Outcome) -> list[ObjectChange] | None:
+        try:
+            return self._normalize(message)
+        except InvalidEvent as exc:
+            reason = str(exc)
+        except Exception as exc:  # a normalizer bug must not crash the consumer or lose the message
+            reason = f"normalizer failed: {type(exc).__name__}: {exc}"
+            log.exception("normalizer raised", source=message.source.value,
+                          message_id=message.message_id)  # fmt: skip
+        self._dead_letter(message, reason, outcome)
+        return None
+
+    def _dead_letter(self, message: RawMessage, reason: str, outcome: Outcome) -> None:
+        try:
+            self._deadletters.record(
+                message.source.value, message.message_id, reason, message.body,
+                dict(message.attributes),
+            )  # fmt: skip
+        except Exception as exc:  # could not record: keep the message for redelivery
+            log.error("dead-letter store unavailable; message will be redelivered",
+                      message_id=message.message_id, error=str(exc))  # fmt: skip
+            outcome.nack.append(message)
+            return
+        metrics.DEAD_LETTERED.labels(message.source.value, reason.split(":")[0][:60]).inc()
+        log.warning("dead-lettered", source=message.source.value,
+                    message_id=message.message_id, reason=reason)  # fmt: skip
+        outcome.reject.append(message)
+        outcome.reasons.append(reason)
+
+    def _enqueue(
+        self, carriers: list[RawMessage], changes: list[ObjectChange], outcome: Outcome
+    ) -> None:
+        source = carriers[0].source.value
+        try:
+            if self._enrich is not None:
+                changes = self._enrich(changes)
+            for start in range(0, len(changes), self._batch_size):
+                self._queue.enqueue(changes[start : start + self._batch_size])
+        except (RetryableError, OSError) as exc:
+            metrics.ENQUEUE_FAILURES.labels(source).inc()
+            log.error("enqueue failed; messages will be redelivered", source=source,
+                      messages=len(carriers), error=str(exc))  # fmt: skip
+            outcome.nack.extend(carriers)
+            return
+        metrics.CHANGES_ENQUEUED.labels(source).inc(len(changes))
+        outcome.ack.extend(carriers)
+        outcome.changes += len(changes)
+        log.info("enqueued", source=source, changes=len(changes),
+                 source_ids=[m.message_id for m in carriers][:20])  # fmt: skip

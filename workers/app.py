@@ -1,0 +1,61 @@
+"""The Celery application: ``celery -A workers.app worker``. Settings are read here, at the process edge."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery, signals
+
+from shared.config import load_settings
+from shared.logs import configure_logging
+from shared.queues import TASK_RECONCILE_ALL, make_client
+from workers import context
+
+settings = load_settings(os.environ)
+configure_logging(settings)
+
+app: Celery = make_client(settings)
+app.conf.beat_schedule = {
+    "reconcile-mounts": {
+        "task": TASK_RECONCILE_ALL,
+        # Checks every minute which mounts are due; each mount's own interval decides.
+        "schedule": 60.0,
+        "options": {"queue": "reindex", "expires": 55},
+    }
+}
+
+
+def _register_all(celery_app: Celery) -> None:
+    from workers import tasks
+
+    tasks.register_tasks(celery_app)
+    for module_name in ("workers.alignment.tasks", "workers.migration.tasks"):
+        try:
+            module = __import__(module_name, fromlist=["register_tasks"])
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        module.register_tasks(celery_app)
+
+
+_register_all(app)
+
+
+@signals.worker_process_init.connect
+def _open_child(**_: Any) -> None:
+    context.open_context(settings, app)
+
+
+@signals.worker_process_shutdown.connect
+def _close_child(**_: Any) -> None:
+    context.close_context()
+
+
+@signals.worker_init.connect
+def _open_solo(sender: Any = None, **_: Any) -> None:
+    # Solo and threads pools run tasks in the main process: open the context there too.
+    pool = getattr(getattr(sender, "pool_cls", None), "__module__", "")
+    if "prefork" not in str(pool):
+        context.open_context(settings, app)
