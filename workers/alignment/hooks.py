@@ -1,0 +1,105 @@
+"""Debounced folder checks after every committed batch; all state lives in Redis.
+
+Protocol (safe with any number of workers and processes):
+- ``after_apply`` adds each touched folder to the sorted set ``mountsync:alignment:due`` with
+  ``ZADD NX`` (score = when the check is due). Only the call that actually added the member
+  sends the delayed ``check_folder`` task, so a burst of changes to one folder within the
+  debounce window costs one check, and a folder is never checked later than one window after
+  its first change (no starvation under a steady stream).
+- ``check_folder`` removes the member *before* reading the catalog, so any change committed
+  after that read adds the member again and schedules the next check: no change is missed.
+- A member whose task was lost (worker killed with the task prefetched) stays in the set with
+  an old score; the sweep task re-sends it. The sweep also re-checks folders the catalog says
+  changed after their last check (in case a hook never ran).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import structlog
+
+from shared.errors import ConfigError
+from shared.queues import QUEUE_ALIGNMENT, send
+from workers.alignment.config import AlignmentConfig
+
+if TYPE_CHECKING:
+    from shared.catalog.apply import AppliedChange
+    from workers.context import WorkerContext
+
+log = structlog.get_logger("mountsync.alignment")
+
+TASK_CHECK = "mountsync.alignment.check_folder"
+TASK_PIN = "mountsync.alignment.pin"
+TASK_NOTIFY = "mountsync.alignment.notify"
+TASK_SWEEP = "mountsync.alignment.sweep"
+DUE_KEY = "mountsync:alignment:due"
+# A due member older than this has lost its task (a check normally runs within a second).
+LOST_AFTER_S = 60.0
+
+
+def config_for(ctx: WorkerContext) -> AlignmentConfig:
+    try:
+        return AlignmentConfig.from_settings(ctx.settings)
+    except ConfigError as exc:
+        # A bad alignment variable must not stop the catalog from applying changes.
+        log.error("alignment settings are invalid; using defaults", error=str(exc))
+        return AlignmentConfig()
+
+
+def member(mount_id: int, folder: str) -> str:
+    return json.dumps([mount_id, folder], ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_member(raw: bytes | str) -> tuple[int, str]:
+    mount_id, folder = json.loads(raw)
+    return int(mount_id), str(folder)
+
+
+def after_apply(ctx: "WorkerContext", applied: "list[AppliedChange]") -> None:  # noqa: UP037
+    """Schedule a debounced check of every folder whose datasets this batch may have changed."""
+    config = config_for(ctx)
+    folders = sorted({(c.mount_id, c.folder) for c in applied if config.types.is_relevant(c.key)})
+    if folders:
+        schedule_checks(ctx, folders, config.debounce_s)
+
+
+def schedule_checks(ctx: WorkerContext, folders: Sequence[tuple[int, str]], delay_s: float) -> int:
+    """Mark folders due in ``delay_s``; send one delayed check per newly due folder."""
+    due = ctx.clock.now() + delay_s
+    key = ctx.key(DUE_KEY)
+    pipe = ctx.redis.pipeline(transaction=False)
+    for mount_id, folder in folders:
+        pipe.zadd(key, {member(mount_id, folder): due}, nx=True)
+    added = pipe.execute()
+    sent = 0
+    for (mount_id, folder), new in zip(folders, added, strict=True):
+        if new:
+            send(ctx.app, TASK_CHECK, mount_id, folder, queue=QUEUE_ALIGNMENT, countdown=delay_s)
+            sent += 1
+    return sent
+
+
+def claim(ctx: WorkerContext, mount_id: int, folder: str) -> bool:
+    """Take the folder off the due set; False if it was not there (redelivered or extra task)."""
+    return bool(ctx.redis.zrem(ctx.key(DUE_KEY), member(mount_id, folder)))
+
+
+def resend_lost(ctx: WorkerContext, delay_s: float, limit: int = 1000) -> int:
+    """Re-send checks for due members whose task must have been lost."""
+    key = ctx.key(DUE_KEY)
+    now = ctx.clock.now()
+    stale = ctx.redis.zrangebyscore(key, "-inf", now - LOST_AFTER_S, start=0, num=limit)
+    for raw in stale:
+        mount_id, folder = parse_member(raw)
+        ctx.redis.zadd(key, {raw: now + delay_s}, xx=True)
+        send(ctx.app, TASK_CHECK, mount_id, folder, queue=QUEUE_ALIGNMENT, countdown=delay_s)
+    return len(stale)
+
+
+def pending(ctx: WorkerContext) -> list[tuple[tuple[int, str], float]]:
+    """Folders waiting for a check and when each is due (for tests and operators)."""
+    rows: Iterable[tuple[bytes, float]] = ctx.redis.zrange(ctx.key(DUE_KEY), 0, -1, withscores=True)
+    return [(parse_member(raw), float(score)) for raw, score in rows]

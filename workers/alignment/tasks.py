@@ -1,0 +1,161 @@
+"""Thin Celery tasks of the alignment guard, routed to the ``alignment`` queue.
+
+- ``mountsync.alignment.check_folder(mount_id, folder)``: debounced check (sent by the hook).
+- ``mountsync.alignment.pin(mount, folder, last_annotated=None, order=None)``: other services
+  send this by name when a dataset becomes annotated; returns the pin summary.
+- ``mountsync.alignment.notify(alert_id)``: webhook delivery with retries.
+- ``mountsync.alignment.sweep()``: periodic safety net (lost tasks, missed hooks).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import structlog
+from celery import Celery, Task
+
+from shared.catalog.mounts import Mounts
+from shared.deadletter import DeadLetters
+from shared.errors import BadInput, MountNotFound, RetryableError
+from shared.queues import QUEUE_ALIGNMENT, send
+from workers.alignment import hooks, notify, service, store
+from workers.alignment.mountio import StorageIO
+from workers.context import WorkerContext, current
+
+log = structlog.get_logger("mountsync.alignment")
+SWEEP_EVERY_S = 30.0
+
+
+@contextmanager
+def _autocommit(ctx: WorkerContext) -> Iterator[psycopg.Connection]:
+    """A pooled connection where ``conn.transaction()`` is a real transaction."""
+    with ctx.pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            conn.autocommit = False
+
+
+def _poisoned(ctx: WorkerContext, task: Task, args: list[Any]) -> bool:
+    """Dead-letter a task delivered too often (Redis has no delivery limit of its own)."""
+    key = ctx.key(f"mountsync:deliveries:{task.request.id}")
+    pipe = ctx.redis.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, ctx.settings.visibility_timeout_s * 4)
+    count = int(pipe.execute()[0])
+    if count <= ctx.settings.max_deliveries:
+        return False
+    DeadLetters(ctx.pool).record(
+        source=f"task:{task.name}", message_id=task.request.id,
+        reason=f"delivered {count} times without finishing", payload=json.dumps(args).encode(),
+    )  # fmt: skip
+    log.error("alignment task dead-lettered", task=task.name, deliveries=count, args=args)
+    return True
+
+
+def _retry(task: Task, exc: Exception, max_retries: int = 10) -> Exception:
+    countdown = min(2**task.request.retries, 300)
+    return task.retry(exc=exc, countdown=countdown, max_retries=max_retries)  # type: ignore[no-any-return]
+
+
+def check_folder_task(self: Task, mount_id: int, folder: str) -> dict[str, Any]:
+    ctx = current()
+    if _poisoned(ctx, self, [mount_id, folder]):
+        return {"dead_lettered": True}
+    hooks.claim(ctx, mount_id, folder)
+    config = hooks.config_for(ctx)
+    started = time.perf_counter()
+    try:
+        with _autocommit(ctx) as conn:
+            mount = Mounts(conn).get_by_id(mount_id)
+            result = service.check_folder(conn, config, mount, folder, StorageIO(mount))
+    except MountNotFound:
+        notify.CHECKS.labels("mount-removed").inc()
+        return {"skipped": "mount removed"}
+    except (RetryableError, psycopg.OperationalError) as exc:
+        notify.CHECKS.labels("retry").inc()
+        raise _retry(self, exc) from exc
+    notify.CHECK_SECONDS.observe(time.perf_counter() - started)
+    notify.CHECKS.labels("alert" if result.events else "ok").inc()
+    for alert_id in notify.report(result.events):
+        if config.webhook_url:
+            send(ctx.app, hooks.TASK_NOTIFY, alert_id, queue=QUEUE_ALIGNMENT)
+    ctx.redis.delete(ctx.key(f"mountsync:deliveries:{self.request.id}"))
+    return {"mount": result.mount, "folder": folder, "kinds": result.kinds,
+            "pinned": result.pinned, "alerts": [e.alert_id for e in result.events]}  # fmt: skip
+
+
+def pin_task(
+    self: Task, mount: str, folder: str, last_annotated: int | None = None, order: str | None = None
+) -> dict[str, Any]:
+    ctx = current()
+    config = hooks.config_for(ctx)
+    try:
+        with _autocommit(ctx) as conn:
+            found = Mounts(conn).get(mount)
+            result = service.pin_dataset(
+                conn, config, found, folder, StorageIO(found),
+                last_annotated=last_annotated, order=order, by="task",
+            )  # fmt: skip
+    except BadInput as exc:
+        log.error("pin refused", mount=mount, folder=folder, error=str(exc))
+        return {"error": str(exc)}
+    except (RetryableError, psycopg.OperationalError) as exc:
+        raise _retry(self, exc) from exc
+    log.info("dataset pinned", mount=mount, dataset=result.dataset.path, frames=result.frames,
+             last_annotated=result.dataset.last_annotated, by="task")  # fmt: skip
+    return {"mount": mount, "dataset": result.dataset.path, "frames": result.frames,
+            "versions": result.versions, "last_annotated": result.dataset.last_annotated,
+            "closed_alerts": result.closed_alerts}  # fmt: skip
+
+
+def notify_task(self: Task, alert_id: int) -> dict[str, Any]:
+    ctx = current()
+    url = hooks.config_for(ctx).webhook_url
+    if not url:
+        return {"skipped": "no webhook configured"}
+    with _autocommit(ctx) as conn:
+        alert = store.get_alert(conn, alert_id)
+    if alert is None:
+        return {"skipped": "alert gone"}
+    try:
+        status = notify.post_webhook(url, notify.describe_alert(alert))
+    except RetryableError as exc:
+        raise _retry(self, exc, max_retries=8) from exc
+    return {"alert": alert_id, "status": status}
+
+
+def sweep_task(self: Task) -> dict[str, Any]:
+    ctx = current()
+    config = hooks.config_for(ctx)
+    lost = hooks.resend_lost(ctx, config.debounce_s)
+    with _autocommit(ctx) as conn:
+        missed = store.folders_needing_check(conn, margin_s=10.0, horizon_s=3600.0, limit=5000)
+    scheduled = hooks.schedule_checks(ctx, missed, config.debounce_s) if missed else 0
+    if lost or scheduled:
+        log.warning("alignment sweep re-sent checks", lost=lost, missed=scheduled)
+    return {"lost": lost, "missed": scheduled}
+
+
+def register_tasks(app: Celery) -> None:
+    """Register the alignment tasks and the sweep in the beat schedule.
+
+    Routing to the ``alignment`` queue comes from ``shared.queues`` (``mountsync.alignment.*``).
+    """
+    common = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
+    app.task(name=hooks.TASK_CHECK, **common)(check_folder_task)
+    app.task(name=hooks.TASK_PIN, **common)(pin_task)
+    app.task(name=hooks.TASK_NOTIFY, **common)(notify_task)
+    app.task(name=hooks.TASK_SWEEP, **common)(sweep_task)
+    schedule = dict(app.conf.beat_schedule or {})
+    schedule.setdefault("alignment-sweep", {
+        "task": hooks.TASK_SWEEP, "schedule": SWEEP_EVERY_S,
+        "options": {"queue": QUEUE_ALIGNMENT, "expires": SWEEP_EVERY_S - 5},
+    })  # fmt: skip
+    app.conf.beat_schedule = schedule
