@@ -1,0 +1,102 @@
+"""Migration fixtures: a store on the session database, and an in-process task runner.
+
+``inline`` runs the migration services in this process: task messages the services send are
+recorded by ``InlineApp`` and executed one by one by ``Inline.drain()`` (callback tasks sent to
+other services are kept in ``delivered``). End-to-end tests use the real worker instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+
+from shared.catalog.db import open_pool
+from shared.config import Settings
+from shared.migration import TASK_CHUNK, TASK_DELIVER, TASK_MAINTAIN, TASK_RESUME
+from shared.migration.store import MigrationStore
+from shared.queues import TASK_SUBMIT_MIGRATION
+from workers.migration import service, upkeep
+from workers.migration.service import MigrationRuntime
+
+@dataclass
+class Sent:
+    name: str
+    args: list[Any]
+    queue: str
+    options: dict[str, Any]
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class InlineApp:
+    """Stands in for the Celery client: records ``send_task`` calls."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+
+    def send_task(self, name: str, args: list[Any] | None = None, queue: str = "", **options: Any) -> Sent:
+        message = Sent(name, list(args or []), queue, options)
+        message.id = options.get("task_id") or message.id
+        self.sent.append(message)
+        return message
+
+
+@dataclass
+class Inline:
+    rt: MigrationRuntime
+    app: InlineApp
+    delivered: list[Sent] = field(default_factory=list)
+    ran: list[tuple[str, list[Any]]] = field(default_factory=list)
+
+    def submit(self, spec: dict[str, Any], task_id: str | None = None) -> str:
+        return service.submit(self.rt, spec, task_id or uuid.uuid4().hex)
+
+    def drain(self, max_tasks: int = 10_000) -> None:
+        """Run queued migration tasks until none are left (retries run at once)."""
+        for _ in range(max_tasks):
+            if not self.app.sent:
+                return
+            message = self.app.sent.pop(0)
+            self.ran.append((message.name, message.args))
+            self._run(message)
+        raise AssertionError("tasks kept coming: a loop?")
+
+    def _run(self, message: Sent) -> None:
+        if message.name == TASK_CHUNK:
+            service.run_chunk(self.rt, *message.args)
+        elif message.name == TASK_DELIVER:
+            result = upkeep.deliver_batch(self.rt, *message.args)
+            if result.retry_in_s is not None:
+                self.app.sent.append(message)
+        elif message.name == TASK_MAINTAIN:
+            upkeep.maintain(self.rt)
+        elif message.name == TASK_RESUME:
+            upkeep.resume(self.rt, *message.args)
+        elif message.name == TASK_SUBMIT_MIGRATION:
+            service.submit(self.rt, message.args[0], message.id)
+        else:
+            self.delivered.append(message)
+
+
+@pytest.fixture
+def mig_pool(settings: Settings, catalog: psycopg.Connection) -> Iterator[Any]:
+    pool = open_pool(settings.database_url, min_size=1, max_size=10, name="test-migration")
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def store(mig_pool: Any) -> MigrationStore:
+    return MigrationStore(mig_pool)
+
+
+@pytest.fixture
+def inline(settings: Settings, store: MigrationStore) -> Inline:
+    app = InlineApp()
+    extra = {"MOUNTSYNC_MIGRATION_LEASE": "30"}
+    rt = MigrationRuntime(settings.with_(extra=extra), store, app)
+    return Inline(rt, app)

@@ -1,0 +1,279 @@
+"""What the migration tasks do: plan a job, run a chunk, deliver a link batch, sweep.
+
+Every function is safe to run twice (tasks are delivered at least once): planning skips paths
+already planned, chunk runs claim items under a lease, link batches are cut under a job lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from psycopg_pool import ConnectionPool
+
+from shared.config import Settings
+from shared.errors import BadInput, MountsyncError
+from shared.migration import TASK_CHUNK, TASK_DELIVER, lifecycle
+from shared.migration import metrics as m
+from shared.migration.plan import Entry, plan_batches, relative_to_prefix
+from shared.migration.spec import MigrationSpec, parse_spec
+from shared.migration.store import ItemRow, MigrationStore
+from shared.queues import QUEUE_MIGRATIONS, send
+from shared.storage import open_storage
+from shared.storage.base import Storage
+from workers.migration.retry import ByteBudget
+from workers.migration.transfer import Outcome, Stop, Transfer, object_link
+
+log = structlog.get_logger("mountsync.migration")
+
+STATE_POLL_S = 2.0
+
+
+@dataclass
+class MigrationRuntime:
+    """Per-process resources: a pool sized for the transfer threads, and the Celery app."""
+
+    settings: Settings
+    store: MigrationStore
+    app: Any
+    clock: Callable[[], float] = time.monotonic
+
+    @property
+    def lease_s(self) -> float:
+        return float(self.settings.extra.get("MOUNTSYNC_MIGRATION_LEASE", "120"))
+
+    @property
+    def chunk_budget_s(self) -> float:
+        """How long one chunk task works before handing the rest to a continuation task."""
+        limit = float(self.settings.task_time_limit_s)
+        return max(limit * 0.5, limit - 120)
+
+    def send(self, task: str, *args: Any) -> str:
+        return send(self.app, task, *args, queue=QUEUE_MIGRATIONS)
+
+
+_runtime: tuple[int, MigrationRuntime] | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime(settings: Settings, app: Any) -> MigrationRuntime:
+    """The runtime of this process (opened on first use, re-opened after a fork)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None or _runtime[0] != os.getpid():
+            from shared.catalog.db import open_pool
+
+            pool: ConnectionPool = open_pool(settings.database_url, min_size=1, max_size=10, name="migration")
+            _runtime = (os.getpid(), MigrationRuntime(settings, MigrationStore(pool), app))
+        return _runtime[1]
+
+
+def open_storages(spec: MigrationSpec) -> tuple[Storage, Storage]:
+    source = open_storage(spec.source, spec.options.source_storage)
+    dest = open_storage(spec.destination, spec.options.destination_storage)
+    return source, dest
+
+
+# --- submission and planning -------------------------------------------------------------
+def submit(rt: MigrationRuntime, data: Any, task_id: str | None) -> str:
+    """Validate, record and plan a job; chunk tasks are queued as chunks fill up.
+    A bad spec is recorded as a failed job (when it has an id) and raised as ``BadInput``."""
+    job_id = _job_id_of(data, task_id)
+    try:
+        spec = parse_spec(data)
+    except BadInput as exc:
+        rt.store.record_rejected(job_id, data, str(exc))
+        log.warning("migration spec rejected", job_id=job_id, reason=str(exc))
+        raise
+    rt.store.create_job(job_id, spec)
+    state = rt.store.job_state(job_id)
+    if state not in ("submitted", "planning"):
+        return job_id  # planned already (a redelivery), or cancelled before it started
+    rt.store.set_state(job_id, "planning", only_from=("submitted", "planning"))
+    sent: set[int] = set()
+    try:
+        chunks = plan(rt, job_id, spec, sent)
+    except MountsyncError as exc:
+        _fail_planning(rt, job_id, exc)
+        return job_id
+    rt.store.mark_planned(job_id, chunks)
+    rt.store.set_state(job_id, "running", only_from=("planning",))
+    for chunk in lifecycle.open_chunks(rt.store, job_id):
+        if chunk not in sent:
+            rt.send(TASK_CHUNK, job_id, chunk)
+    _settle(rt, job_id)  # a job with nothing to copy ends here
+    return job_id
+
+
+def _job_id_of(data: Any, task_id: str | None) -> str:
+    given = data.get("job_id") if isinstance(data, dict) else None
+    if isinstance(given, str) and given:
+        return given
+    if task_id:
+        return task_id
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def plan(rt: MigrationRuntime, job_id: str, spec: MigrationSpec, sent: set[int]) -> int:
+    """Store the items in batches, queueing each chunk as soon as it is full (so copying
+    starts while a large prefix is still being listed). Returns the number of chunks."""
+    size = spec.options.chunk_size
+    last_chunk = -1
+    for batch in plan_batches(entries(spec), spec.destination.prefix, size):
+        for chunk in rt.store.add_items(job_id, batch, size):
+            if chunk > last_chunk >= 0:
+                rt.send(TASK_CHUNK, job_id, last_chunk)  # the previous chunk is full now
+                sent.add(last_chunk)
+            last_chunk = max(last_chunk, chunk)
+    total = rt.store.chunk_count(job_id)
+    return max(total, last_chunk + 1)
+
+
+def entries(spec: MigrationSpec) -> Iterator[Entry]:
+    """The given items, or the source prefix listed (streamed) with relative paths as ids."""
+    if spec.items is not None:
+        for item in spec.items:
+            yield Entry(item.entity_id, item.path, item.size, item.sha256, item.md5)
+        return
+    source = open_storage(spec.source, spec.options.source_storage)
+    prefix = spec.source.prefix
+    for info in source.list(prefix, recursive=True):
+        relative = relative_to_prefix(prefix, info.key)
+        yield Entry(relative, relative, info.size)
+
+
+def _fail_planning(rt: MigrationRuntime, job_id: str, exc: Exception) -> None:
+    reason = f"planning failed: {exc}"
+    log.error("migration planning failed", job_id=job_id, reason=str(exc))
+    rt.store.set_state(job_id, "failed", reason=reason, only_from=("planning",))
+    rt.store.cancel_pending(job_id, reason)
+
+
+# --- chunks ------------------------------------------------------------------------------
+class ChunkControl:
+    """Shared by the threads of one chunk run: notices a cancel (polled every 2 s), the end
+    of the time budget, and keeps item leases alive."""
+
+    def __init__(self, rt: MigrationRuntime, job_id: str, deadline: float) -> None:
+        self.rt, self.job_id, self.deadline = rt, job_id, deadline
+        self._lock = threading.Lock()
+        self._state = "running"
+        self._polled = rt.clock()
+        self._renewed: dict[int, float] = {}
+
+    def stop_reason(self) -> str | None:
+        now = self.rt.clock()
+        with self._lock:
+            if now - self._polled >= STATE_POLL_S:
+                self._state = self.rt.store.job_state(self.job_id) or "missing"
+                self._polled = now
+            state = self._state
+        if state not in ("planning", "running"):
+            return "cancelled"
+        return "deadline" if now >= self.deadline else None
+
+    def check(self, item: ItemRow) -> None:
+        reason = self.stop_reason()
+        if reason:
+            raise Stop(reason)
+        now = self.rt.clock()
+        with self._lock:
+            due = now - self._renewed.get(item.seq, now) >= self.rt.lease_s / 3
+            self._renewed.setdefault(item.seq, now)
+            if due:
+                self._renewed[item.seq] = now
+        if due:
+            self.rt.store.renew(self.job_id, item.seq, self.rt.lease_s)
+
+
+@dataclass
+class ChunkResult:
+    counts: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None
+
+    def add(self, state: str) -> None:
+        self.counts[state] = self.counts.get(state, 0) + 1
+
+
+def run_chunk(rt: MigrationRuntime, job_id: str, chunk: int) -> dict[str, Any]:
+    """Copy the open items of one chunk; returns counts per outcome."""
+    job = rt.store.job(job_id)
+    if job is None or job["state"] not in ("planning", "running"):
+        if job is not None:
+            _settle(rt, job_id)
+        return {"job_id": job_id, "chunk": chunk, "skipped": "job not active"}
+    spec = parse_spec(job["spec"])
+    source, dest = open_storages(spec)
+    control = ChunkControl(rt, job_id, rt.clock() + rt.chunk_budget_s)
+    result = _drive(rt, spec, source, dest, job_id, chunk, control)
+    if result.stopped == "deadline" and chunk in lifecycle.open_chunks(rt.store, job_id):
+        rt.send(TASK_CHUNK, job_id, chunk)  # continue in a fresh task
+    _settle(rt, job_id)
+    return {"job_id": job_id, "chunk": chunk, **result.counts}
+
+
+def _drive(
+    rt: MigrationRuntime, spec: MigrationSpec, source: Storage, dest: Storage,
+    job_id: str, chunk: int, control: ChunkControl,
+) -> ChunkResult:  # fmt: skip
+    o = spec.options
+    result = ChunkResult()
+    part_workers = max(2, min(64, o.concurrency * o.part_concurrency, o.max_buffer_bytes // o.part_size + 1))
+    with ThreadPoolExecutor(part_workers, "mig-part") as parts, \
+            ThreadPoolExecutor(o.concurrency, "mig-item") as items:  # fmt: skip
+        transfer = Transfer(source, dest, o, rt.store, budget=ByteBudget(o.max_buffer_bytes),
+                            part_pool=parts, control=control)  # fmt: skip
+        inflight: dict[Future[Outcome], ItemRow] = {}
+        while True:
+            result.stopped = control.stop_reason()
+            free = o.concurrency - len(inflight)
+            if free > 0 and result.stopped is None:
+                for row in rt.store.claim(job_id, chunk, free, rt.lease_s):
+                    inflight[items.submit(_run_item, transfer, row)] = row
+            if not inflight:
+                return result
+            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            for future in finished:
+                row = inflight.pop(future)
+                outcome = future.result()
+                record(rt, dest, row, outcome)
+                result.add(outcome.state)
+
+
+def _run_item(transfer: Transfer, row: ItemRow) -> Outcome:
+    try:
+        return transfer.run(row)
+    except Exception as exc:  # a bug must not take the other items of the chunk down
+        log.exception("migration item crashed", job_id=row.job_id, entity_id=row.entity_id)
+        return Outcome("failed", reason=f"internal error: {type(exc).__name__}: {exc}")
+
+
+def record(rt: MigrationRuntime, dest: Storage, row: ItemRow, outcome: Outcome) -> None:
+    if outcome.state == "released":
+        rt.store.release(row.job_id, row.seq)
+        return
+    link = object_link(dest.url, row.dest_key) if outcome.state in ("done", "skipped") else None
+    reason = outcome.reason or ("job cancelled" if outcome.state == "cancelled" else None)
+    rt.store.finish_item(
+        row.job_id, row.seq, outcome.state, reason=reason, checksum=outcome.checksum,
+        etag=outcome.etag, link=link,
+    )  # fmt: skip
+    m.ITEMS_FINISHED.labels(outcome.state).inc()
+    log.info("migration item", job_id=row.job_id, entity_id=row.entity_id, state=outcome.state,
+             reason=outcome.reason, verified_by=outcome.verified_by)  # fmt: skip
+
+
+def _settle(rt: MigrationRuntime, job_id: str) -> None:
+    settled = lifecycle.settle(rt.store, job_id)
+    for batch in settled.batches:
+        rt.send(TASK_DELIVER, job_id, batch)
+    if settled.final_state:
+        log.info("migration job finished", job_id=job_id, state=settled.final_state)

@@ -1,0 +1,85 @@
+"""Celery tasks of migration jobs (queue ``migrations``); thin wrappers around the services.
+
+``mountsync.submit_migration(spec)`` is the public entry point other services send by name.
+Results are not stored (the project's Celery config ignores them), so the job id is known to
+the sender up front: it is ``spec["job_id"]`` when given, else the id of the Celery task
+message (``send_task(...).id``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery import Celery, Task
+
+from shared.errors import BadInput, RetryableError
+from shared.migration import TASK_CHUNK, TASK_DELIVER, TASK_MAINTAIN, TASK_RESUME
+from shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION
+from workers.context import current
+from workers.migration import service, upkeep
+from workers.migration.service import MigrationRuntime
+
+log = structlog.get_logger("mountsync.migration")
+MAINTAIN_EVERY_S = 60.0
+
+
+def _rt() -> MigrationRuntime:
+    ctx = current()
+    return service.runtime(ctx.settings, ctx.app)
+
+
+def _backoff(task: Task) -> float:
+    return float(min(2 ** (task.request.retries or 0), 60))
+
+
+def submit_migration(self: Task, spec: Any) -> str | dict[str, str]:
+    try:
+        return service.submit(_rt(), spec, self.request.id)
+    except BadInput as exc:
+        return {"error": str(exc)}  # recorded as a failed job; retrying cannot help
+    except RetryableError as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self), max_retries=20) from exc
+
+
+def upload_chunk(self: Task, job_id: str, chunk: int) -> dict[str, Any]:
+    try:
+        return service.run_chunk(_rt(), job_id, int(chunk))
+    except RetryableError as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self), max_retries=20) from exc
+
+
+def deliver_links(self: Task, job_id: str, batch: int) -> dict[str, Any]:
+    try:
+        result = upkeep.deliver_batch(_rt(), job_id, int(batch))
+    except RetryableError as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self), max_retries=20) from exc
+    if result.retry_in_s is not None:
+        # The attempt count lives in PostgreSQL; Celery's own limit must not cut it short.
+        raise self.retry(countdown=result.retry_in_s, max_retries=None)
+    return {"job_id": job_id, "batch": batch, "state": result.state}
+
+
+def maintain(self: Task) -> dict[str, int]:
+    return upkeep.maintain(_rt())
+
+
+def resume(self: Task, job_id: str) -> dict[str, Any]:
+    return upkeep.resume(_rt(), job_id)
+
+
+def register_tasks(app: Celery) -> None:
+    """Register the migration tasks and the periodic sweep on ``app``."""
+    common = {"bind": True, "acks_late": True, "ignore_result": True}
+    app.task(name=TASK_SUBMIT_MIGRATION, **common)(submit_migration)
+    app.task(name=TASK_CHUNK, **common)(upload_chunk)
+    app.task(name=TASK_DELIVER, **common)(deliver_links)
+    app.task(name=TASK_MAINTAIN, **common)(maintain)
+    app.task(name=TASK_RESUME, **common)(resume)
+    schedule = dict(app.conf.beat_schedule or {})
+    schedule["migration-maintain"] = {
+        "task": TASK_MAINTAIN,
+        "schedule": MAINTAIN_EVERY_S,
+        "options": {"queue": QUEUE_MIGRATIONS, "expires": MAINTAIN_EVERY_S - 5},
+    }
+    app.conf.beat_schedule = schedule

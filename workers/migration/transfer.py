@@ -1,0 +1,435 @@
+"""Copy one item from a source to a destination storage: streaming, verified, resumable.
+
+Small files (up to ``multipart_threshold``) are read once into a buffer, hashed and ``put``.
+Larger files go through the storage's resumable writer part by part: at most
+``part_concurrency`` parts of a file are in flight, and all part buffers of the process share
+one ``ByteBudget``, so memory does not grow with the file size or the number of files.
+Every part is recorded in PostgreSQL before it is sent and when it is confirmed; a resumed
+item re-reads (and re-hashes) the source but sends only parts that are not both recorded as
+done and listed by the provider (``list_parts``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+from shared.errors import BadInput, CredentialsRejected, ObjectNotFound, RetryableError
+from shared.events import normalize_etag
+from shared.migration.plan import part_count, part_size_for
+from shared.migration.spec import TransferOptions
+from shared.migration.store import ItemRow, MigrationStore, Verified
+from shared.storage.base import ObjectInfo, PartInfo, Storage, UploadSession
+from workers.migration.retry import Backoff, ByteBudget, GaveUp, with_retries
+from workers.migration.verify import (
+    MD5_RE,
+    ChecksumMismatch,
+    Digests,
+    candidate_part_sizes,
+    check_upload,
+    hash_stream,
+    multipart_parts,
+    same_content,
+    verified_method,
+)
+
+log = logging.getLogger(__name__)
+PERMANENT = (ObjectNotFound, BadInput, CredentialsRejected)
+
+
+class Stop(Exception):
+    """The transfer must stop between parts: ``reason`` is 'cancelled' or 'deadline'."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SourceChanged(RetryableError):
+    """The source's bytes differ from what an earlier attempt uploaded; start the item over."""
+
+
+class Permanent(Exception):
+    """An item that can never be copied as submitted (the message is the reason)."""
+
+
+class Control(Protocol):
+    """What the running chunk tells a transfer: ``check(item)`` raises ``Stop`` when the job
+    was cancelled or the task's time budget is spent (and keeps the item's lease alive)."""
+
+    def check(self, item: ItemRow) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """``state`` is done, skipped, failed, cancelled or released (given back unfinished)."""
+
+    state: str
+    reason: str | None = None
+    checksum: str | None = None
+    etag: str | None = None
+    size: int | None = None
+    verified_by: str | None = None
+
+
+def object_link(url: Any, key: str) -> str:
+    """The remote URL of an object (``s3://bucket/key``, ``file:///root/key``)."""
+    if url.provider.value == "fs":
+        return f"file://{url.bucket.rstrip('/')}/{key}"
+    scheme = {"s3": "s3", "gcs": "gs", "azure": "az"}[url.provider.value]
+    return f"{scheme}://{url.bucket}/{key}"
+
+
+def location_of(url: Any) -> str:
+    """Bucket-level identity of a storage (for the verified-copy record)."""
+    if url.provider.value == "fs":
+        return f"file://{url.bucket.rstrip('/')}"
+    return f"{url.provider.value}://{url.bucket}"
+
+
+class Transfer:
+    """Copies items between two storages with shared buffers and a shared part pool."""
+
+    def __init__(
+        self,
+        source: Storage,
+        dest: Storage,
+        options: TransferOptions,
+        store: MigrationStore,
+        *,
+        budget: ByteBudget,
+        part_pool: ThreadPoolExecutor,
+        control: Control,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.source, self.dest, self.options, self.store = source, dest, options, store
+        self.budget, self.part_pool, self.control = budget, part_pool, control
+        self.backoff = backoff or Backoff(options.retry_base_s, options.retry_max_s)
+        self.sleep = sleep or _sleep
+        self.location = location_of(dest.url)
+        # Resumable uploads that must be sent in order (GCS) cannot take parallel parts.
+        self.part_concurrency = 1 if getattr(dest, "sequential_parts", False) else options.part_concurrency
+
+    # --- one item ---------------------------------------------------------------------------
+    def run(self, item: ItemRow) -> Outcome:
+        """Copy one item, retrying transient failures; never raises except ``Stop``-free bugs."""
+        attempts = self.options.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._run_once(item)
+            except Stop as stop:
+                return Outcome("cancelled" if stop.reason == "cancelled" else "released")
+            except (Permanent, *PERMANENT) as exc:
+                return Outcome("failed", reason=str(exc))
+            except GaveUp as exc:
+                return Outcome("failed", reason=str(exc))
+            except (RetryableError, ChecksumMismatch, OSError) as exc:
+                item = self.store.refresh_upload(item)
+                if isinstance(exc, ChecksumMismatch | SourceChanged):
+                    self._forget_upload(item)
+                    item = _without_upload(item)
+                if attempt >= attempts:
+                    return Outcome("failed", reason=f"gave up after {attempts} attempts: {exc}")
+                log.warning("migration item %s attempt %d failed: %s", item.entity_id, attempt, exc)
+                self.sleep(self.backoff.delay(attempt))
+        raise AssertionError("unreachable")
+
+    def _run_once(self, item: ItemRow) -> Outcome:
+        self.control.check(item)
+        src_key = self.source.url.key_for(item.path)
+        size = self._call(lambda: self.source.stat(src_key), "stat source").size
+        if item.size is not None and item.size != size:
+            raise Permanent(f"source has {size} bytes, the spec said {item.size}")
+        if item.size is None:
+            self.store.set_size(item.job_id, item.seq, size)
+        if self.options.skip_existing:
+            skipped = self._skip_if_equal(item, src_key, size)
+            if skipped is not None:
+                return skipped
+        if size <= self.options.multipart_threshold:
+            return self._put(item, src_key, size)
+        return self._multipart(item, src_key, size)
+
+    def _call(self, call: Callable[[], Any], what: str) -> Any:
+        return with_retries(
+            call,
+            attempts=self.options.max_attempts,
+            backoff=self.backoff,
+            what=what,
+            sleep=self.sleep,
+        )
+
+    # --- skip existing ----------------------------------------------------------------------
+    def _skip_if_equal(self, item: ItemRow, src_key: str, size: int) -> Outcome | None:
+        try:
+            info: ObjectInfo = self._call(lambda: self.dest.stat(item.dest_key), "stat destination")
+        except ObjectNotFound:
+            return None
+        if info.size != size:
+            return None
+        parts = multipart_parts(info)
+        sizes = set()
+        if parts is not None:
+            configured = {part_size_for(size, self.options.part_size), item.part_size or 0}
+            sizes = candidate_part_sizes(size, parts, configured)
+        digests = self._hash_source(src_key, sizes)
+        _check_wanted(item, digests)
+        record = self.store.verified(self.location, item.dest_key)
+        if same_content(info, digests, record) is not True:
+            return None
+        self._forget_upload(item)
+        return Outcome(
+            "skipped", checksum=digests.checksum, etag=info.etag, size=size, verified_by="existing"
+        )
+
+    def _hash_source(self, src_key: str, part_sizes: set[int]) -> Digests:
+        def read() -> Digests:
+            with self.source.open(src_key) as stream:
+                return hash_stream(stream, part_sizes)
+
+        digests: Digests = self._call(read, "read source")
+        return digests
+
+    # --- single put -------------------------------------------------------------------------
+    def _put(self, item: ItemRow, src_key: str, size: int) -> Outcome:
+        self.budget.acquire(size)
+        try:
+            data: bytes = self._call(lambda: _read_all(self.source, src_key, size), "read source")
+            digests = Digests(size, hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest())
+            _check_wanted(item, digests)
+            self.control.check(item)
+            info: ObjectInfo = self._call(lambda: self.dest.put(item.dest_key, io.BytesIO(data), size), "put")
+            self.store.add_sent(item.job_id, item.seq, size)
+        finally:
+            self.budget.release(size)
+        check_upload(info, digests, None)
+        return self._done(item, info, digests, None)
+
+    def _done(
+        self, item: ItemRow, info: ObjectInfo, digests: Digests, part_md5s: list[str] | None
+    ) -> Outcome:
+        if info.etag:
+            record = Verified(info.size, info.etag, digests.sha256, digests.md5)
+            self.store.record_verified(self.location, item.dest_key, record)
+        return Outcome(
+            "done",
+            checksum=digests.checksum,
+            etag=info.etag,
+            size=info.size,
+            verified_by=verified_method(info, part_md5s),
+        )
+
+    # --- multipart --------------------------------------------------------------------------
+    def _multipart(self, item: ItemRow, src_key: str, size: int) -> Outcome:
+        session, confirmed = self._session(item, size)
+        try:
+            digests, parts, md5s = self._send_parts(item, session, confirmed, src_key, size)
+        except Stop as stop:
+            if stop.reason == "cancelled":
+                self._abort(item, session)
+            raise
+        try:
+            _check_wanted(item, digests)
+        except Permanent:
+            self._abort(item, session)
+            raise
+        self.control.check(item)
+        info = self._complete(item, session, parts)
+        check_upload(info, digests, md5s)
+        return self._done(item, info, digests, md5s)
+
+    def _session(self, item: ItemRow, size: int) -> tuple[UploadSession, dict[int, tuple[PartInfo, str]]]:
+        if item.upload_id and item.part_size:
+            session = UploadSession(item.dest_key, item.upload_id, int(item.part_size))
+            confirmed = self._confirmed_parts(item, session)
+            if confirmed is not None:
+                return session, confirmed
+            self.store.forget_upload(item.job_id, item.seq)
+        part_size = part_size_for(size, self.options.part_size)
+        session = self._call(lambda: self.dest.start_upload(item.dest_key, part_size), "start upload")
+        self.store.start_upload(item.job_id, item.seq, session.upload_id, part_size)
+        return session, {}
+
+    def _confirmed_parts(
+        self, item: ItemRow, session: UploadSession
+    ) -> dict[int, tuple[PartInfo, str]] | None:
+        """Parts recorded as done AND listed by the provider with the same size (and ETag),
+        with the MD5 recorded when they were sent; None when the upload no longer exists."""
+        try:
+            remote = self._call(lambda: self.dest.list_parts(session), "list parts")
+        except ObjectNotFound:
+            return None
+        listed = {p.number: p for p in remote}
+        confirmed: dict[int, tuple[PartInfo, str]] = {}
+        for row in self.store.parts(item.job_id, item.seq, session.upload_id):
+            part = listed.get(row.number)
+            if not row.done or part is None or part.size != row.size:
+                continue
+            if row.etag and part.etag and normalize_etag(row.etag) != normalize_etag(part.etag):
+                continue
+            info = PartInfo(row.number, row.size, part.etag or row.etag or "")
+            confirmed[row.number] = (info, row.md5)
+        return confirmed
+
+    def _send_parts(
+        self,
+        item: ItemRow,
+        session: UploadSession,
+        confirmed: dict[int, tuple[PartInfo, str]],
+        src_key: str,
+        size: int,
+    ) -> tuple[Digests, list[PartInfo], list[str]]:
+        sha, md5 = hashlib.sha256(), hashlib.md5()
+        md5s: list[str] = []
+        results: dict[int, PartInfo] = {}
+        inflight: deque[tuple[Future[PartInfo], int]] = deque()
+        try:
+            with self.source.open(src_key) as stream:
+                for number in range(1, part_count(size, session.part_size) + 1):
+                    self.control.check(item)
+                    length = min(session.part_size, size - (number - 1) * session.part_size)
+                    data = self._read_part(stream, length)
+                    sha.update(data)
+                    md5.update(data)
+                    part_md5 = hashlib.md5(data).hexdigest()
+                    md5s.append(part_md5)
+                    if number in confirmed:
+                        self.budget.release(length)
+                        done, sent_md5 = confirmed[number]
+                        if sent_md5 != part_md5:
+                            raise SourceChanged(f"part {number} of the source changed since sent")
+                        results[number] = done
+                        continue
+                    while len(inflight) >= self.part_concurrency:
+                        _collect(inflight.popleft()[0], results)
+                    job = self.part_pool.submit(self._send_part, item, session, number, data, part_md5)
+                    inflight.append((job, length))
+                if stream.read(1):
+                    raise SourceChanged("the source grew while it was read")
+            while inflight:
+                _collect(inflight.popleft()[0], results)
+        finally:
+            self._drain(inflight)
+        parts = [results[n] for n in sorted(results)]
+        return Digests(size, sha.hexdigest(), md5.hexdigest()), parts, md5s
+
+    def _read_part(self, stream: BinaryIO, length: int) -> bytes:
+        self.budget.acquire(length)
+        try:
+            data = _read_exact(stream, length)
+        except BaseException:
+            self.budget.release(length)
+            raise
+        return data
+
+    def _drain(self, inflight: deque[tuple[Future[PartInfo], int]]) -> None:
+        """After an error: drop queued parts (returning their buffers) and wait for running ones."""
+        for job, length in inflight:
+            if job.cancel():
+                self.budget.release(length)
+        for job, _ in inflight:
+            if not job.cancelled():
+                job.exception()
+
+    def _send_part(
+        self, item: ItemRow, session: UploadSession, number: int, data: bytes, part_md5: str
+    ) -> PartInfo:
+        try:
+            self.store.part_sending(item.job_id, item.seq, session.upload_id, number, len(data), part_md5)
+
+            def send() -> PartInfo:
+                part = self.dest.upload_part(session, number, data)
+                etag = (normalize_etag(part.etag) or "").lower()
+                if MD5_RE.match(etag) and etag != part_md5:
+                    raise _PartCorrupted(f"part {number}: provider MD5 {etag} != sent {part_md5}")
+                return part
+
+            part: PartInfo = with_retries(
+                send,
+                attempts=self.options.max_attempts,
+                backoff=self.backoff,
+                what=f"upload part {number}",
+                sleep=self.sleep,
+            )
+            self.store.part_done(item.job_id, item.seq, number, part.etag)
+            return part
+        finally:
+            self.budget.release(len(data))
+
+    def _complete(self, item: ItemRow, session: UploadSession, parts: list[PartInfo]) -> ObjectInfo:
+        try:
+            info: ObjectInfo = self._call(
+                lambda: self.dest.complete_upload(session, parts), "complete upload"
+            )
+            return info
+        except ObjectNotFound:
+            # An earlier call completed it and its answer was lost: check what is there.
+            stat: ObjectInfo = self._call(lambda: self.dest.stat(item.dest_key), "stat destination")
+            return stat
+
+    def _abort(self, item: ItemRow, session: UploadSession) -> None:
+        try:
+            self.dest.abort_upload(session)
+        except Exception as exc:  # the orphan sweep retries later
+            log.warning("abort of upload %s failed: %s", session.upload_id, exc)
+            return
+        self.store.forget_upload(item.job_id, item.seq)
+
+    def _forget_upload(self, item: ItemRow) -> None:
+        if item.upload_id and item.part_size:
+            self._abort(item, UploadSession(item.dest_key, item.upload_id, int(item.part_size)))
+
+
+class _PartCorrupted(RetryableError):
+    """The provider's MD5 of a part differs from what was sent (corrupted on the way)."""
+
+
+def _collect(job: Future[PartInfo], results: dict[int, PartInfo]) -> None:
+    part = job.result()
+    results[part.number] = part
+
+
+def _check_wanted(item: ItemRow, digests: Digests) -> None:
+    if item.want_sha256 and item.want_sha256 != digests.sha256:
+        raise Permanent(f"source sha256 {digests.sha256} differs from the submitted {item.want_sha256}")
+    if item.want_md5 and item.want_md5 != digests.md5:
+        raise Permanent(f"source md5 {digests.md5} differs from the submitted {item.want_md5}")
+
+
+def _read_all(source: Storage, key: str, size: int) -> bytes:
+    with source.open(key) as stream:
+        data = _read_exact(stream, size)
+        if stream.read(1):
+            raise SourceChanged(f"{key!r} grew while it was read")
+    return data
+
+
+def _read_exact(stream: BinaryIO, length: int) -> bytes:
+    chunks: list[bytes] = []
+    missing = length
+    while missing > 0:
+        block = stream.read(missing)
+        if not block:
+            raise SourceChanged(f"the source ended {missing} bytes early")
+        chunks.append(block)
+        missing -= len(block)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _without_upload(item: ItemRow) -> ItemRow:
+    from dataclasses import replace
+
+    return replace(item, upload_id=None, part_size=None)
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)

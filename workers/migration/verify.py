@@ -1,0 +1,183 @@
+"""Checksums: what a source hashes to, and whether a destination object has the same content.
+
+A destination object counts as equal only on positive evidence: a provider checksum (sha256,
+md5, or an S3 ETag that is the MD5 or the multipart MD5-of-MD5s), or our own record of a
+verified copy whose size and ETag are unchanged. Without evidence it is copied again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from shared.migration.plan import part_count
+from shared.migration.store import Verified
+from shared.storage.base import ObjectInfo
+
+MiB = 1024 * 1024
+READ_BLOCK = 1 * MiB
+MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+MULTIPART_RE = re.compile(r"^([0-9a-f]{32})-(\d+)$")
+# Part sizes other tools use, tried when an S3 multipart ETag must be recomputed.
+COMMON_PART_SIZES = (5 * MiB, 8 * MiB, 15 * MiB, 16 * MiB, 50 * MiB, 64 * MiB, 100 * MiB)
+
+
+class ChecksumMismatch(Exception):
+    """Content differs from what was expected (the reason says where)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Digests:
+    """Whole-content hashes plus S3-style multipart ETags for some part sizes."""
+
+    size: int
+    sha256: str
+    md5: str
+    composites: Mapping[int, str] = field(default_factory=dict)
+
+    @property
+    def checksum(self) -> str:
+        return f"sha256:{self.sha256}"
+
+
+def normalize_digest(value: str | None, length: int) -> str | None:
+    """Hex digest of ``length`` hex chars from hex or base64 (GCS sends base64 MD5s)."""
+    if not value:
+        return None
+    text = value.strip().strip('"').lower()
+    if re.fullmatch(rf"[0-9a-f]{{{length}}}", text):
+        return text
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) * 2 == length else None
+
+
+def composite_etag(part_md5s: Iterable[str]) -> str:
+    """S3's multipart ETag: MD5 of the concatenated binary part MD5s, dash, part count."""
+    digests = [bytes.fromhex(m) for m in part_md5s]
+    return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+
+
+def candidate_part_sizes(size: int, parts: int, configured: Iterable[int]) -> set[int]:
+    """Part sizes that split ``size`` bytes into exactly ``parts`` parts."""
+    guesses = set(configured) | set(COMMON_PART_SIZES)
+    if parts > 0:
+        even = -(-size // parts)
+        guesses |= {even, -(-even // MiB) * MiB}
+    return {p for p in guesses if p > 0 and part_count(size, p) == parts}
+
+
+def hash_stream(stream: BinaryIO, part_sizes: Iterable[int] = ()) -> Digests:
+    """Hash a stream in bounded memory; also the multipart ETag for each of ``part_sizes``."""
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    trackers = {p: _PartTracker(p) for p in part_sizes}
+    size = 0
+    while True:
+        block = stream.read(READ_BLOCK)
+        if not block:
+            break
+        size += len(block)
+        sha.update(block)
+        md5.update(block)
+        for tracker in trackers.values():
+            tracker.update(block)
+    composites = {p: t.finish() for p, t in trackers.items()}
+    return Digests(size, sha.hexdigest(), md5.hexdigest(), composites)
+
+
+class _PartTracker:
+    def __init__(self, part_size: int) -> None:
+        self.part_size = part_size
+        self.current = hashlib.md5()
+        self.filled = 0
+        self.done: list[str] = []
+
+    def update(self, block: bytes) -> None:
+        view = memoryview(block)
+        while view:
+            take = min(len(view), self.part_size - self.filled)
+            self.current.update(view[:take])
+            self.filled += take
+            view = view[take:]
+            if self.filled == self.part_size:
+                self.done.append(self.current.hexdigest())
+                self.current, self.filled = hashlib.md5(), 0
+
+    def finish(self) -> str:
+        parts = [*self.done, self.current.hexdigest()] if self.filled or not self.done else self.done
+        return composite_etag(parts)
+
+
+def multipart_parts(info: ObjectInfo) -> int | None:
+    match = MULTIPART_RE.match((info.etag or "").lower())
+    return int(match.group(2)) if match else None
+
+
+def provider_sums(info: ObjectInfo) -> dict[str, str]:
+    """Content hashes the provider reports for an object (hex)."""
+    sums: dict[str, str] = {}
+    lowered = {k.lower().replace("-", ""): v for k, v in info.checksums.items()}
+    for name, length in (("sha256", 64), ("md5", 32)):
+        value = normalize_digest(lowered.get(name), length)
+        if value:
+            sums[name] = value
+    etag = (info.etag or "").lower()
+    if "md5" not in sums and MD5_RE.match(etag):
+        sums["md5"] = etag
+    return sums
+
+
+def same_content(info: ObjectInfo, digests: Digests, record: Verified | None = None) -> bool | None:
+    """True/False when the evidence decides; None when there is none (treat as different)."""
+    if info.size != digests.size:
+        return False
+    sums = provider_sums(info)
+    if "sha256" in sums:
+        return sums["sha256"] == digests.sha256
+    if "md5" in sums:
+        return sums["md5"] == digests.md5
+    parts = multipart_parts(info)
+    if parts is not None:
+        for composite in digests.composites.values():
+            if composite.endswith(f"-{parts}") and composite == (info.etag or "").lower():
+                return True
+    if record is not None and record.etag == info.etag and record.size == info.size:
+        return record.sha256 == digests.sha256
+    return False if parts is not None and digests.composites else None
+
+
+def check_upload(info: ObjectInfo, digests: Digests, part_md5s: list[str] | None) -> None:
+    """Verify a finished upload against what was read; ``ChecksumMismatch`` says what differs."""
+    if info.size != digests.size:
+        raise ChecksumMismatch(
+            f"destination has {info.size} bytes after upload, the source had {digests.size}"
+        )
+    sums = provider_sums(info)
+    for name in ("sha256", "md5"):
+        ours = getattr(digests, name)
+        if name in sums and sums[name] != ours:
+            raise ChecksumMismatch(f"destination {name} {sums[name]} differs from the source's {ours}")
+    parts = multipart_parts(info)
+    if parts is not None and part_md5s is not None and len(part_md5s) == parts:
+        expected = composite_etag(part_md5s)
+        if expected != (info.etag or "").lower():
+            raise ChecksumMismatch(f"multipart ETag {info.etag} differs from expected {expected}")
+
+
+def verified_method(info: ObjectInfo, part_md5s: list[str] | None) -> str:
+    """How a copy was verified (for logs): the strongest evidence available."""
+    sums = provider_sums(info)
+    if "sha256" in sums:
+        return "sha256"
+    if "md5" in sums:
+        return "md5"
+    if multipart_parts(info) is not None and part_md5s:
+        return "multipart-etag"
+    return "size+part-md5" if part_md5s else "size"
