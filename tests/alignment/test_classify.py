@@ -98,9 +98,7 @@ CASES = [
     Case("remove-last", remove("09.png"), (R,), 9, 1, 4, 0, breaking=False),
     Case("remove-all", lambda fs: [], (R,), 0, 10),
     Case("rename-in-place", rename("05.png", "05b.png"), (N,), 5, 1),
-    Case(
-        "rename-in-place-unannotated", rename("05.png", "05b.png"), (N,), 5, 1, 4, 0, breaking=False
-    ),
+    Case("rename-in-place-unannotated", rename("05.png", "05b.png"), (N,), 5, 1, 4, 0, breaking=False),
     Case("rename-moves-frame", rename("01.png", "99.png"), (N,), 1, 9, 40, 9),
     Case("replace", replace("03.png"), (P,), 3, 1, 4, 1),
     Case("replace-after-annotated", replace("08.png"), (P,), 8, 1, 4, 0, breaking=False),
@@ -130,9 +128,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_classification(case: Case) -> None:
     before = pinned()
-    result = classify_folder_change(
-        before, case.edit(list(before)), last_annotated=case.last_annotated
-    )
+    result = classify_folder_change(before, case.edit(list(before)), last_annotated=case.last_annotated)
     assert result.kinds == case.kinds
     assert result.kind == (case.kinds[0] if case.kinds else None)
     assert result.first_shifted_index == case.first
@@ -143,9 +139,9 @@ def test_classification(case: Case) -> None:
 
 def test_details_name_the_frames() -> None:
     before = pinned()
-    after = chain(
-        add(frame("03a.png")), remove("07.png"), rename("01.png", "01z.png"), replace("05.png")
-    )(list(before))
+    after = chain(add(frame("03a.png")), remove("07.png"), rename("01.png", "01z.png"), replace("05.png"))(
+        list(before)
+    )
     details = classify_folder_change(before, after).details()
     assert details["inserted"] == [{"index": 4, "key": "d/03a.png"}]
     assert details["removed"] == [{"index": 7, "key": "d/07.png"}]

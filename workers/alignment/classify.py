@@ -161,9 +161,7 @@ def _reordered(pinned_index: dict[str, int], current: Sequence[Frame]) -> tuple[
         return ()
     # Frames not on a longest increasing run are the ones that moved relative to the others.
     on_run = set(_longest_increasing(kept))
-    return tuple(
-        f.key for f in current if f.key in pinned_index and pinned_index[f.key] not in on_run
-    )
+    return tuple(f.key for f in current if f.key in pinned_index and pinned_index[f.key] not in on_run)
 
 
 def _longest_increasing(values: list[int]) -> list[int]:
@@ -189,9 +187,7 @@ def _longest_increasing(values: list[int]) -> list[int]:
 
 
 def _affected(pinned: Sequence[Frame], current: Sequence[Frame]) -> list[int]:
-    return [
-        i for i, frame in enumerate(pinned) if i >= len(current) or not frame.same_frame(current[i])
-    ]
+    return [i for i, frame in enumerate(pinned) if i >= len(current) or not frame.same_frame(current[i])]
 
 
 def classify_folder_change(
@@ -228,9 +224,7 @@ def classify_folder_change(
     survivors += [current_index[b.key] for _, b in pairs]
     last_survivor = max(survivors, default=-1)
     appended = tuple(f.key for f in added if current_index[f.key] > last_survivor)
-    inserted = tuple(
-        (current_index[f.key], f.key) for f in added if current_index[f.key] <= last_survivor
-    )
+    inserted = tuple((current_index[f.key], f.key) for f in added if current_index[f.key] <= last_survivor)
     reordered = _reordered(pinned_index, current)
     found = {
         ChangeKind.REORDER: bool(reordered),

@@ -81,9 +81,7 @@ class AlignmentConfig:
             autopin=_flag(extra, "MOUNTSYNC_ALIGNMENT_AUTOPIN", True),
             alert_appends=_flag(extra, "MOUNTSYNC_ALIGNMENT_ALERT_APPENDS", False),
             alert_new=_flag(extra, "MOUNTSYNC_ALIGNMENT_ALERT_NEW", False),
-            quarantine=_choice(
-                extra, "MOUNTSYNC_ALIGNMENT_QUARANTINE", "breaking", QUARANTINE_POLICIES
-            ),
+            quarantine=_choice(extra, "MOUNTSYNC_ALIGNMENT_QUARANTINE", "breaking", QUARANTINE_POLICIES),
             webhook_url=(extra.get("MOUNTSYNC_ALERT_WEBHOOK") or "").strip() or None,
         )
 

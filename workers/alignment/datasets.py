@@ -75,20 +75,14 @@ class MediaTypes:
     @classmethod
     def from_extra(cls, extra: Mapping[str, str]) -> MediaTypes:
         """From settings.extra: MOUNTSYNC_IMAGE_TYPES, _VIDEO_TYPES, _FRAME_MANIFEST."""
-        images = _parse_types(
-            extra.get("MOUNTSYNC_IMAGE_TYPES"), IMAGE_TYPES, "MOUNTSYNC_IMAGE_TYPES"
-        )
-        videos = _parse_types(
-            extra.get("MOUNTSYNC_VIDEO_TYPES"), VIDEO_TYPES, "MOUNTSYNC_VIDEO_TYPES"
-        )
+        images = _parse_types(extra.get("MOUNTSYNC_IMAGE_TYPES"), IMAGE_TYPES, "MOUNTSYNC_IMAGE_TYPES")
+        videos = _parse_types(extra.get("MOUNTSYNC_VIDEO_TYPES"), VIDEO_TYPES, "MOUNTSYNC_VIDEO_TYPES")
         if images & videos:
             both = ", ".join(sorted(images & videos))
             raise ConfigError(f"{both} listed both as image and as video types")
         manifest = extra.get("MOUNTSYNC_FRAME_MANIFEST") or DEFAULT_MANIFEST_NAME
         if "/" in manifest:
-            raise ConfigError(
-                "MOUNTSYNC_FRAME_MANIFEST is a file name inside the folder, not a path"
-            )
+            raise ConfigError("MOUNTSYNC_FRAME_MANIFEST is a file name inside the folder, not a path")
         return cls(images, videos, manifest)
 
     def role(self, key: str) -> Role:
@@ -174,9 +168,7 @@ def describe_folder(folder: str, keys: Iterable[str], types: MediaTypes) -> Fold
             linked.setdefault(target, []).append((key, role))
     datasets = [_spec(v, folder, VIDEO, (v,), linked.get(v, [])) for v in sorted(videos)]
     if images:
-        datasets.insert(
-            0, _spec(folder, folder, IMAGE_SEQUENCE, tuple(images), linked.get(folder, []))
-        )
+        datasets.insert(0, _spec(folder, folder, IMAGE_SEQUENCE, tuple(images), linked.get(folder, [])))
     return FolderContents(folder, tuple(datasets), tuple(orphans), manifest, others)
 
 

@@ -60,11 +60,7 @@ class StorageIO:
         out: list[Frame] = []
         lookups = 0
         for frame in frames:
-            if (
-                frame.version is not None
-                or lookups >= MAX_VERSION_LOOKUPS
-                or self._versioned is False
-            ):
+            if frame.version is not None or lookups >= MAX_VERSION_LOOKUPS or self._versioned is False:
                 out.append(frame)
                 continue
             lookups += 1

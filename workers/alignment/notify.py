@@ -28,9 +28,7 @@ ALERTS = Counter(
     "Alignment alerts opened, changed or resolved",
     ["mount", "kind", "action"],
 )
-QUARANTINES = Counter(
-    "mountsync_alignment_quarantines_total", "Datasets put in quarantine", ["mount"]
-)
+QUARANTINES = Counter("mountsync_alignment_quarantines_total", "Datasets put in quarantine", ["mount"])
 CHECKS = Counter("mountsync_alignment_checks_total", "Folder checks run", ["outcome"])
 CHECK_SECONDS = Histogram(
     "mountsync_alignment_check_seconds", "Time to check one folder",

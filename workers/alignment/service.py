@@ -137,14 +137,11 @@ def _check_pinned(
     return c, events
 
 
-def _notice(
-    conn: psycopg.Connection, mount: Mount, ds: store.Dataset, c: Classification
-) -> AlertEvent:
+def _notice(conn: psycopg.Connection, mount: Mount, ds: store.Dataset, c: Classification) -> AlertEvent:
     """A safe change the operator asked to hear about: recorded as an alert closed at once."""
     alert_id = store.insert_alert(conn, ds, c, quarantined=False)
     conn.execute(
-        "UPDATE alignment_alerts SET status = 'resolved', closed_at = now(), closed_by = %s "
-        "WHERE id = %s",
+        "UPDATE alignment_alerts SET status = 'resolved', closed_at = now(), closed_by = %s WHERE id = %s",
         ("check: safe change, recorded for information", alert_id),
     )
     return _event("opened", alert_id, mount, ds, c, False)

@@ -89,16 +89,13 @@ def _alert(row: dict[str, Any]) -> Alert:
 
 
 def lock_folder(conn: psycopg.Connection, mount_id: int, folder: str) -> None:
-    conn.execute(
-        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_NS, f"{mount_id}|{folder}")
-    )
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_NS, f"{mount_id}|{folder}"))
 
 
 def live_frames(conn: psycopg.Connection, mount_id: int, folder: str) -> list[Frame]:
     """The folder's live direct children as frames (unordered)."""
     rows = conn.execute(
-        "SELECT key, etag, size, version FROM objects "
-        "WHERE mount_id = %s AND folder = %s AND NOT deleted",
+        "SELECT key, etag, size, version FROM objects WHERE mount_id = %s AND folder = %s AND NOT deleted",
         (mount_id, folder),
     ).fetchall()
     return [Frame(key=r[0], etag=r[1], size=r[2], version=r[3]) for r in rows]
@@ -187,14 +184,10 @@ def pinned_frames(conn: psycopg.Connection, dataset_id: int) -> list[Frame]:
     return [Frame(key=r[0], etag=r[1], size=r[2], version=r[3]) for r in rows]
 
 
-def _copy_frames(
-    conn: psycopg.Connection, dataset_id: int, start: int, frames: Iterable[Frame]
-) -> None:
+def _copy_frames(conn: psycopg.Connection, dataset_id: int, start: int, frames: Iterable[Frame]) -> None:
     with (
         conn.cursor() as cur,
-        cur.copy(
-            "COPY dataset_frames (dataset_id, idx, key, etag, version, size) FROM STDIN"
-        ) as copy,
+        cur.copy("COPY dataset_frames (dataset_id, idx, key, etag, version, size) FROM STDIN") as copy,
     ):
         for offset, f in enumerate(frames):
             copy.write_row((dataset_id, start + offset, f.key, f.etag, f.version, f.size))
@@ -223,9 +216,7 @@ def write_manifest(
     )
 
 
-def extend_manifest(
-    conn: psycopg.Connection, dataset_id: int, start: int, frames: Sequence[Frame]
-) -> None:
+def extend_manifest(conn: psycopg.Connection, dataset_id: int, start: int, frames: Sequence[Frame]) -> None:
     """Append frames at ``start`` (appends move no pinned index)."""
     if not frames:
         return
@@ -295,9 +286,7 @@ def _alert_values(c: Classification) -> tuple[Any, ...]:
             c.frames_moved, c.annotated_frames_moved, Jsonb(c.details()))  # fmt: skip
 
 
-def insert_alert(
-    conn: psycopg.Connection, ds: Dataset, c: Classification, *, quarantined: bool
-) -> int:
+def insert_alert(conn: psycopg.Connection, ds: Dataset, c: Classification, *, quarantined: bool) -> int:
     row = conn.execute(
         """
         INSERT INTO alignment_alerts (kind, kinds, breaking, first_shifted_index, frames_moved,
@@ -311,9 +300,7 @@ def insert_alert(
     return int(row[0])
 
 
-def update_alert(
-    conn: psycopg.Connection, alert_id: int, c: Classification, *, quarantined: bool
-) -> None:
+def update_alert(conn: psycopg.Connection, alert_id: int, c: Classification, *, quarantined: bool) -> None:
     conn.execute(
         """
         UPDATE alignment_alerts SET kind = %s, kinds = %s, breaking = %s,
