@@ -1,0 +1,103 @@
+"""The Redis debounce behind ``after_apply``: one check per folder per window, nothing missed."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+import redis as redis_lib
+
+from shared.catalog.apply import AppliedChange
+from shared.config import Settings
+from shared.events import Kind
+from workers.alignment import hooks
+from workers.context import WorkerContext
+
+
+@dataclass
+class StubApp:
+    """Records tasks sent by name instead of talking to a broker."""
+
+    sent: list[tuple[str, list[Any], dict[str, Any]]] = field(default_factory=list)
+
+    def send_task(self, name: str, args: list[Any], queue: str, **options: Any) -> Any:
+        self.sent.append((name, args, {"queue": queue, **options}))
+        return type("Result", (), {"id": uuid.uuid4().hex})()
+
+
+@dataclass
+class StubClock:
+    t: float = 1_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def now_ns(self) -> int:
+        return int(self.t * 1e9)
+
+
+@pytest.fixture
+def ctx(settings: Settings, redis_client: redis_lib.Redis) -> WorkerContext:
+    own = replace(settings, redis_prefix=f"{settings.redis_prefix}hooks{uuid.uuid4().hex[:6]}:",
+                  extra={"MOUNTSYNC_ALIGNMENT_DEBOUNCE": "0.5"})  # fmt: skip
+    return WorkerContext(settings=own, pool=None, redis=redis_client, app=StubApp(), clock=StubClock())  # type: ignore[arg-type]
+
+
+def applied(key: str, mount_id: int = 1, kind: Kind = Kind.CREATED) -> AppliedChange:
+    folder = key.rpartition("/")[0]
+    return AppliedChange(mount_id=mount_id, mount_name="m", key=key, folder=folder, kind=kind, size=1,
+                         etag="e", version=None, sequencer="", source_id=None, was_live=False,
+                         prev_etag=None, prev_version=None)  # fmt: skip
+
+
+def checks(ctx: WorkerContext) -> list[list[Any]]:
+    return [args for name, args, _ in ctx.app.sent if name == hooks.TASK_CHECK]  # type: ignore[attr-defined]
+
+
+def test_a_burst_in_one_folder_costs_one_delayed_check(ctx: WorkerContext) -> None:
+    for i in range(50):
+        hooks.after_apply(ctx, [applied(f"seq/{i}.png"), applied(f"other/{i}.jpg", mount_id=2)])
+    assert sorted(checks(ctx)) == [[1, "seq"], [2, "other"]]
+    options = [opts for _, _, opts in ctx.app.sent]  # type: ignore[attr-defined]
+    assert {(o["queue"], o["countdown"]) for o in options} == {("alignment", 0.5)}
+    assert [due for _, due in hooks.pending(ctx)] == [1_000_000.5, 1_000_000.5]
+
+
+def test_irrelevant_files_schedule_nothing(ctx: WorkerContext) -> None:
+    hooks.after_apply(ctx, [applied("docs/readme.md"), applied("docs/.DS_Store")])
+    assert checks(ctx) == []
+
+
+def test_changes_after_the_claim_schedule_the_next_check(ctx: WorkerContext) -> None:
+    hooks.after_apply(ctx, [applied("seq/1.png")])
+    assert hooks.claim(ctx, 1, "seq")
+    hooks.after_apply(ctx, [applied("seq/2.png", kind=Kind.DELETED)])
+    assert checks(ctx) == [[1, "seq"], [1, "seq"]]
+    assert not hooks.claim(ctx, 2, "never-scheduled")
+
+
+def test_lost_tasks_are_sent_again(ctx: WorkerContext) -> None:
+    hooks.after_apply(ctx, [applied("seq/1.png")])
+    assert hooks.resend_lost(ctx, 0.5) == 0
+    ctx.clock.t += hooks.LOST_AFTER_S + 1  # type: ignore[attr-defined]
+    assert hooks.resend_lost(ctx, 0.5) == 1
+    assert checks(ctx) == [[1, "seq"], [1, "seq"]]
+    assert hooks.resend_lost(ctx, 0.5) == 0  # re-armed, not re-sent on every sweep
+
+
+def test_folder_names_survive_the_round_trip(ctx: WorkerContext) -> None:
+    odd = 'a "quoted", ünïcode/ folder'
+    hooks.after_apply(ctx, [applied(f"{odd}/x.png", mount_id=7)])
+    assert hooks.pending(ctx)[0][0] == (7, odd)
+    assert hooks.claim(ctx, 7, odd)
+
+
+def test_bad_alignment_settings_do_not_block_applies(ctx: WorkerContext) -> None:
+    broken = replace(ctx, settings=replace(ctx.settings, extra={"MOUNTSYNC_IMAGE_TYPES": "png,mp4"}))
+    hooks.after_apply(broken, [applied("seq/1.png")])
+    assert checks(broken) == [[1, "seq"]]
