@@ -200,9 +200,7 @@ def _subject_container(subject: str) -> str:
 def _check_container(event: Event, ref: BlobRef) -> None:
     expected = _subject_container(event.subject)
     if expected and expected != ref.container:
-        raise InvalidEvent(
-            f"url names container {ref.container!r} but the subject names {expected!r}"
-        )
+        raise InvalidEvent(f"url names container {ref.container!r} but the subject names {expected!r}")
 
 
 def _size(data: Mapping[str, Any]) -> int | None:
@@ -232,9 +230,7 @@ def is_placeholder(event: Event) -> bool:
     return event.data.get("api") in PLACEHOLDER_APIS and not _size(event.data)
 
 
-def _change(
-    raw: RawMessage, event: Event, ref: BlobRef, kind: Kind, *, with_content: bool
-) -> ObjectChange:
+def _change(raw: RawMessage, event: Event, ref: BlobRef, kind: Kind, *, with_content: bool) -> ObjectChange:
     data = event.data
     return ObjectChange(
         provider=Provider.AZURE,

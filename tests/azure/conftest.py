@@ -28,3 +28,31 @@ def azure_env(azurite: AzuriteEndpoints, monkeypatch: pytest.MonkeyPatch) -> Azu
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
     return azurite
+
+
+@pytest.fixture
+def eventgrid() -> Iterator[Any]:
+    """The project's Event Grid namespace test server (fresh per test), key ``test-key``."""
+    from tests.azure.eventgrid_server import EventGridServer
+
+    server = EventGridServer(lock_s=30.0).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def storage_queue(azurite: AzuriteEndpoints) -> Iterator[Any]:  # noqa: F811
+    """A new Storage Queue (QueueClient, raw text bodies), deleted after the test."""
+    from azure.storage.queue import QueueClient
+
+    name = f"q{uuid.uuid4().hex[:20]}"
+    client = QueueClient.from_connection_string(
+        azurite.connection_string, name, message_decode_policy=None, message_encode_policy=None
+    )
+    client.create_queue()
+    try:
+        yield client
+    finally:
+        client.delete_queue()

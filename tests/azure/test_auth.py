@@ -8,8 +8,7 @@ from shared.errors import ConfigError
 from shared.storage.azure_auth import account_from_url, resolve_access
 
 CONN = (
-    "DefaultEndpointsProtocol=https;AccountName=acmeraw;AccountKey=c2VjcmV0;"
-    "EndpointSuffix=core.windows.net"
+    "DefaultEndpointsProtocol=https;AccountName=acmeraw;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net"
 )
 
 
@@ -44,9 +43,7 @@ def test_account_url_with_sas_or_key() -> None:
     assert sas.credential == "sv=1&sig=x"
     key = resolve_access({"account_url": url}, "blob", {"AZURE_STORAGE_KEY": "c2VjcmV0"})
     assert key.credential == {"account_name": "acmeraw", "account_key": "c2VjcmV0"}
-    from_conn = resolve_access(
-        {"account_url": url}, "queue", {"AZURE_STORAGE_CONNECTION_STRING": CONN}
-    )
+    from_conn = resolve_access({"account_url": url}, "queue", {"AZURE_STORAGE_CONNECTION_STRING": CONN})
     assert from_conn.account_url == "https://acmeraw.queue.core.windows.net"
     assert from_conn.credential["account_key"] == "c2VjcmV0"
     assert "c2VjcmV0" not in repr(from_conn)

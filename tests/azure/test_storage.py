@@ -32,9 +32,7 @@ def test_open_storage_picks_the_azure_adapter(azure_env: AzuriteEndpoints) -> No
         assert storage.account_name == "devstoreaccount1"
 
 
-def test_listing_and_stat_agree_with_what_the_sdk_wrote(
-    container: Any, azurite: AzuriteEndpoints
-) -> None:
+def test_listing_and_stat_agree_with_what_the_sdk_wrote(container: Any, azurite: AzuriteEndpoints) -> None:
     written = {}
     for i, key in enumerate(KEYS):
         response = container.get_blob_client(key).upload_blob(b"x" * (i + 1))
@@ -51,9 +49,7 @@ def test_listing_and_stat_agree_with_what_the_sdk_wrote(
         assert storage.stat(key) == listed[key]
 
 
-def test_non_recursive_listing_yields_direct_children_only(
-    container: Any, azurite: AzuriteEndpoints
-) -> None:
+def test_non_recursive_listing_yields_direct_children_only(container: Any, azurite: AzuriteEndpoints) -> None:
     for key in KEYS:
         container.upload_blob(key, b"1")
     storage = storage_for(container, azurite)
@@ -82,9 +78,7 @@ def test_hns_directory_markers_are_not_objects(container: Any, azurite: AzuriteE
         storage.stat("folder")
 
 
-def test_open_streams_content_and_missing_blobs_raise(
-    container: Any, azurite: AzuriteEndpoints
-) -> None:
+def test_open_streams_content_and_missing_blobs_raise(container: Any, azurite: AzuriteEndpoints) -> None:
     data = os.urandom(9 * 1024 * 1024 + 17)
     container.upload_blob("big.bin", data)
     storage = storage_for(container, azurite)
@@ -107,16 +101,12 @@ def test_put_and_delete(container: Any, azurite: AzuriteEndpoints) -> None:
     info = storage.put("new/é.txt", io.BytesIO(b"hello"), 5)
 
     assert (info.key, info.size) == ("new/é.txt", 5)
-    assert info.etag == normalize_etag(
-        container.get_blob_client("new/é.txt").get_blob_properties().etag
-    )
+    assert info.etag == normalize_etag(container.get_blob_client("new/é.txt").get_blob_properties().etag)
     storage.delete("new/é.txt")
     assert list(storage.list()) == []
 
 
-def test_check_read_only_and_writable_leave_nothing_behind(
-    container: Any, azurite: AzuriteEndpoints
-) -> None:
+def test_check_read_only_and_writable_leave_nothing_behind(container: Any, azurite: AzuriteEndpoints) -> None:
     storage = storage_for(container, azurite, prefix="mnt")
     storage.check(writable=False)
     storage.check(writable=True)
@@ -140,23 +130,17 @@ def test_check_refuses_a_wrong_key(container: Any, azurite: AzuriteEndpoints) ->
         storage.check(writable=False)
 
 
-def test_account_url_with_key_from_a_named_credential_set(
-    container: Any, azurite: AzuriteEndpoints
-) -> None:
+def test_account_url_with_key_from_a_named_credential_set(container: Any, azurite: AzuriteEndpoints) -> None:
     env = {"AZURE_STORAGE_KEY_TEAM_A": azurite.account_key}
     options = {"account_url": azurite.blob_url, "credentials": "team-a"}
     container.upload_blob("k", b"v")
-    storage = AzureStorage(
-        open_storage(f"az://{container.container_name}/", {}).url, options, environ=env
-    )
+    storage = AzureStorage(open_storage(f"az://{container.container_name}/", {}).url, options, environ=env)
     assert [i.key for i in storage.list()] == ["k"]
     assert "account key" in storage.access.how
     assert azurite.account_key not in repr(storage.access)
 
 
-def test_staged_blocks_resume_sends_only_missing_parts(
-    container: Any, azurite: AzuriteEndpoints
-) -> None:
+def test_staged_blocks_resume_sends_only_missing_parts(container: Any, azurite: AzuriteEndpoints) -> None:
     part = 256 * 1024
     data = os.urandom(part * 3 - 1000)
     chunks = [data[i : i + part] for i in range(0, len(data), part)]
@@ -181,9 +165,7 @@ def test_staged_blocks_resume_sends_only_missing_parts(
     assert second.list_parts(resumed) == []
 
 
-def test_a_different_part_size_does_not_reuse_blocks(
-    container: Any, azurite: AzuriteEndpoints
-) -> None:
+def test_a_different_part_size_does_not_reuse_blocks(container: Any, azurite: AzuriteEndpoints) -> None:
     storage = storage_for(container, azurite)
     old = storage.start_upload("k.bin", 1024)
     storage.upload_part(old, 1, b"a" * 1024)

@@ -1,0 +1,262 @@
+"""What the three Azure transports share beyond the normalizer: mount lookup by container,
+the rename enricher, reindex requests for HNS directory events, and the delivery limit.
+
+- Renames: a ``BlobRenamed`` event has no size or etag. ``RenameEnricher`` stats the new name
+  through the mount's own storage options (the catalog knows the account and credentials), so the
+  catalog row is complete at once. A blob already gone again keeps the bare change (the later
+  delete event wins by sequencer); storage that cannot be reached nacks the batch (retry).
+- Directories: ``DirectoryDeleted`` / ``DirectoryRenamed`` change every blob under a prefix, which
+  the event does not list. ``request_directory_reindex`` queues ``mountsync.reindex_mount`` for
+  every mount that overlaps the prefix, before the message is acknowledged (a lost request means a
+  redelivery, and the scheduled reindex remains the safety net).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import structlog
+
+from producers.normalize.azure import directory_scopes
+from shared.errors import (
+    BadInput,
+    CredentialsRejected,
+    InvalidEvent,
+    ObjectNotFound,
+    RetryableError,
+)
+from shared.events import Kind, ObjectChange, Provider, RawMessage
+
+log = structlog.get_logger("mountsync.producer.azure")
+
+MOUNTS_TTL_S = 30.0
+REINDEX_TRIGGER = "azure-directory-event"
+
+
+class AzureMounts:
+    """Azure mounts by container, read from the catalog and refreshed every ``ttl_s`` seconds."""
+
+    def __init__(self, pool: Any, ttl_s: float = MOUNTS_TTL_S) -> None:
+        self._pool = pool
+        self._ttl_s = ttl_s
+        self._loaded_at = -ttl_s
+        self._by_container: dict[str, list[Any]] = {}
+        self._lock = threading.Lock()
+
+    def for_container(self, container: str) -> list[Any]:
+        with self._lock:
+            if time.monotonic() - self._loaded_at >= self._ttl_s:
+                self._by_container = self._load()
+                self._loaded_at = time.monotonic()
+            return list(self._by_container.get(container, []))
+
+    def _load(self) -> dict[str, list[Any]]:
+        from shared.catalog.mounts import Mounts
+
+        try:
+            with self._pool.connection() as conn:
+                mounts = Mounts(conn).list()
+        except Exception as exc:  # psycopg errors: the batch is retried, nothing is lost
+            raise RetryableError(f"cannot read mounts from the catalog: {exc}") from exc
+        out: dict[str, list[Any]] = {}
+        for mount in mounts:
+            if mount.provider is Provider.AZURE:
+                out.setdefault(mount.bucket, []).append(mount)
+        return out
+
+
+class RenameEnricher:
+    """Fills size and etag of created changes that have neither (renames) by stat'ing the blob."""
+
+    def __init__(self, mounts: AzureMounts, opener: Callable[[Any], Any] | None = None) -> None:
+        self._mounts = mounts
+        self._opener = opener or _open_mount_storage
+        self._storages: dict[str, Any] = {}
+
+    def __call__(self, changes: list[ObjectChange]) -> list[ObjectChange]:
+        return [self._complete(c) if _needs_stat(c) else c for c in changes]
+
+    def _complete(self, change: ObjectChange) -> ObjectChange:
+        mount = next(
+            (m for m in self._mounts.for_container(change.bucket) if change.key.startswith(m.prefix)),
+            None,
+        )
+        if mount is None:
+            return change  # unmounted: the apply step counts and drops it
+        try:
+            info = self._storage(mount).stat(change.key)
+        except ObjectNotFound:
+            return change
+        except (CredentialsRejected, BadInput) as exc:
+            log.warning("cannot stat renamed blob; size and etag come with the next reindex",
+                        mount=mount.name, key=change.key, error=str(exc))  # fmt: skip
+            return change
+        return dataclasses.replace(change, size=info.size, etag=info.etag, version=info.version)
+
+    def _storage(self, mount: Any) -> Any:
+        if mount.name not in self._storages:
+            self._storages[mount.name] = self._opener(mount)
+        return self._storages[mount.name]
+
+
+def _needs_stat(change: ObjectChange) -> bool:
+    return change.kind is Kind.CREATED and change.size is None and change.etag is None
+
+
+def _open_mount_storage(mount: Any) -> Any:
+    from shared.storage import open_storage
+
+    return open_storage(mount.storage_url, mount.options)
+
+
+def reindex_targets(mounts: Iterable[Any], prefix: str) -> list[tuple[str, str]]:
+    """(mount name, prefix relative to the mount) for every mount a directory prefix touches."""
+    directory = prefix.strip("/") + "/"
+    targets = []
+    for mount in mounts:
+        if directory.startswith(mount.prefix):
+            targets.append((mount.name, directory[len(mount.prefix) :].rstrip("/")))
+        elif mount.prefix.startswith(directory):
+            targets.append((mount.name, ""))
+    return targets
+
+
+def request_directory_reindex(
+    messages: Sequence[RawMessage], mounts: AzureMounts, send_reindex: Callable[[str, str], None]
+) -> list[RawMessage]:
+    """Queue reindexes for directory events in ``messages``; returns those whose request failed."""
+    failed: list[RawMessage] = []
+    for message in messages:
+        try:
+            scopes = directory_scopes(message)
+        except InvalidEvent:
+            continue  # not ours to judge here: the pipeline dead-lettered or acked it already
+        try:
+            for container, prefix in scopes:
+                for name, relative in reindex_targets(mounts.for_container(container), prefix):
+                    send_reindex(name, relative)
+                    log.info("directory event: reindex queued", mount=name, prefix=relative,
+                             message_id=message.message_id)  # fmt: skip
+        except RetryableError as exc:
+            log.warning("cannot queue reindex for a directory event; it will be redelivered",
+                        message_id=message.message_id, error=str(exc))  # fmt: skip
+            failed.append(message)
+    return failed
+
+
+def celery_reindex_sender(runtime: Any) -> Callable[[str, str], None]:
+    from shared.queues import QUEUE_REINDEX, TASK_REINDEX, send
+
+    def send_reindex(name: str, prefix: str) -> None:
+        send(runtime.celery, TASK_REINDEX, name, prefix, None, REINDEX_TRIGGER, queue=QUEUE_REINDEX)
+
+    return send_reindex
+
+
+class DirectoryAwareSource:
+    """Wraps an ``EventSource`` so directory events are acked only after their reindex is queued."""
+
+    def __init__(self, inner: Any, mounts: AzureMounts, send_reindex: Callable[[str, str], None]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._mounts = mounts
+        self._send_reindex = send_reindex
+
+    def receive(self, max_messages: int, wait_s: float) -> list[RawMessage]:
+        messages: list[RawMessage] = self.inner.receive(max_messages, wait_s)
+        return messages
+
+    def ack(self, messages: Sequence[RawMessage]) -> list[RawMessage]:
+        held = request_directory_reindex(messages, self._mounts, self._send_reindex)
+        if held:
+            self.inner.nack(held)
+        ids = {id(m) for m in held}
+        failed: list[RawMessage] = self.inner.ack([m for m in messages if id(m) not in ids])
+        return [*held, *failed]
+
+    def nack(self, messages: Sequence[RawMessage]) -> None:
+        self.inner.nack(messages)
+
+    def reject(self, messages: Sequence[RawMessage]) -> None:
+        self.inner.reject(messages)
+
+    def extend(self, messages: Sequence[RawMessage], seconds: float) -> None:
+        self.inner.extend(messages, seconds)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class LeaseKeeper:
+    """Renews the leases (locks, visibility) of messages held longer than ``every_s`` seconds.
+
+    Sources ``hold`` what they received and ``drop`` what they settled; a daemon thread calls
+    ``renew`` for anything still held, so a slow batch is not redelivered to another consumer.
+    """
+
+    def __init__(self, renew: Callable[[list[Any]], None], every_s: float | None) -> None:
+        self._renew = renew
+        self._every_s = every_s
+        self._held: dict[int, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if every_s:
+            self._thread = threading.Thread(target=self._loop, name="lease-keeper", daemon=True)
+            self._thread.start()
+
+    def hold(self, items: Iterable[Any]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._held.update((id(item), (now, item)) for item in items)
+
+    def drop(self, items: Iterable[Any]) -> None:
+        with self._lock:
+            for item in items:
+                self._held.pop(id(item), None)
+
+    def renewed(self, items: Iterable[Any]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for item in items:
+                if id(item) in self._held:
+                    self._held[id(item)] = (now, item)
+
+    def due(self) -> list[Any]:
+        assert self._every_s
+        cutoff = time.monotonic() - self._every_s
+        with self._lock:
+            return [item for at, item in self._held.values() if at <= cutoff]
+
+    def _loop(self) -> None:
+        assert self._every_s
+        while not self._stop.wait(min(self._every_s / 4, 5.0)):
+            due = self.due()
+            if due:
+                try:
+                    self._renew(due)
+                except Exception as exc:  # never kill the keeper; the lease may lapse (redelivery)
+                    log.warning("lease renewal failed; messages may be redelivered", error=str(exc))
+                self.renewed(due)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def with_delivery_limit(
+    normalize: Callable[[RawMessage], list[ObjectChange]], limit: int
+) -> Callable[[RawMessage], list[ObjectChange]]:
+    """Dead-letter a message delivered more than ``limit`` times (a poison message)."""
+
+    def guarded(raw: RawMessage) -> list[ObjectChange]:
+        if limit > 0 and raw.delivery_count > limit:
+            raise InvalidEvent(f"poison message: delivered {raw.delivery_count} times (limit {limit})")
+        return normalize(raw)
+
+    return guarded

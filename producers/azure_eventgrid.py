@@ -1,0 +1,273 @@
+"""Event Grid namespace pull delivery: ``mountsync produce azure-eventgrid``.
+
+``EventGridPullSource`` implements ``producers.base.EventSource`` with ``EventGridConsumerClient``:
+
+- ``receive``: up to 100 CloudEvents per call; the service long-polls 10..120 s. After a partial
+  batch the subscription was drained a moment ago, so the loop's short follow-up calls (to fill
+  a batch window) return ``[]`` at once instead of blocking for the 10 s minimum.
+- ``ack`` = acknowledge, only after the changes are on Redis; ``nack`` = release with a delay
+  (``--release-delay``: 0, 10, 60, 600 or 3600 s); ``reject`` = reject (the subscription's
+  dead-letter destination), called only after our own dead-letter record exists.
+- Locks: a background thread renews the locks of received, unsettled events every
+  ``--renew-every`` seconds (keep it well under the subscription's lock duration, 60 s by
+  default), so a slow batch is not redelivered to another consumer mid-flight.
+- Partial failures (G25): every settle call answers 200 with ``failedLockTokens``; those are
+  logged and returned (ack) — they never raise. Only a call that failed as a whole raises
+  ``RetryableError`` (and only when nothing could be acknowledged).
+- Poison messages: the subscription's own ``maxDeliveryCount`` + dead-letter destination apply.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+import typer
+
+from producers.azure_common import LeaseKeeper
+from shared.errors import BadInput, ConfigError, CredentialsRejected, RetryableError
+from shared.events import RawMessage, Source
+
+log = structlog.get_logger("mountsync.producer.eventgrid")
+
+MAX_EVENTS = 100
+MIN_WAIT_S, MAX_WAIT_S = 10, 120
+RELEASE_DELAYS = (0, 10, 60, 600, 3600)
+TOKENS_PER_CALL = 100
+
+
+def check_endpoint(endpoint: str) -> str:
+    """The namespace endpoint must carry its scheme: without it the SDK builds a bad URL (G24)."""
+    if not endpoint.startswith(("https://", "http://")):
+        raise BadInput(
+            f"--endpoint {endpoint!r} needs its scheme: https://NAMESPACE.REGION-1.eventgrid.azure.net"
+        )
+    return endpoint.rstrip("/")
+
+
+def cloud_event_dict(event: Any) -> dict[str, Any]:
+    """An ``azure.core.messaging.CloudEvent`` back into its JSON form for the normalizer."""
+    out: dict[str, Any] = {"specversion": event.specversion or "1.0", "id": event.id,
+                           "source": event.source, "type": event.type}  # fmt: skip
+    if event.time is not None:
+        out["time"] = event.time.isoformat()
+    for name in ("subject", "datacontenttype", "dataschema"):
+        if getattr(event, name, None):
+            out[name] = getattr(event, name)
+    data = event.data
+    if isinstance(data, bytes | bytearray):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            out["data_base64"] = base64.b64encode(bytes(data)).decode()
+            data = None
+    if data is not None:
+        out["data"] = data
+    out.update(event.extensions or {})
+    return out
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    from azure.core import exceptions as az
+
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, az.ClientAuthenticationError) or status in (401, 403):
+        return CredentialsRejected(f"Event Grid refused the credentials for {what}: {exc}")
+    if isinstance(exc, az.ResourceNotFoundError) or status == 404:
+        return ConfigError(f"Event Grid {what}: topic or subscription not found ({exc})")
+    return RetryableError(f"Event Grid {what} failed: {str(exc).splitlines()[0][:300]}")
+
+
+class EventGridPullSource:
+    """Pull delivery from one namespace topic subscription."""
+
+    name = Source.AZURE_EVENTGRID
+
+    def __init__(self, client: Any, *, release_delay: int = 10, renew_every_s: float | None = 20.0):
+        if release_delay not in RELEASE_DELAYS:
+            raise BadInput(f"release delay must be one of {RELEASE_DELAYS}, got {release_delay}")
+        self._client = client
+        self._release_delay = release_delay
+        self._drained = True
+        self._leases = LeaseKeeper(self._renew, renew_every_s)
+
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        from azure.core.exceptions import AzureError
+
+        try:
+            return fn(**kwargs)
+        except AzureError as exc:
+            raise _translate(exc, what) from exc
+
+    def receive(self, max_messages: int, wait_s: float) -> list[RawMessage]:
+        if wait_s < MIN_WAIT_S and self._drained:
+            self._drained = False  # next short call asks the service again
+            return []
+        count = max(1, min(max_messages, MAX_EVENTS))
+        wait = int(min(MAX_WAIT_S, max(MIN_WAIT_S, math.ceil(wait_s))))
+        details = self._call("receive", self._client.receive, max_events=count, max_wait_time=wait)
+        self._drained = len(details) < count
+        messages = [self._message(d) for d in details]
+        self._leases.hold(messages)
+        return messages
+
+    def _message(self, detail: Any) -> RawMessage:
+        event = cloud_event_dict(detail.event)
+        props = detail.broker_properties
+        count = int(props.delivery_count or 1)
+        return RawMessage(
+            source=self.name, message_id=str(event.get("id") or props.lock_token),
+            body=json.dumps(event, ensure_ascii=False, default=str).encode(),
+            attributes={"deliveryCount": str(count)}, received_ns=time.time_ns(),
+            handle=props.lock_token, delivery_count=count,
+        )  # fmt: skip
+
+    def _settle(self, op: str, messages: Sequence[RawMessage], **kwargs: Any) -> list[RawMessage]:
+        """Run ``op`` in chunks; the messages whose tokens failed (logged, never raised).
+
+        ``RetryableError`` only when every call failed as a whole (nothing was settled).
+        """
+        self._leases.drop(messages)
+        by_token = {m.handle: m for m in messages}
+        tokens = list(by_token)
+        failed: list[RawMessage] = []
+        error: RetryableError | None = None
+        answered = 0
+        for start in range(0, len(tokens), TOKENS_PER_CALL):
+            chunk = tokens[start : start + TOKENS_PER_CALL]
+            try:
+                result = self._call(op, getattr(self._client, op), lock_tokens=chunk, **kwargs)
+            except RetryableError as exc:
+                error = exc
+                failed.extend(by_token[t] for t in chunk)
+                continue
+            answered += 1
+            failed.extend(self._failed(op, result, by_token))
+        if error is not None and answered == 0:
+            raise error
+        return failed
+
+    def _failed(self, op: str, result: Any, by_token: dict[str, RawMessage]) -> list[RawMessage]:
+        out = []
+        for item in result.failed_lock_tokens or []:
+            error = item.error
+            log.warning(f"{op} failed for a lock token; the event will be redelivered",
+                        code=getattr(error, "code", None), message=getattr(error, "message", None),
+                        message_id=by_token[item.lock_token].message_id
+                        if item.lock_token in by_token else None)  # fmt: skip
+            if item.lock_token in by_token:
+                out.append(by_token[item.lock_token])
+        return out
+
+    def ack(self, messages: Sequence[RawMessage]) -> list[RawMessage]:
+        if not messages:
+            return []
+        return self._settle("acknowledge", messages)
+
+    def nack(self, messages: Sequence[RawMessage]) -> None:
+        if messages:
+            self._settle("release", messages, release_delay=self._release_delay)
+
+    def reject(self, messages: Sequence[RawMessage]) -> None:
+        if messages:
+            self._settle("reject", messages)
+
+    def extend(self, messages: Sequence[RawMessage], seconds: float) -> None:
+        self._renew(list(messages))
+
+    def _renew(self, messages: list[RawMessage]) -> None:
+        tokens = [m.handle for m in messages]
+        for start in range(0, len(tokens), TOKENS_PER_CALL):
+            chunk = tokens[start : start + TOKENS_PER_CALL]
+            try:
+                result = self._call("renew_locks", self._client.renew_locks, lock_tokens=chunk)
+            except RetryableError as exc:
+                log.warning("lock renewal failed; events may be redelivered", error=str(exc))
+                continue
+            lost = len(result.failed_lock_tokens or [])
+            if lost:
+                log.warning("locks lost; those events will be redelivered", tokens=lost)
+
+    def close(self) -> None:
+        self._leases.close()
+        self._client.close()
+
+
+def make_client(endpoint: str, topic: str, subscription: str, credential: Any) -> Any:
+    from azure.eventgrid import EventGridConsumerClient
+
+    return EventGridConsumerClient(
+        check_endpoint(endpoint), credential, namespace_topic=topic, subscription=subscription
+    )
+
+
+def eventgrid_credential(environ: Any, credentials: str | None) -> Any:
+    """``AzureKeyCredential`` from AZURE_EVENTGRID_KEY[_<NAME>], else DefaultAzureCredential."""
+    from azure.core.credentials import AzureKeyCredential
+
+    from shared.storage.azure_auth import env_suffix
+
+    if credentials:
+        var = f"AZURE_EVENTGRID_KEY_{env_suffix(credentials)}"
+        if not environ.get(var):
+            raise ConfigError(f"credential set {credentials!r} is not defined: set {var}")
+        return AzureKeyCredential(environ[var])
+    if environ.get("AZURE_EVENTGRID_KEY"):
+        return AzureKeyCredential(environ["AZURE_EVENTGRID_KEY"])
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError as exc:
+        raise ConfigError("set AZURE_EVENTGRID_KEY or install azure-identity") from exc
+    return DefaultAzureCredential()
+
+
+ACCOUNT_OPTION = typer.Option(
+    None, "--account", help="Storage account(s) served (repeatable); others are dead-lettered."
+)
+
+
+def register(produce_app: typer.Typer) -> None:
+    @produce_app.command("azure-eventgrid")
+    def produce_azure_eventgrid(
+        ctx: typer.Context,
+        endpoint: str = typer.Option(
+            ..., "--endpoint", help="https://NAMESPACE.REGION-1.eventgrid.azure.net"
+        ),
+        topic: str = typer.Option(..., "--topic", help="Namespace topic name."),
+        subscription: str = typer.Option(..., "--subscription", help="Event subscription (pull)."),
+        credentials: str = typer.Option("", "--credentials", help="Named key: AZURE_EVENTGRID_KEY_<NAME>."),
+        account: list[str] | None = ACCOUNT_OPTION,
+        release_delay: int = typer.Option(
+            10, "--release-delay", help="Seconds before a released event returns."
+        ),
+        renew_every: float = typer.Option(20.0, "--renew-every", help="Renew held locks this often (s)."),
+    ) -> None:
+        """Pull blob events from an Event Grid namespace subscription (key: AZURE_EVENTGRID_KEY)."""
+        import os
+
+        from producers.azure_common import (
+            AzureMounts,
+            DirectoryAwareSource,
+            RenameEnricher,
+            celery_reindex_sender,
+        )
+        from producers.cli import run_producer
+        from producers.normalize.azure import make_normalizer
+
+        check_endpoint(endpoint)
+        credential = eventgrid_credential(os.environ, credentials or None)
+
+        def build(runtime: Any) -> tuple[Any, Any]:
+            client = make_client(endpoint, topic, subscription, credential)
+            pull = EventGridPullSource(client, release_delay=release_delay, renew_every_s=renew_every)
+            mounts = AzureMounts(runtime.pool)
+            source = DirectoryAwareSource(pull, mounts, celery_reindex_sender(runtime))
+            pipeline = runtime.pipeline(make_normalizer(account or None), enrich=RenameEnricher(mounts))
+            return source, pipeline
+
+        run_producer(ctx, build)

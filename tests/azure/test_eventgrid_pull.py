@@ -1,0 +1,134 @@
+"""``EventGridPullSource`` through the real azure-eventgrid client against the project's test server."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from azure.core.credentials import AzureKeyCredential
+
+from producers.azure_eventgrid import EventGridPullSource, check_endpoint, make_client
+from producers.normalize.azure import normalize_azure
+from shared.errors import BadInput, CredentialsRejected
+from shared.events import Kind
+from tests.azure.blob_events import BlobEventFactory, publish
+from tests.helpers import wait_for
+
+TOPIC, SUB = "blob-events", "ingest"
+
+
+def pull_source(server: Any, key: str = "test-key", **kwargs: Any) -> EventGridPullSource:
+    server.subscription(TOPIC, SUB)
+    client = make_client(server.endpoint, TOPIC, SUB, AzureKeyCredential(key))
+    return EventGridPullSource(client, **kwargs)
+
+
+def test_received_events_normalize_to_what_azurite_holds(eventgrid: Any, container: Any) -> None:
+    source = pull_source(eventgrid, renew_every_s=None)
+    factory = BlobEventFactory(container)
+    published = [factory.put("frames/0001.png", b"png-bytes"), factory.put("a b+c.txt", b"12345")]
+    publish(eventgrid.endpoint, eventgrid.key, TOPIC, published)
+
+    messages = source.receive(10, 10)
+
+    assert [m.delivery_count for m in messages] == [1, 1]
+    changes = [c for m in messages for c in normalize_azure(m)]
+    props = {b.name: b for b in container.list_blobs()}
+    assert {(c.key, c.size, c.etag) for c in changes} == {
+        (name, p.size, p.etag.strip('"')) for name, p in props.items()
+    }
+    assert all(c.kind is Kind.CREATED for c in changes)
+    assert source.ack(messages) == []
+    assert len(eventgrid.subscription(TOPIC, SUB).acked) == 2
+    source.close()
+
+
+def test_release_redelivers_and_reject_dead_letters(eventgrid: Any, container: Any) -> None:
+    source = pull_source(eventgrid, release_delay=0, renew_every_s=None)
+    factory = BlobEventFactory(container)
+    publish(eventgrid.endpoint, eventgrid.key, TOPIC, [factory.put("x", b"1"), factory.put("y", b"2")])
+    first = source.receive(10, 10)
+    by_key = {normalize_azure(m)[0].key: m for m in first}
+
+    source.nack([by_key["x"]])
+    source.reject([by_key["y"]])
+    again = source.receive(10, 10)
+
+    assert [normalize_azure(m)[0].key for m in again] == ["x"]
+    assert again[0].delivery_count == 2
+    sub = eventgrid.subscription(TOPIC, SUB)
+    assert [e["data"]["url"].rsplit("/", 1)[1] for e in sub.dead_lettered] == ["y"]
+    source.ack(again)
+    source.close()
+
+
+def test_failed_lock_tokens_are_returned_not_raised(eventgrid: Any, container: Any) -> None:
+    source = pull_source(eventgrid, renew_every_s=None)
+    factory = BlobEventFactory(container)
+    publish(eventgrid.endpoint, eventgrid.key, TOPIC, [factory.put(f"k{i}", b"v") for i in range(3)])
+    messages = source.receive(10, 10)
+    eventgrid.fail_tokens.add(messages[1].handle)
+
+    failed = source.ack(messages)
+
+    assert failed == [messages[1]]
+    assert len(eventgrid.subscription(TOPIC, SUB).acked) == 2
+    source.close()
+
+
+def test_held_locks_are_renewed_for_slow_batches(container: Any) -> None:
+    from tests.azure.eventgrid_server import EventGridServer
+
+    server = EventGridServer(lock_s=1.0).start()
+    try:
+        slow = pull_source(server, renew_every_s=0.4)
+        other = pull_source(server, renew_every_s=None)
+        publish(server.endpoint, server.key, TOPIC, [BlobEventFactory(container).put("s", b"1")])
+        held = slow.receive(1, 10)
+        time.sleep(2.5)  # several lock durations: only renewal keeps the event ours
+        assert other.receive(1, 10) == []
+        assert slow.ack(held) == []
+        assert "renewLock" in server.requests
+        slow.close()
+        other.close()
+    finally:
+        server.stop()
+
+
+def test_without_renewal_an_expired_lock_redelivers(container: Any) -> None:
+    from tests.azure.eventgrid_server import EventGridServer
+
+    server = EventGridServer(lock_s=0.5).start()
+    try:
+        source = pull_source(server, renew_every_s=None)
+        publish(server.endpoint, server.key, TOPIC, [BlobEventFactory(container).put("s", b"1")])
+        first = source.receive(1, 10)
+        again = wait_for(lambda: source.receive(1, 10), timeout=10, what="redelivery")
+        assert again[0].delivery_count == 2
+        assert source.ack(first) == first  # the old lock is gone: reported, not raised
+        source.close()
+    finally:
+        server.stop()
+
+
+def test_a_short_follow_up_receive_after_a_partial_batch_does_not_block(eventgrid: Any) -> None:
+    source = pull_source(eventgrid, renew_every_s=None)
+    eventgrid.max_wait_cap_s = 5.0
+    assert source.receive(10, 10) == []
+    started = time.monotonic()
+    assert source.receive(10, 0.2) == []
+    assert time.monotonic() - started < 0.5
+    source.close()
+
+
+def test_endpoint_without_scheme_is_refused() -> None:
+    with pytest.raises(BadInput, match="scheme"):
+        check_endpoint("myns.westus-1.eventgrid.azure.net")
+
+
+def test_wrong_key_is_rejected_credentials(eventgrid: Any) -> None:
+    source = pull_source(eventgrid, key="wrong", renew_every_s=None)
+    with pytest.raises(CredentialsRejected):
+        source.receive(1, 10)
+    source.close()
