@@ -274,7 +274,8 @@ class MigrationStore:
         link: str | None = None,
     ) -> None:
         """Record an item's outcome (done, skipped, failed, cancelled) and drop its lease.
-        A done/skipped item keeps no upload id; a failed one keeps it for the orphan sweep."""
+        A done/skipped item keeps no upload id; a failed one keeps it for the orphan sweep.
+        Part rows stay (how often each part was sent) until the job is deleted."""
         keep_upload = state in ("failed", "cancelled")
         with self._tx() as cur:
             cur.execute(
@@ -284,8 +285,6 @@ class MigrationStore:
                 "WHERE job_id = %s AND seq = %s",
                 (state, reason, checksum, etag, link, keep_upload, job_id, seq),
             )
-            if not keep_upload:
-                cur.execute("DELETE FROM migration_parts WHERE job_id = %s AND seq = %s", (job_id, seq))
 
     def release(self, job_id: str, seq: int) -> None:
         """Give an item back (pending, lease dropped) so a later task continues it."""

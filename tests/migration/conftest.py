@@ -23,6 +23,7 @@ from shared.queues import TASK_SUBMIT_MIGRATION
 from workers.migration import service, upkeep
 from workers.migration.service import MigrationRuntime
 
+
 @dataclass
 class Sent:
     name: str
