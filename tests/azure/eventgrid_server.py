@@ -103,6 +103,9 @@ class EventGridServer:
         self.max_delivery_count = max_delivery_count
         self.max_wait_cap_s = max_wait_cap_s  # tests need not wait the SDK's 10 s minimum
         self.fail_tokens: set[str] = set()
+        # Cleared: acknowledge calls block (a consumer can be killed between enqueue and ack).
+        self.acks_open = threading.Event()
+        self.acks_open.set()
         self.requests: list[str] = []
         self._topics: dict[str, dict[str, Subscription]] = {}
         self._cond = threading.Condition()
@@ -240,6 +243,8 @@ def _dispatch(
             raise ValueError("maxEvents must be 1..100 and maxWaitTime 10..120")
         return 200, server.receive(topic, sub, max_events, wait_s)
     if op in ("acknowledge", "release", "reject", "renewLock"):
+        if op == "acknowledge":
+            server.acks_open.wait(60)
         tokens = json.loads(body)["lockTokens"]
         delay = int(query.get("releaseDelayInSeconds", 0))
         if delay not in RELEASE_DELAYS:

@@ -1,0 +1,147 @@
+"""Event Grid push delivery: ``POST /eventgrid`` and ``OPTIONS /eventgrid`` in ``mountsync serve``.
+
+- Event Grid schema validation: a ``SubscriptionValidationEvent`` is answered with
+  ``{"validationResponse": code}`` (HTTP 200). CloudEvents abuse protection: ``OPTIONS`` with
+  ``WebHook-Request-Origin`` is answered with ``WebHook-Allowed-Origin`` (and ``-Rate: *``).
+- Bodies: Event Grid schema (always an array) or CloudEvents (one object, or an array with
+  ``application/cloudevents-batch+json``); every event becomes one ``RawMessage`` so one bad event
+  is dead-lettered without holding back the others.
+- Auth: when ``MOUNTSYNC_EVENTGRID_SECRET`` is set, each request must carry it as the query
+  parameter ``key`` (``https://host/eventgrid?key=SECRET``, Event Grid keeps the query) or the
+  header ``X-Mountsync-Key`` (a delivery attribute). Otherwise 401, nothing recorded.
+- Answers: 200 only after every change is on Redis (and reindexes for directory events are
+  queued); 503 when that failed (Event Grid retries the whole batch; applying twice is harmless);
+  400 when any event was malformed: it is in the dead-letter store with the reason, the valid
+  ones were queued (Event Grid does not retry a 400; its own dead-lettering, if configured,
+  keeps a copy of the batch).
+- ``MOUNTSYNC_EVENTGRID_ACCOUNTS`` (comma-separated) limits the storage accounts accepted.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from werkzeug.wrappers import Request, Response
+
+from producers.azure_common import (
+    AzureMounts,
+    RenameEnricher,
+    celery_reindex_sender,
+    request_directory_reindex,
+)
+from producers.normalize.azure import make_normalizer, split_events, validation_code
+from shared.errors import InvalidEvent
+from shared.events import RawMessage, Source
+
+log = structlog.get_logger("mountsync.serve.eventgrid")
+
+SECRET_SETTING = "MOUNTSYNC_EVENTGRID_SECRET"
+ACCOUNTS_SETTING = "MOUNTSYNC_EVENTGRID_ACCOUNTS"
+KEY_HEADER = "X-Mountsync-Key"
+ATTRIBUTE_HEADERS = ("aeg-event-type", "aeg-subscription-name", "aeg-delivery-count", "Content-Type")
+
+
+@dataclass
+class _State:
+    pipeline: Any
+    mounts: AzureMounts
+    send_reindex: Any
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
+
+
+def _authorized(request: Request, settings: Any) -> bool:
+    secret = settings.extra.get(SECRET_SETTING, "")
+    if not secret:
+        return True
+    given = request.args.get("key") or request.headers.get(KEY_HEADER) or ""
+    return hmac.compare_digest(given.encode(), secret.encode())
+
+
+def _state(ctx: Any) -> _State:
+    state: _State | None = getattr(ctx, "_azure_webhook", None)
+    if state is None:
+        runtime = ctx.runtime
+        accounts = [a.strip() for a in ctx.settings.extra.get(ACCOUNTS_SETTING, "").split(",")]
+        mounts = AzureMounts(runtime.pool)
+        pipeline = runtime.pipeline(make_normalizer(accounts), enrich=RenameEnricher(mounts))
+        state = _State(pipeline, mounts, celery_reindex_sender(runtime))
+        ctx._azure_webhook = state
+    return state
+
+
+def _abuse_protection(request: Request) -> Response:
+    origin = request.headers.get("WebHook-Request-Origin")
+    if not origin:
+        return _json({"error": "OPTIONS without WebHook-Request-Origin"}, 400)
+    headers = {"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST, OPTIONS"}
+    return Response(status=200, headers=headers)
+
+
+def _messages(request: Request, body: bytes) -> list[RawMessage]:
+    """One message per event; a body that is not events at all stays one (dead-lettered) message."""
+    attributes = {h: request.headers[h] for h in ATTRIBUTE_HEADERS if h in request.headers}
+    try:
+        retries = int(request.headers.get("aeg-delivery-count") or 0)
+    except ValueError:
+        retries = 0
+    now = time.time_ns()
+    try:
+        events = split_events(body)
+    except InvalidEvent:
+        return [RawMessage(Source.AZURE_EVENTGRID, f"webhook-{now}", body, attributes, now,
+                           delivery_count=retries + 1)]  # fmt: skip
+    return [
+        RawMessage(Source.AZURE_EVENTGRID, str(event.get("id") or f"webhook-{now}-{i}"),
+                   json.dumps(event, ensure_ascii=False).encode(), attributes, now,
+                   delivery_count=retries + 1)
+        for i, event in enumerate(events)
+    ]  # fmt: skip
+
+
+def _validation(body: bytes) -> Response | None:
+    try:
+        code = validation_code(split_events(body))
+    except InvalidEvent:
+        return None  # malformed: the pipeline dead-letters it
+    if code is None:
+        return None
+    log.info("Event Grid subscription validated")
+    return _json({"validationResponse": code})
+
+
+def handle(request: Request, ctx: Any) -> Response:
+    """``POST``/``OPTIONS`` ``/eventgrid``."""
+    if not _authorized(request, ctx.settings):
+        log.warning("Event Grid webhook: request without the right key refused",
+                    remote=request.remote_addr)  # fmt: skip
+        return _json({"error": "unauthorized"}, 401)
+    if request.method == "OPTIONS":
+        return _abuse_protection(request)
+    body = request.get_data(cache=False)
+    answer = _validation(body)
+    if answer is not None:
+        return answer
+    if request.headers.get("aeg-event-type") == "SubscriptionDeletion":
+        return _json({"status": "subscription deleted"})
+    return _deliver(_state(ctx), _messages(request, body))
+
+
+def _deliver(state: _State, messages: list[RawMessage]) -> Response:
+    outcome = state.pipeline.process(messages)
+    if outcome.nack:
+        return _json({"error": "could not queue the events; retry later", "queued": 0}, 503)
+    held = request_directory_reindex(outcome.ack, state.mounts, state.send_reindex)
+    if held:
+        return _json({"error": "could not queue a reindex for a directory event; retry later"}, 503)
+    if outcome.reject:
+        return _json({"queued": outcome.changes, "dead_lettered": len(outcome.reject),
+                      "reasons": outcome.reasons[:10]}, 400)  # fmt: skip
+    return _json({"queued": outcome.changes})

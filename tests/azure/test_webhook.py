@@ -1,0 +1,191 @@
+"""``POST``/``OPTIONS /eventgrid`` with the real pipeline and werkzeug, fake queue and dead letters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.test import Client
+from werkzeug.wrappers import Request, Response
+
+from producers.azure_webhook import _State, handle
+from producers.normalize.azure import make_normalizer
+from producers.pipeline import Pipeline
+from shared.config import Settings
+from shared.errors import ServiceUnavailable
+
+PAYLOADS = Path(__file__).parent / "payloads"
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.changes: list[Any] = []
+        self.down = False
+
+    def enqueue(self, changes: list[Any]) -> None:
+        if self.down:
+            raise ServiceUnavailable("redis down")
+        self.changes.extend(changes)
+
+
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, bytes]] = []
+        self.down = False
+
+    def record(
+        self, source: str, message_id: str, reason: str, payload: bytes, attributes: Any = None
+    ) -> int:
+        if self.down:
+            raise OSError("postgres down")
+        self.records.append((message_id, reason, payload))
+        return len(self.records)
+
+
+@dataclass
+class FakeMount:
+    name: str
+    prefix: str
+
+
+@dataclass
+class FakeMounts:
+    mounts: dict[str, list[FakeMount]] = field(default_factory=dict)
+
+    def for_container(self, container: str) -> list[FakeMount]:
+        return self.mounts.get(container, [])
+
+
+@dataclass
+class Ctx:
+    settings: Settings
+    _azure_webhook: Any = None
+
+
+@dataclass
+class Harness:
+    client: Client
+    queue: FakeQueue
+    deadletters: FakeDeadLetters
+    reindexed: list[tuple[str, str]]
+    mounts: FakeMounts
+
+
+def make_harness(**extra: str) -> Harness:
+    queue, deadletters, reindexed, mounts = FakeQueue(), FakeDeadLetters(), [], FakeMounts()
+    pipeline = Pipeline(make_normalizer(), queue, deadletters)  # type: ignore[arg-type]
+
+    def send_reindex(name: str, prefix: str) -> None:
+        if name == "broken":
+            raise ServiceUnavailable("redis down")
+        reindexed.append((name, prefix))
+
+    ctx = Ctx(Settings(extra=extra), _State(pipeline, mounts, send_reindex))  # type: ignore[arg-type]
+
+    @Request.application  # type: ignore[misc]
+    def app(request: Request) -> Response:
+        return handle(request, ctx)
+
+    return Harness(Client(app), queue, deadletters, reindexed, mounts)
+
+
+@pytest.fixture
+def hook() -> Harness:
+    return make_harness()
+
+
+def post(h: Harness, name_or_body: str | bytes, path: str = "/eventgrid", **headers: str) -> Any:
+    body = name_or_body if isinstance(name_or_body, bytes) else (PAYLOADS / name_or_body).read_bytes()
+    headers.setdefault("Content-Type", "application/json")
+    return h.client.post(path, data=body, headers=headers)
+
+
+def test_event_grid_validation_handshake(hook: Harness) -> None:
+    response = post(hook, "eg_validation.json", **{"aeg-event-type": "SubscriptionValidation"})
+    assert response.status_code == 200
+    assert response.json == {"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}
+    assert hook.queue.changes == [] and hook.deadletters.records == []
+
+
+def test_cloudevents_abuse_protection_handshake(hook: Harness) -> None:
+    response = hook.client.options("/eventgrid", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    assert response.status_code == 200
+    assert response.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    assert response.headers["WebHook-Allowed-Rate"] == "*"
+    assert hook.client.options("/eventgrid").status_code == 400
+
+
+def test_event_grid_batch_is_queued_then_200(hook: Harness) -> None:
+    response = post(hook, "eg_batch_mixed.json", **{"aeg-event-type": "Notification"})
+    assert response.status_code == 200
+    assert response.json == {"queued": 3}
+    assert [c.key for c in hook.queue.changes] == ["seq/0002.png", "seq/0001.png", "seq/0003.png"]
+
+
+def test_cloudevents_single_and_batch(hook: Harness) -> None:
+    single = post(hook, "ce_blob_created.json", **{"Content-Type": "application/cloudevents+json"})
+    batch = post(hook, "sftp_create_commit.json", **{"Content-Type": "application/cloudevents-batch+json"})
+    assert (single.status_code, batch.status_code) == (200, 200)
+    assert [c.key for c in hook.queue.changes] == ["2024/report 1+2 ü.csv", "vendor/a.mp4"]
+
+
+def test_malformed_body_is_dead_lettered_with_400(hook: Harness) -> None:
+    response = post(hook, b"{not json")
+    assert response.status_code == 400
+    assert response.json["dead_lettered"] == 1
+    [(_, reason, payload)] = hook.deadletters.records
+    assert payload == b"{not json" and "JSON" in reason
+
+
+def test_one_bad_event_does_not_hold_back_the_others(hook: Harness) -> None:
+    events = json.loads((PAYLOADS / "eg_batch_mixed.json").read_text())
+    events[1]["data"]["url"] = "https://acmeraw.blob.core.windows.net/"
+    response = post(hook, json.dumps(events).encode())
+    assert response.status_code == 400
+    assert response.json["queued"] == 2
+    assert [r[0] for r in hook.deadletters.records] == [events[1]["id"]]
+
+
+def test_enqueue_failure_is_503_and_nothing_dead_lettered(hook: Harness) -> None:
+    hook.queue.down = True
+    response = post(hook, "eg_batch_mixed.json")
+    assert response.status_code == 503
+    assert hook.deadletters.records == []
+
+
+def test_dead_letter_store_down_is_503(hook: Harness) -> None:
+    hook.deadletters.down = True
+    assert post(hook, b"[1]").status_code == 503
+
+
+def test_secret_is_required_when_configured() -> None:
+    h = make_harness(MOUNTSYNC_EVENTGRID_SECRET="s3cret")
+    assert post(h, "eg_blob_created.json").status_code == 401
+    assert post(h, "eg_blob_created.json", path="/eventgrid?key=wrong").status_code == 401
+    assert h.client.options("/eventgrid", headers={"WebHook-Request-Origin": "x"}).status_code == 401
+    assert post(h, "eg_validation.json").status_code == 401
+    assert h.queue.changes == [] and h.deadletters.records == []
+    assert post(h, "eg_blob_created.json", path="/eventgrid?key=s3cret").status_code == 200
+    assert post(h, "eg_blob_created.json", **{"X-Mountsync-Key": "s3cret"}).status_code == 200
+    assert len(h.queue.changes) == 2
+
+
+def test_directory_events_queue_reindexes_of_overlapping_mounts(hook: Harness) -> None:
+    hook.mounts.mounts["lake"] = [FakeMount("clips", "clips/"), FakeMount("run6", "clips/run6/x/"),
+                                  FakeMount("other", "elsewhere/")]  # fmt: skip
+    response = post(hook, "hns_directories.json")
+    assert response.status_code == 200
+    assert sorted(hook.reindexed) == [
+        ("clips", "new run"),
+        ("clips", "old run"),
+        ("clips", "run6"),
+        ("run6", ""),
+    ]
+
+
+def test_directory_reindex_that_cannot_be_queued_is_503(hook: Harness) -> None:
+    hook.mounts.mounts["lake"] = [FakeMount("broken", "")]
+    assert post(hook, "hns_directories.json").status_code == 503
