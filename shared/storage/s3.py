@@ -1,0 +1,412 @@
+"""S3 and S3-compatible storage (MinIO, moto): ``s3://bucket/prefix`` and ``minio://bucket/prefix``.
+
+Keys are full bucket keys (the mount prefix included), exactly as ``ObjectChange.key`` carries
+them. Options (per mount): ``endpoint_url`` (MinIO, stand-ins; without it boto3's own
+``AWS_ENDPOINT_URL`` convention applies), ``region``, ``credentials`` (the NAME of a profile in
+the AWS config/credentials files; never a secret; without it boto3's default chain is used) and
+``addressing_style`` (``path`` by default whenever the endpoint is not AWS, as MinIO needs).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
+
+from shared.errors import (
+    BadInput,
+    ConfigError,
+    CredentialsRejected,
+    ObjectNotFound,
+    StorageUnavailable,
+)
+from shared.events import normalize_etag, to_ns
+from shared.storage.base import ObjectInfo, PartInfo, UploadSession
+from shared.storage.url import StorageURL
+
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
+MAX_PARTS = 10_000
+# put() sends objects up to this size in one request (buffered); larger ones go multipart.
+PUT_SINGLE_MAX = 64 * 1024 * 1024
+PUT_PART_SIZE = 16 * 1024 * 1024
+READ_BLOCK = 1024 * 1024
+
+# Inside the class ``list`` names the listing method, so annotations use this alias.
+Parts = list[PartInfo]
+
+NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
+DENIED_CODES = {
+    "AccessDenied",
+    "403",
+    "Forbidden",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "AllAccessDisabled",
+    "AccountProblem",
+}
+TRANSIENT_CODES = {
+    "SlowDown",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+    "OperationAborted",
+}
+
+
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
+
+
+def multipart_etag(parts: list[PartInfo]) -> str:
+    """The ETag S3 gives a completed multipart object: md5 of the parts' md5s, dash, part count."""
+    digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
+    return f"{digest}-{len(parts)}"
+
+
+class _Body(io.RawIOBase):
+    """A streaming GET body whose transport errors surface as ``StorageUnavailable``."""
+
+    def __init__(self, body: Any, where: str) -> None:
+        self._body = body
+        self._where = where
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            chunk = self._body.read(len(buffer))
+        except Exception as exc:  # urllib3/botocore streaming errors differ by version
+            raise StorageUnavailable(f"reading {self._where} failed midway: {exc}") from exc
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+class S3Storage:
+    """One S3 bucket through boto3; the client is created on first use."""
+
+    def __init__(self, url: StorageURL, options: Mapping[str, Any] | None = None) -> None:
+        options = dict(options or {})
+        self.url = url
+        self.bucket = url.bucket
+        self.endpoint_url: str | None = options.get("endpoint_url") or None
+        self.region: str | None = options.get("region") or None
+        self.profile: str | None = options.get("credentials") or None
+        self.addressing_style: str | None = options.get("addressing_style") or None
+        self._client: Any = None
+
+    # -- client and errors ----------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ProfileNotFound
+
+        try:
+            session = boto3.Session(profile_name=self.profile, region_name=self.region)
+        except ProfileNotFound as exc:
+            raise ConfigError(
+                f"credential set {self.profile!r} is not a profile in the AWS config or "
+                "credentials files; add it or choose another --credentials NAME"
+            ) from exc
+
+        def build(style: str | None) -> Any:
+            s3_config = {"addressing_style": style} if style else {}
+            config = Config(
+                s3=s3_config,
+                retries={"mode": "standard", "max_attempts": 5},
+                connect_timeout=10,
+                read_timeout=60,
+                max_pool_connections=32,
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
+            return session.client("s3", endpoint_url=self.endpoint_url, config=config)
+
+        try:
+            client = build(self.addressing_style)
+            if self.addressing_style is None and not _is_aws(client.meta.endpoint_url):
+                client = build("path")  # MinIO and stand-ins: bucket in the path, not the host
+        except BotoCoreError as exc:
+            raise ConfigError(f"cannot configure S3 for {self.url}: {exc}") from exc
+        return client
+
+    def _where(self, key: str | None = None) -> str:
+        location = f"s3://{self.bucket}/{key}" if key is not None else f"s3://{self.bucket}"
+        if self.endpoint_url:
+            location += f" at {self.endpoint_url}"
+        return location
+
+    def _translate(self, exc: Exception, key: str | None = None) -> Exception:
+        """The project error for an SDK exception (the caller raises it ``from exc``)."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            HTTPClientError,
+            NoCredentialsError,
+            ParamValidationError,
+            PartialCredentialsError,
+        )
+
+        where = self._where(key)
+        if isinstance(exc, ClientError):
+            return self._translate_client_error(exc, where)
+        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+            return ConfigError(
+                f"no usable AWS credentials for {where}: set AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY, a profile, or --credentials NAME"
+            )
+        if isinstance(exc, ParamValidationError):
+            return BadInput(f"invalid request for {where}: {exc}")
+        if isinstance(exc, HTTPClientError | BotoCoreError):
+            return StorageUnavailable(f"S3 did not answer for {where}: {exc}")
+        return exc
+
+    def _translate_client_error(self, exc: Any, where: str) -> Exception:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = error.get("Message") or code
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code == "NoSuchBucket":
+            return BadInput(f"bucket {self.bucket!r} does not exist ({where})")
+        if code == "NoSuchUpload":
+            return ObjectNotFound(f"multipart upload not found for {where}: {message}")
+        if code in NOT_FOUND_CODES:
+            return ObjectNotFound(f"{where} not found")
+        if code in DENIED_CODES or status == 403:
+            return CredentialsRejected(f"S3 refused access to {where}: {code}: {message}")
+        if code in TRANSIENT_CODES or status >= 500 or status == 429:
+            return StorageUnavailable(f"S3 error for {where}: {code}: {message}")
+        return BadInput(f"S3 rejected the request for {where}: {code}: {message}")
+
+    def _call(self, operation: str, key: str | None = None, **params: Any) -> Any:
+        try:
+            return getattr(self.client, operation)(Bucket=self.bucket, **params)
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+    # -- reading --------------------------------------------------------------------------
+
+    def list(self, prefix: str = "", *, recursive: bool = True) -> Iterator[ObjectInfo]:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if not recursive:
+            params["Delimiter"] = "/"
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(**params)
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    if not recursive and item["Key"] == prefix:
+                        continue  # the folder marker of ``prefix`` itself is not a child
+                    yield _info_from_listing(item)
+        except Exception as exc:
+            raise self._translate(exc, prefix or None) from exc
+
+    def stat(self, key: str) -> ObjectInfo:
+        head = self._call("head_object", key, Key=key)
+        return _info_from_head(key, head)
+
+    def open(self, key: str) -> BinaryIO:
+        response = self._call("get_object", key, Key=key)
+        raw = _Body(response["Body"], self._where(key))
+        return io.BufferedReader(raw, READ_BLOCK)
+
+    def check(self, *, writable: bool) -> None:
+        self._call("list_objects_v2", self.url.prefix or None, Prefix=self.url.prefix, MaxKeys=1)
+        if not writable:
+            return
+        probe = f"{self.url.prefix}.mountsync-check-{uuid.uuid4().hex}"
+        body = b"mountsync write check"
+        self._call("put_object", probe, Key=probe, Body=body, ContentMD5=_md5_b64(body))
+        self._call("delete_object", probe, Key=probe)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def put(self, key: str, stream: BinaryIO, size: int) -> ObjectInfo:
+        if size < 0:
+            raise BadInput(f"negative size for {self._where(key)}")
+        if size > PUT_SINGLE_MAX:
+            return self._put_multipart(key, stream, size)
+        data = _read_exactly(stream, size, self._where(key))
+        _expect_end(stream, size, self._where(key))
+        response = self._call(
+            "put_object", key, Key=key, Body=data, ContentLength=size, ContentMD5=_md5_b64(data)
+        )
+        return ObjectInfo(
+            key=key,
+            size=size,
+            etag=normalize_etag(response.get("ETag")),
+            version=response.get("VersionId"),
+        )
+
+    def _put_multipart(self, key: str, stream: BinaryIO, size: int) -> ObjectInfo:
+        part_size = max(PUT_PART_SIZE, -(-size // MAX_PARTS))
+        session = self.start_upload(key, part_size)
+        try:
+            parts: Parts = []
+            remaining = size
+            while remaining:
+                data = _read_exactly(stream, min(part_size, remaining), self._where(key))
+                parts.append(self.upload_part(session, len(parts) + 1, data))
+                remaining -= len(data)
+            _expect_end(stream, size, self._where(key))
+            return self.complete_upload(session, parts)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original failure is the one to report
+                self.abort_upload(session)
+            raise
+
+    def delete(self, key: str) -> None:
+        self.stat(key)  # S3 deletes of missing keys succeed silently; callers want to know
+        self._call("delete_object", key, Key=key)
+
+    def start_upload(self, key: str, part_size: int) -> UploadSession:
+        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise BadInput(f"part size {part_size} is outside S3's limits ({MIN_PART_SIZE}..{MAX_PART_SIZE})")
+        response = self._call("create_multipart_upload", key, Key=key)
+        return UploadSession(key=key, upload_id=response["UploadId"], part_size=part_size)
+
+    def upload_part(self, session: UploadSession, number: int, data: bytes) -> PartInfo:
+        if not 1 <= number <= MAX_PARTS:
+            raise BadInput(f"part number {number} is outside 1..{MAX_PARTS}")
+        response = self._call(
+            "upload_part",
+            session.key,
+            Key=session.key,
+            UploadId=session.upload_id,
+            PartNumber=number,
+            Body=data,
+            ContentLength=len(data),
+            ContentMD5=_md5_b64(data),
+        )
+        return PartInfo(number=number, size=len(data), etag=normalize_etag(response["ETag"]) or "")
+
+    def list_parts(self, session: UploadSession) -> Parts:
+        params = {"Bucket": self.bucket, "Key": session.key, "UploadId": session.upload_id}
+        try:
+            pages = self.client.get_paginator("list_parts").paginate(**params)
+            parts = [
+                PartInfo(
+                    number=int(part["PartNumber"]),
+                    size=int(part["Size"]),
+                    etag=normalize_etag(part["ETag"]) or "",
+                )
+                for page in pages
+                for part in page.get("Parts", ())
+            ]
+        except Exception as exc:
+            raise self._translate(exc, session.key) from exc
+        return sorted(parts, key=lambda p: p.number)
+
+    def complete_upload(self, session: UploadSession, parts: Parts) -> ObjectInfo:
+        ordered: Parts = sorted(parts, key=lambda p: p.number)
+        if not ordered:
+            raise BadInput(f"cannot complete {self._where(session.key)} without parts")
+        expected = sum(p.size for p in ordered)
+        manifest = {"Parts": [{"PartNumber": p.number, "ETag": f'"{p.etag}"'} for p in ordered]}
+        try:
+            self._call(
+                "complete_multipart_upload",
+                session.key,
+                Key=session.key,
+                UploadId=session.upload_id,
+                MultipartUpload=manifest,
+            )
+        except ObjectNotFound:
+            # Completed before a crash? Then the object is there with the multipart ETag.
+            return self._verify_completed(session.key, ordered, expected, already=True)
+        return self._verify_completed(session.key, ordered, expected, already=False)
+
+    def _verify_completed(self, key: str, parts: Parts, expected: int, *, already: bool) -> ObjectInfo:
+        try:
+            info = self.stat(key)
+        except ObjectNotFound:
+            if already:
+                raise ObjectNotFound(
+                    f"multipart upload for {self._where(key)} no longer exists and the object "
+                    "is absent: start the upload again"
+                ) from None
+            raise
+        if already and info.etag != multipart_etag(parts):
+            raise ObjectNotFound(
+                f"multipart upload for {self._where(key)} no longer exists and the object there "
+                "is not the one these parts make: start the upload again"
+            )
+        if info.size != expected:
+            raise StorageUnavailable(
+                f"{self._where(key)} has {info.size} bytes after completion, expected {expected}"
+            )
+        return info
+
+    def abort_upload(self, session: UploadSession) -> None:
+        try:
+            self._call("abort_multipart_upload", session.key, Key=session.key, UploadId=session.upload_id)
+        except ObjectNotFound:
+            return  # already aborted or completed: nothing left to clean up
+
+
+def _is_aws(endpoint_url: str | None) -> bool:
+    host = (endpoint_url or "").split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+def _read_exactly(stream: BinaryIO, size: int, where: str) -> bytes:
+    chunks = []
+    remaining = size
+    while remaining:
+        chunk = stream.read(min(remaining, READ_BLOCK))
+        if not chunk:
+            raise BadInput(f"source for {where} ended after {size - remaining} of {size} bytes")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _expect_end(stream: BinaryIO, size: int, where: str) -> None:
+    if stream.read(1):
+        raise BadInput(f"source for {where} is longer than the {size} bytes announced")
+
+
+def _info_from_listing(item: Mapping[str, Any]) -> ObjectInfo:
+    return ObjectInfo(
+        key=item["Key"],
+        size=int(item["Size"]),
+        etag=normalize_etag(item.get("ETag")),
+        modified_ns=to_ns(item["LastModified"]) if item.get("LastModified") else 0,
+    )
+
+
+def _info_from_head(key: str, head: Mapping[str, Any]) -> ObjectInfo:
+    checksums = {
+        name.removeprefix("Checksum").lower(): str(value)
+        for name, value in head.items()
+        if name.startswith("Checksum") and name != "ChecksumType" and value
+    }
+    return ObjectInfo(
+        key=key,
+        size=int(head["ContentLength"]),
+        etag=normalize_etag(head.get("ETag")),
+        version=head.get("VersionId"),
+        modified_ns=to_ns(head["LastModified"]) if head.get("LastModified") else 0,
+        checksums=checksums,
+    )

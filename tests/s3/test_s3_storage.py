@@ -1,0 +1,252 @@
+"""The S3 adapter against moto server: listing, stat, streaming read, credential check, writer side."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from shared.errors import BadInput, ConfigError, CredentialsRejected, ObjectNotFound
+from shared.storage import open_storage
+from shared.storage.s3 import MIN_PART_SIZE, S3Storage, multipart_etag
+from tests.standins.s3 import MotoEndpoints
+
+ODD_KEYS = [
+    "plain.txt",
+    "with space/and+plus.txt",
+    "percent%25and%2F=equals.bin",
+    "ünï/cödé/名前.jpg",
+    "a/b/c/d/e/f/g/h/i/j/deep.png",
+    "looks-like-a-folder/",
+]
+
+
+def put(storage: S3Storage, key: str, data: bytes) -> None:
+    storage.put(key, io.BytesIO(data), len(data))
+
+
+def test_listing_is_complete_across_pages_and_etags_match_content(storage: S3Storage) -> None:
+    bodies = {f"many/{i:04d}.txt": f"body {i}".encode() for i in range(1205)}
+    for key, data in bodies.items():
+        put(storage, key, data)
+
+    listed = {info.key: info for info in storage.list("many/")}
+
+    assert set(listed) == set(bodies)  # more than one ListObjectsV2 page (1000 keys each)
+    for key, data in bodies.items():
+        assert listed[key].size == len(data)
+        assert listed[key].etag == hashlib.md5(data).hexdigest()  # unquoted, like events
+        assert listed[key].modified_ns > 0
+
+
+def test_odd_keys_round_trip_exactly(storage: S3Storage) -> None:
+    for key in ODD_KEYS:
+        put(storage, key, key.encode())
+
+    assert {info.key for info in storage.list()} == set(ODD_KEYS)
+    for key in ODD_KEYS:
+        with storage.open(key) as stream:
+            assert stream.read() == key.encode()
+        assert storage.stat(key).size == len(key.encode())
+
+
+def test_non_recursive_listing_yields_direct_children_only(storage: S3Storage) -> None:
+    for key in ("top.txt", "dir/a.txt", "dir/b.txt", "dir/sub/c.txt", "dir/"):
+        put(storage, key, b"x")
+
+    assert {i.key for i in storage.list("", recursive=False)} == {"top.txt"}
+    assert {i.key for i in storage.list("dir/", recursive=False)} == {"dir/a.txt", "dir/b.txt"}
+    assert {i.key for i in storage.list("dir/")} == {
+        "dir/",
+        "dir/a.txt",
+        "dir/b.txt",
+        "dir/sub/c.txt",
+    }
+
+
+def test_stat_and_listing_agree(storage: S3Storage) -> None:
+    put(storage, "k.bin", b"0123456789")
+    stat = storage.stat("k.bin")
+    (listed,) = storage.list()
+    assert (stat.key, stat.size, stat.etag) == (listed.key, listed.size, listed.etag)
+
+
+def test_missing_objects_raise_object_not_found(storage: S3Storage) -> None:
+    with pytest.raises(ObjectNotFound):
+        storage.stat("nope")
+    with pytest.raises(ObjectNotFound):
+        storage.open("nope")
+    with pytest.raises(ObjectNotFound):
+        storage.delete("nope")
+    with pytest.raises(FileNotFoundError):  # ObjectNotFound is also a FileNotFoundError
+        storage.stat("nope")
+
+
+def test_open_streams_large_objects_in_blocks(storage: S3Storage) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    put(storage, "big.bin", data)
+    digest = hashlib.sha256()
+    with storage.open("big.bin") as stream:
+        while block := stream.read(256 * 1024):
+            digest.update(block)
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_delete_removes_the_object(storage: S3Storage) -> None:
+    put(storage, "gone.txt", b"bye")
+    storage.delete("gone.txt")
+    assert list(storage.list()) == []
+
+
+def test_put_refuses_a_short_or_long_stream(storage: S3Storage) -> None:
+    with pytest.raises(BadInput, match="ended after 3 of 10 bytes"):
+        storage.put("short", io.BytesIO(b"abc"), 10)
+    with pytest.raises(BadInput, match="longer than"):
+        storage.put("long", io.BytesIO(b"abcdef"), 3)
+    assert list(storage.list()) == []
+
+
+def test_multipart_resume_lists_parts_and_completes(storage: S3Storage) -> None:
+    part1 = os.urandom(MIN_PART_SIZE)
+    part2 = os.urandom(MIN_PART_SIZE)
+    part3 = b"tail"
+    session = storage.start_upload("mp/video.mp4", MIN_PART_SIZE)
+    storage.upload_part(session, 1, part1)
+    storage.upload_part(session, 3, part3)
+
+    # A new process resumes: it learns which parts are there and sends only the missing one.
+    resumed = open_storage(storage.url, {"endpoint_url": storage.endpoint_url})
+    present = {p.number: p for p in resumed.list_parts(session)}
+    assert sorted(present) == [1, 3]
+    assert present[1].size == MIN_PART_SIZE and present[3].size == 4
+    present[2] = resumed.upload_part(session, 2, part2)
+
+    info = resumed.complete_upload(session, list(present.values()))
+
+    assert info.size == 2 * MIN_PART_SIZE + 4
+    assert info.etag == multipart_etag(sorted(present.values(), key=lambda p: p.number))
+    with resumed.open("mp/video.mp4") as stream:
+        assert hashlib.md5(stream.read()).digest() == hashlib.md5(part1 + part2 + part3).digest()
+
+
+def test_completing_twice_after_a_crash_returns_the_object(storage: S3Storage) -> None:
+    session = storage.start_upload("twice.bin", MIN_PART_SIZE)
+    parts = [storage.upload_part(session, 1, b"a" * MIN_PART_SIZE), storage.upload_part(session, 2, b"b")]
+    first = storage.complete_upload(session, parts)
+    again = storage.complete_upload(session, parts)  # the crash came before we recorded success
+    assert (again.size, again.etag) == (first.size, first.etag)
+
+
+def test_abort_discards_the_upload(storage: S3Storage) -> None:
+    session = storage.start_upload("aborted.bin", MIN_PART_SIZE)
+    storage.upload_part(session, 1, b"x" * 10)
+    storage.abort_upload(session)
+    storage.abort_upload(session)  # idempotent
+    with pytest.raises(ObjectNotFound):
+        storage.list_parts(session)
+    assert list(storage.list()) == []
+
+
+def test_part_size_below_the_s3_minimum_is_refused(storage: S3Storage) -> None:
+    with pytest.raises(BadInput, match="part size"):
+        storage.start_upload("small-parts", 1024)
+
+
+def test_large_put_goes_multipart(storage: S3Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shared.storage.s3.PUT_SINGLE_MAX", MIN_PART_SIZE)
+    monkeypatch.setattr("shared.storage.s3.PUT_PART_SIZE", MIN_PART_SIZE)
+    data = os.urandom(2 * MIN_PART_SIZE + 100)
+    info = storage.put("auto-mp.bin", io.BytesIO(data), len(data))
+    assert info.size == len(data)
+    assert info.etag is not None and info.etag.endswith("-3")
+
+
+def test_check_read_only_and_writable_leave_nothing_behind(storage: S3Storage) -> None:
+    storage.check(writable=False)
+    storage.check(writable=True)
+    assert list(storage.list()) == []
+
+
+def test_check_refuses_a_missing_bucket_with_the_reason(moto: MotoEndpoints) -> None:
+    missing = open_storage("s3://no-such-bucket-here/", {"endpoint_url": moto.endpoint_url})
+    with pytest.raises(BadInput, match="does not exist"):
+        missing.check(writable=False)
+
+
+def test_unknown_credential_set_is_a_config_error(
+    moto: MotoEndpoints, bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    adapter = open_storage(
+        f"s3://{bucket_name}/", {"endpoint_url": moto.endpoint_url, "credentials": "nobody"}
+    )
+    with pytest.raises(ConfigError, match="'nobody'"):
+        adapter.check(writable=False)
+
+
+def test_named_credential_set_is_used(
+    moto: MotoEndpoints, bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "credentials").write_text(
+        "[annotators]\naws_access_key_id = AKIDNAMED\naws_secret_access_key = named-secret\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    adapter = open_storage(
+        f"s3://{bucket_name}/", {"endpoint_url": moto.endpoint_url, "credentials": "annotators"}
+    )
+    adapter.check(writable=True)
+    assert adapter.client._request_signer._credentials.access_key == "AKIDNAMED"
+
+
+def test_no_credentials_at_all_is_refused_with_the_reason(
+    moto: MotoEndpoints, bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    adapter = open_storage(f"s3://{bucket_name}/", {"endpoint_url": moto.endpoint_url})
+    with pytest.raises(ConfigError, match="no usable AWS credentials"):
+        adapter.check(writable=False)
+
+
+def test_endpoint_from_aws_endpoint_url_is_honoured(
+    moto: MotoEndpoints, bucket_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint_url)
+    adapter = open_storage(f"minio://{bucket_name}/data/", {})
+    assert isinstance(adapter, S3Storage)
+    adapter.check(writable=True)
+    assert adapter.client.meta.config.s3 == {"addressing_style": "path"}
+
+
+def test_unreachable_endpoint_is_storage_unavailable(bucket_name: str) -> None:
+    from shared.errors import StorageUnavailable
+    from tests.standins.s3 import free_port
+
+    adapter = open_storage(f"s3://{bucket_name}/", {"endpoint_url": f"http://127.0.0.1:{free_port()}"})
+    adapter.client.meta.config.retries["max_attempts"] = 1
+    with pytest.raises(StorageUnavailable, match="did not answer"):
+        adapter.stat("x")
+
+
+def test_rejected_credentials_are_credentials_rejected(bucket_name: str) -> None:
+    """moto with IAM auth on: an unknown access key is refused like on AWS."""
+    from tests.standins.s3 import MotoServer
+
+    server = MotoServer(extra_env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    endpoints = server.start()
+    try:
+        adapter = open_storage(f"s3://{bucket_name}/", {"endpoint_url": endpoints.endpoint_url})
+        with pytest.raises(CredentialsRejected, match=r"InvalidAccessKeyId|AccessDenied|Signature"):
+            adapter.check(writable=False)
+    finally:
+        server.stop()
