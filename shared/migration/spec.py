@@ -23,8 +23,9 @@ TASK_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
 HEX = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]{32}$")}
 # Per-side storage options a spec may carry; secrets never travel in task arguments.
 STORAGE_OPTION_KEYS = frozenset(
-    {"endpoint_url", "region", "credentials", "account_url", "project", "addressing_style"}
-)
+    {"endpoint_url", "region", "credentials", "account_url", "addressing_style", "project",
+     "user_project", "anonymous"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +70,8 @@ class TransferOptions:
     callback_attempts: int = 10
     skip_existing: bool = True
     chunk_size: int = MAX_CHUNK_ITEMS
-    source_storage: Mapping[str, str] = field(default_factory=dict)
-    destination_storage: Mapping[str, str] = field(default_factory=dict)
+    source_storage: Mapping[str, str | bool] = field(default_factory=dict)
+    destination_storage: Mapping[str, str | bool] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -242,7 +243,7 @@ def _option(name: str, raw: Any, default: Any) -> Any:
     return float(raw)
 
 
-def _storage_options(name: str, raw: Any) -> dict[str, str]:
+def _storage_options(name: str, raw: Any) -> dict[str, str | bool]:
     if not isinstance(raw, Mapping):
         raise BadInput(f"option {name} must be an object")
     unknown = set(raw) - STORAGE_OPTION_KEYS
@@ -252,8 +253,8 @@ def _storage_options(name: str, raw: Any) -> dict[str, str]:
             f"got {', '.join(sorted(unknown))} (secrets never go in a spec: name a credential "
             "set with 'credentials')"
         )
-    if not all(isinstance(v, str) for v in raw.values()):
-        raise BadInput(f"option {name} values must be strings")
+    if not all(isinstance(v, str | bool) for v in raw.values()):
+        raise BadInput(f"option {name} values must be strings (or true/false)")
     return dict(raw)
 
 
