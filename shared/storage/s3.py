@@ -215,9 +215,8 @@ class S3Storage:
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(**params)
             for page in pages:
+                # A folder marker ``prefix`` itself is listed: reindex files "a/" under folder "a".
                 for item in page.get("Contents", ()):
-                    if not recursive and item["Key"] == prefix:
-                        continue  # the folder marker of ``prefix`` itself is not a child
                     yield _info_from_listing(item)
         except Exception as exc:
             raise self._translate(exc, prefix or None) from exc

@@ -58,7 +58,12 @@ def test_non_recursive_listing_yields_direct_children_only(storage: S3Storage) -
         put(storage, key, b"x")
 
     assert {i.key for i in storage.list("", recursive=False)} == {"top.txt"}
-    assert {i.key for i in storage.list("dir/", recursive=False)} == {"dir/a.txt", "dir/b.txt"}
+    # The marker "dir/" belongs to folder "dir" (as the catalog files it), so it is listed there.
+    assert {i.key for i in storage.list("dir/", recursive=False)} == {
+        "dir/",
+        "dir/a.txt",
+        "dir/b.txt",
+    }
     assert {i.key for i in storage.list("dir/")} == {
         "dir/",
         "dir/a.txt",
