@@ -7,7 +7,9 @@ other services are kept in ``delivered``). End-to-end tests use the real worker 
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,3 +103,43 @@ def inline(settings: Settings, store: MigrationStore) -> Inline:
     extra = {"MOUNTSYNC_MIGRATION_LEASE": "30"}
     rt = MigrationRuntime(settings.with_(extra=extra), store, app)
     return Inline(rt, app)
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL: nothing below the test catches it."""
+
+
+class CountingDest:
+    """Wraps the destination storage: counts upload_part calls, crashes after ``crash_after``."""
+
+    def __init__(self, inner: Any, calls: Counter, crash_after: int | None) -> None:
+        self._inner, self.calls, self.crash_after = inner, calls, crash_after
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def upload_part(self, session: Any, number: int, data: bytes) -> Any:
+        with self._lock:
+            if self.crash_after is not None and sum(self.calls.values()) >= self.crash_after:
+                raise Crash()
+            self.calls[number] += 1
+        return self._inner.upload_part(session, number, data)
+
+
+@pytest.fixture
+def counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    state: dict[str, Any] = {"calls": Counter(), "crash_after": None}
+    real = service.open_storages
+
+    def wrapped(spec: Any) -> Any:
+        source, dest = real(spec)
+        return source, CountingDest(dest, state["calls"], state["crash_after"])
+
+    monkeypatch.setattr(service, "open_storages", wrapped)
+    return state
+
+
+def parts_table(db: Any, job: str) -> dict[int, tuple[int, bool]]:
+    rows = db.execute("SELECT number, sends, done FROM migration_parts WHERE job_id = %s", (job,))
+    return {n: (sends, done) for n, sends, done in rows}

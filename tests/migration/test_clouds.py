@@ -17,8 +17,8 @@ import pytest
 
 from shared.migration.progress import job_progress
 from shared.storage import open_storage
+from tests.migration.conftest import Crash, parts_table
 from tests.migration.test_fs_to_fs import MiB, make_tree
-from tests.migration.test_resume_cancel import Crash, counting, parts_table  # noqa: F401
 
 OPTIONS = {"part_size": 5 * MiB, "multipart_threshold": 5 * MiB, "max_buffer_bytes": 40 * MiB,
            "part_concurrency": 3, "retry_base_s": 0.1}  # fmt: skip

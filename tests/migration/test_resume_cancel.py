@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,51 +13,11 @@ import pytest
 
 from shared.migration.progress import job_progress
 from shared.migration.store import MigrationStore
+from tests.migration.conftest import Crash, parts_table
 from tests.migration.test_fs_to_fs import MiB, make_tree, sha256_of
-from workers.migration import service
 
 OPTIONS = {"part_size": 5 * MiB, "multipart_threshold": 5 * MiB, "max_buffer_bytes": 40 * MiB,
            "part_concurrency": 2, "retry_base_s": 0.0}  # fmt: skip
-
-
-class Crash(BaseException):
-    """Stands in for SIGKILL: nothing below the test catches it."""
-
-
-class CountingDest:
-    """Wraps the destination storage: counts upload_part calls, crashes after ``crash_after``."""
-
-    def __init__(self, inner: Any, calls: Counter, crash_after: int | None) -> None:
-        self._inner, self.calls, self.crash_after = inner, calls, crash_after
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def upload_part(self, session: Any, number: int, data: bytes) -> Any:
-        with self._lock:
-            if self.crash_after is not None and sum(self.calls.values()) >= self.crash_after:
-                raise Crash()
-            self.calls[number] += 1
-        return self._inner.upload_part(session, number, data)
-
-
-@pytest.fixture
-def counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    state: dict[str, Any] = {"calls": Counter(), "crash_after": None}
-    real = service.open_storages
-
-    def wrapped(spec: Any) -> Any:
-        source, dest = real(spec)
-        return source, CountingDest(dest, state["calls"], state["crash_after"])
-
-    monkeypatch.setattr(service, "open_storages", wrapped)
-    return state
-
-
-def parts_table(db: Any, job: str) -> dict[int, tuple[int, bool]]:
-    rows = db.execute("SELECT number, sends, done FROM migration_parts WHERE job_id = %s", (job,))
-    return {n: (sends, done) for n, sends, done in rows}
 
 
 def test_crash_mid_multipart_resumes_without_resending_parts(
