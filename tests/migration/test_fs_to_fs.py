@@ -62,7 +62,7 @@ def test_items_with_entity_ids_and_task_callback_batches(tmp_path: Path, inline,
     chunk_runs = [args for name, args in inline.ran if name == "mountsync.migration.upload_chunk"]
     assert sorted({args[1] for args in chunk_runs}) == [0, 1, 2]  # <=1000 items per chunk
     batches = [m for m in inline.delivered if m.name == "platform.relink"]
-    assert all(m.queue == "platform" for m in batches)
+    assert all(m.queue.name == "platform" for m in batches)
     sizes = [len(m.args[0]["links"]) for m in batches]
     assert sum(sizes) == 2300 and max(sizes) <= 1000
     links = {link["entity_id"]: link for m in batches for link in m.args[0]["links"]}

@@ -91,9 +91,13 @@ def post_json(url: str, payload: dict[str, Any], timeout: float = HTTP_TIMEOUT_S
 
 
 def send_task(app: Any, callback: Callback, payload: dict[str, Any]) -> Attempt:
-    """Send the batch as ``callback.task(payload)`` on ``callback.queue``."""
+    """Send the batch as ``callback.task(payload)`` on ``callback.queue`` (the submitter's
+    queue, declared on the fly: it is not one of mountsync's own queues)."""
+    from kombu import Queue
+
     try:
-        app.send_task(callback.task, args=[payload], queue=callback.queue)
+        queue = Queue(callback.queue, routing_key=callback.queue)
+        app.send_task(callback.task, args=[payload], queue=queue)
     except Exception as exc:  # kombu OperationalError, redis errors: the broker is down
         return Attempt("retry", f"sending task {callback.task} failed: {exc}")
     return Attempt("delivered")
