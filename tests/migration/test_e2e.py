@@ -80,7 +80,8 @@ def test_cli_submit_items_watch_list(tmp_path: Path, mig_worker, mig_env, moto, 
     cli = Cli(mig_env)
     submitted = cli("migrate", "submit", "--source", f"file://{src}", "--dest", f"s3://{bucket}/m",
                     "--items", str(items), "--dest-endpoint-url", moto.endpoint_url,
-                    "-o", "part_size=5MiB", "-o", "multipart_threshold=5MiB", "--json", check=True)  # fmt: skip
+                    "-o", "part_size=5MiB", "-o", "multipart_threshold=5MiB", "--json",
+                    check=True)  # fmt: skip
     job = json.loads(submitted.stdout)["job_id"]
     watched = cli("migrate", "status", job, "--watch", "--json", timeout=120)
     assert watched.returncode == 0, watched.stderr
@@ -161,7 +162,8 @@ def test_sigkill_mid_multipart_then_resume(tmp_path: Path, mig_worker, moto, buc
     sums = make_tree(src, {"huge.bin": 100 * MiB + 5})  # 21 parts of 5 MiB
     job = client.submit({"source": f"file://{src}", "destination": f"s3://{bucket}/k",
                          "options": {**SMALL, "part_concurrency": 2,
-                                     "destination_storage": {"endpoint_url": moto.endpoint_url}}})  # fmt: skip
+                                     "destination_storage": {"endpoint_url": moto.endpoint_url}},
+                         })  # fmt: skip
     wait_for(lambda: sum(d for _, d in parts(db, job).values()) >= 3, timeout=60,
              what="3 parts recorded", interval=0.02)  # fmt: skip
     mig_worker.kill()
@@ -186,7 +188,8 @@ def test_cancel_running_job_aborts_uploads(tmp_path: Path, mig_worker, moto, buc
     make_tree(src, {"big.bin": 80 * MiB, **{f"s/{i}": 10 for i in range(5)}})
     job = client.submit({"source": f"file://{src}", "destination": f"s3://{bucket}/c",
                          "options": {**SMALL, "part_concurrency": 1, "concurrency": 1,
-                                     "destination_storage": {"endpoint_url": moto.endpoint_url}}})  # fmt: skip
+                                     "destination_storage": {"endpoint_url": moto.endpoint_url}},
+                         })  # fmt: skip
     wait_for(lambda: sum(d for _, d in parts(db, job).values()) >= 2, timeout=60, what="parts sent",
              interval=0.02)  # fmt: skip
     assert client.cancel(job).state == "cancelled"
