@@ -1,10 +1,11 @@
 """What the three Azure transports share beyond the normalizer: mount lookup by container,
 the rename enricher, reindex requests for HNS directory events, and the delivery limit.
 
-- Renames: a ``BlobRenamed`` event has no size or etag. ``RenameEnricher`` stats the new name
-  through the mount's own storage options (the catalog knows the account and credentials), so the
-  catalog row is complete at once. A blob already gone again keeps the bare change (the later
-  delete event wins by sequencer); storage that cannot be reached nacks the batch (retry).
+- Missing content fields: a ``BlobRenamed`` event has no size or etag, a ``BlobTierChanged`` no
+  etag. ``ContentEnricher`` stats such blobs through the mount's own storage options (the catalog
+  knows the account and credentials), so the catalog row is complete at once even when the
+  metadata event overtakes the create. A blob already gone again keeps the bare change (the
+  later delete event wins by sequencer); storage that cannot be reached nacks the batch (retry).
 - Directories: ``DirectoryDeleted`` / ``DirectoryRenamed`` change every blob under a prefix, which
   the event does not list. ``request_directory_reindex`` queues ``mountsync.reindex_mount`` for
   every mount that overlaps the prefix, before the message is acknowledged (a lost request means a
@@ -69,8 +70,8 @@ class AzureMounts:
         return out
 
 
-class RenameEnricher:
-    """Fills size and etag of created changes that have neither (renames) by stat'ing the blob."""
+class ContentEnricher:
+    """Fills size and etag of live changes that carry no etag (renames, tier changes) from a stat."""
 
     def __init__(self, mounts: AzureMounts, opener: Callable[[Any], Any] | None = None) -> None:
         self._mounts = mounts
@@ -92,7 +93,7 @@ class RenameEnricher:
         except ObjectNotFound:
             return change
         except (CredentialsRejected, BadInput) as exc:
-            log.warning("cannot stat renamed blob; size and etag come with the next reindex",
+            log.warning("cannot stat the blob; its size and etag come with the next reindex",
                         mount=mount.name, key=change.key, error=str(exc))  # fmt: skip
             return change
         return dataclasses.replace(change, size=info.size, etag=info.etag, version=info.version)
@@ -104,7 +105,7 @@ class RenameEnricher:
 
 
 def _needs_stat(change: ObjectChange) -> bool:
-    return change.kind is Kind.CREATED and change.size is None and change.etag is None
+    return change.kind in (Kind.CREATED, Kind.METADATA) and change.etag is None
 
 
 def _open_mount_storage(mount: Any) -> Any:

@@ -252,8 +252,8 @@ def register(produce_app: typer.Typer) -> None:
 
         from producers.azure_common import (
             AzureMounts,
+            ContentEnricher,
             DirectoryAwareSource,
-            RenameEnricher,
             celery_reindex_sender,
         )
         from producers.cli import run_producer
@@ -267,7 +267,7 @@ def register(produce_app: typer.Typer) -> None:
             pull = EventGridPullSource(client, release_delay=release_delay, renew_every_s=renew_every)
             mounts = AzureMounts(runtime.pool)
             source = DirectoryAwareSource(pull, mounts, celery_reindex_sender(runtime))
-            pipeline = runtime.pipeline(make_normalizer(account or None), enrich=RenameEnricher(mounts))
+            pipeline = runtime.pipeline(make_normalizer(account or None), enrich=ContentEnricher(mounts))
             return source, pipeline
 
         run_producer(ctx, build)

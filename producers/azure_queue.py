@@ -202,8 +202,8 @@ def register(produce_app: typer.Typer) -> None:
         """Consume blob events from an Azure Storage Queue (credentials as for az:// mounts)."""
         from producers.azure_common import (
             AzureMounts,
+            ContentEnricher,
             DirectoryAwareSource,
-            RenameEnricher,
             celery_reindex_sender,
             with_delivery_limit,
         )
@@ -218,6 +218,6 @@ def register(produce_app: typer.Typer) -> None:
             inner = StorageQueueSource(client, visibility_timeout=visibility_timeout)
             source = DirectoryAwareSource(inner, mounts, celery_reindex_sender(runtime))
             normalize = with_delivery_limit(make_normalizer(account or None), max_deliveries)
-            return source, runtime.pipeline(normalize, enrich=RenameEnricher(mounts))
+            return source, runtime.pipeline(normalize, enrich=ContentEnricher(mounts))
 
         run_producer(ctx, build)

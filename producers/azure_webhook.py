@@ -30,7 +30,7 @@ from werkzeug.wrappers import Request, Response
 
 from producers.azure_common import (
     AzureMounts,
-    RenameEnricher,
+    ContentEnricher,
     celery_reindex_sender,
     request_directory_reindex,
 )
@@ -71,7 +71,7 @@ def _state(ctx: Any) -> _State:
         runtime = ctx.runtime
         accounts = [a.strip() for a in ctx.settings.extra.get(ACCOUNTS_SETTING, "").split(",")]
         mounts = AzureMounts(runtime.pool)
-        pipeline = runtime.pipeline(make_normalizer(accounts), enrich=RenameEnricher(mounts))
+        pipeline = runtime.pipeline(make_normalizer(accounts), enrich=ContentEnricher(mounts))
         state = _State(pipeline, mounts, celery_reindex_sender(runtime))
         ctx._azure_webhook = state
     return state

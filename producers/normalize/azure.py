@@ -9,7 +9,8 @@ dead-letter store keeps the body exactly as delivered).
   the real write (``FlushWithClose`` / ``SftpCommit``): ignored, so they never look like content.
 - ``BlobDeleted`` -> deleted; ``BlobTierChanged`` -> metadata (the content is unchanged).
 - ``BlobRenamed`` (HNS) -> deleted(old name) + created(new name). The rename event carries no
-  size or etag, so the created change has neither; the producers stat the new name (enricher).
+  size or etag, so the created change has neither; the producers stat the new name (``ContentEnricher``,
+  which also fills the etag that ``BlobTierChanged`` lacks).
 - ``DirectoryCreated`` -> nothing (folders are implicit). ``DirectoryDeleted`` and
   ``DirectoryRenamed`` change every blob under a prefix, but the event does not list them: they
   produce no per-key change here; ``directory_scopes`` names the prefixes so the producer queues a

@@ -110,7 +110,7 @@ class EventGridServer:
         self._topics: dict[str, dict[str, Subscription]] = {}
         self._cond = threading.Condition()
         self.port = free_port()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
+        self._httpd = _QuietServer(("127.0.0.1", self.port), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -133,6 +133,13 @@ class EventGridServer:
             if name not in subs:
                 subs[name] = Subscription(self.lock_s, self.max_delivery_count)
             return subs[name]
+
+    def locks_expired(self, topic: str, name: str) -> bool:
+        """True once no event of the subscription is locked any more (expired locks requeued)."""
+        sub = self.subscription(topic, name)
+        with self._cond:
+            sub.expire_locks(time.monotonic())
+            return not sub.locked
 
     def publish(self, topic: str, events: list[dict[str, Any]]) -> None:
         with self._cond:
@@ -187,6 +194,11 @@ class EventGridServer:
         elif op == "release":
             sub.released += 1
             sub._requeue(item, now + delay)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (the point of some tests) is not an error here."""
 
 
 def _handler_for(server: EventGridServer) -> type[BaseHTTPRequestHandler]:

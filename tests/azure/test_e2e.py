@@ -1,0 +1,291 @@
+"""End to end: real Azurite operations -> Event Grid delivery (webhook, namespace pull, Storage Queue)
+-> a real producer process -> Redis -> a real Celery worker -> the catalog.
+
+Every event is built from what Azurite answered (tests/azure/blob_events.py). Expected state is
+Azurite's own listing, read through the adapter (so etags from events and listings must agree).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.config import Settings
+from shared.storage.azure import AzureStorage
+from shared.storage.url import parse_storage_url
+from tests.azure.blob_events import BlobEventFactory, WebhookDelivery, publish, queue_delivery
+from tests.azure.eventgrid_server import EventGridServer
+from tests.conftest import ROOT, env_for
+from tests.helpers import free_port, wait_for
+from tests.standins.azure import AzuriteEndpoints
+
+TOPIC, SUB, SECRET = "blob-events", "mountsync", "hook-secret"
+
+
+class Proc:
+    """A ``mountsync`` subprocess in its own process group, logging to a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args, self.env, self.log_path = args, env, log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "shared", *self.args], env=self.env, stdout=log,
+                stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+            )  # fmt: skip
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def az_env(settings: Settings, azurite: AzuriteEndpoints) -> dict[str, str]:
+    return env_for(
+        settings, AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string, AZURE_EVENTGRID_KEY="test-key",
+        MOUNTSYNC_EVENTGRID_SECRET=SECRET,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def mount(container: Any, add_mount: Callable[..., Any], worker: Any) -> str:
+    name = f"az-{uuid.uuid4().hex[:8]}"
+    add_mount(name, f"az://{container.container_name}/")
+    return name
+
+
+def bucket_state(container: Any, azurite: AzuriteEndpoints) -> dict[str, dict[str, Any]]:
+    storage = AzureStorage(
+        parse_storage_url(f"az://{container.container_name}/"), {},
+        environ={"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string},
+    )  # fmt: skip
+    return {i.key: {"size": i.size, "etag": i.etag, "version": i.version} for i in storage.list()}
+
+
+def operations(factory: BlobEventFactory) -> list[dict[str, Any]]:
+    """Create, block upload, overwrite, delete, rename, copy, odd names: the events, in order."""
+    return [
+        factory.put("seq/0001.png", b"a" * 10),
+        factory.put_blocks("seq/0002.png", [b"b" * 300, b"c" * 200]),
+        factory.put("seq/0003.png", b"c"),
+        factory.put("seq/0001.png", b"overwritten!"),
+        factory.delete("seq/0003.png"),
+        factory.rename("seq/0002.png", "seq/0004.png"),
+        factory.copy("seq/0001.png", "copies/0001 copy.png"),
+        factory.put("odd/ä b+c%20=.txt", b"unicode"),
+        factory.set_tier("odd/ä b+c%20=.txt", "Cool"),
+    ]
+
+
+def converge(catalog_state: Callable[[str], Any], mount: str, expected: dict[str, Any], what: str) -> None:
+    try:
+        wait_for(lambda: catalog_state(mount) == expected, timeout=60, what=what)
+    except AssertionError:
+        assert catalog_state(mount) == expected, what  # shows the difference
+
+
+def start_serve(az_env: dict[str, str], tmp_path: Path, procs: list[Proc]) -> tuple[Proc, str]:
+    port = free_port()
+    proc = Proc(["serve", "--port", str(port)], az_env, tmp_path / f"serve-{port}.log").start()
+    procs.append(proc)
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError):
+            assert proc.alive(), proc.log()
+            return False
+
+    wait_for(healthy, timeout=60, what="mountsync serve to answer")
+    return proc, f"http://127.0.0.1:{port}/eventgrid?key={SECRET}"
+
+
+@pytest.mark.parametrize("cloudevents", [False, True], ids=["eventgrid-schema", "cloudevents"])
+def test_webhook_delivery_reaches_the_catalog_exactly(
+    cloudevents: bool, container: Any, azurite: AzuriteEndpoints, mount: str, az_env: dict[str, str],
+    catalog_state: Callable[[str], Any], tmp_path: Path, procs: list[Proc],
+) -> None:  # fmt: skip
+    _, url = start_serve(az_env, tmp_path, procs)
+    hook = WebhookDelivery(url, cloudevents=cloudevents)
+    assert hook.handshake()
+    assert WebhookDelivery(url.replace(SECRET, "wrong"), cloudevents=cloudevents).deliver([]) == 401
+    events = operations(BlobEventFactory(container))
+
+    # Event Grid neither orders nor dedupes: one batch in reverse, then every event alone, shuffled.
+    assert hook.deliver(list(reversed(events))) == 200
+    for event in random.Random(7).sample(events, len(events)):
+        assert hook.deliver([event]) == 200
+
+    expected = bucket_state(container, azurite)
+    assert set(expected) == {"seq/0001.png", "seq/0004.png", "copies/0001 copy.png", "odd/ä b+c%20=.txt"}
+    converge(catalog_state, mount, expected, "webhook events in the catalog")
+
+
+def test_webhook_redelivery_after_the_server_was_killed_loses_nothing(
+    container: Any, azurite: AzuriteEndpoints, mount: str, az_env: dict[str, str],
+    catalog_state: Callable[[str], Any], tmp_path: Path, procs: list[Proc],
+) -> None:  # fmt: skip
+    proc, url = start_serve(az_env, tmp_path, procs)
+    hook = WebhookDelivery(url)
+    events = operations(BlobEventFactory(container))
+    assert hook.deliver(events[:4]) == 200
+    proc.kill()
+    with pytest.raises(urllib.error.URLError):
+        hook.deliver(events[4:])  # Event Grid keeps the batch and retries
+    _, url = start_serve(az_env, tmp_path, procs)
+    assert WebhookDelivery(url).deliver(events[4:]) == 200
+    converge(catalog_state, mount, bucket_state(container, azurite), "events after the restart")
+
+
+def test_webhook_malformed_event_is_dead_lettered(
+    container: Any, mount: str, az_env: dict[str, str], catalog: Any, tmp_path: Path, procs: list[Proc],
+) -> None:  # fmt: skip
+    _, url = start_serve(az_env, tmp_path, procs)
+    good = BlobEventFactory(container).put("ok.txt", b"ok")
+    bad = json.loads(json.dumps(good)) | {"id": "bad-event"}
+    bad["data"]["url"] = "http://127.0.0.1:1/devstoreaccount1/"
+    status, body, _ = WebhookDelivery(url).post_raw(json.dumps([good, bad]).encode())
+    assert status == 400
+    assert json.loads(body)["queued"] == 1
+    rows = catalog.execute("SELECT source, message_id, reason FROM dead_letters").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("azure-eventgrid", "bad-event")]
+
+
+def start_pull(az_env: dict[str, str], server: EventGridServer, tmp_path: Path, procs: list[Proc]) -> Proc:
+    args = ["produce", "azure-eventgrid", "--endpoint", server.endpoint, "--topic", TOPIC,
+            "--subscription", SUB, "--release-delay", "0", "--renew-every", "1"]  # fmt: skip
+    proc = Proc(args, az_env, tmp_path / f"pull-{uuid.uuid4().hex[:6]}.log").start()
+    procs.append(proc)
+    return proc
+
+
+@pytest.fixture
+def eg_server() -> Iterator[EventGridServer]:
+    server = EventGridServer(lock_s=3.0).start()
+    server.subscription(TOPIC, SUB)
+    yield server
+    server.acks_open.set()
+    server.stop()
+
+
+def test_namespace_pull_reaches_the_catalog_and_dead_letters_malformed(
+    container: Any, azurite: AzuriteEndpoints, mount: str, az_env: dict[str, str], catalog: Any,
+    catalog_state: Callable[[str], Any], eg_server: EventGridServer, tmp_path: Path, procs: list[Proc],
+) -> None:  # fmt: skip
+    events = operations(BlobEventFactory(container))
+    malformed = json.loads(json.dumps(events[0])) | {"id": "malformed-1"}
+    malformed["data"]["contentLength"] = -5
+    publish(
+        eg_server.endpoint, eg_server.key, TOPIC, [*random.Random(3).sample(events, len(events)), malformed]
+    )
+    proc = start_pull(az_env, eg_server, tmp_path, procs)
+
+    converge(catalog_state, mount, bucket_state(container, azurite), "pulled events in the catalog")
+    sub = eg_server.subscription(TOPIC, SUB)
+    wait_for(lambda: sub.backlog == 0, timeout=30, what=f"every event settled: {proc.log()}")
+    assert len(sub.acked) == len(events)
+    assert [e["id"] for e in sub.dead_lettered] == ["malformed-1"]
+    reasons = catalog.execute("SELECT reason FROM dead_letters WHERE message_id = 'malformed-1'").fetchall()
+    assert len(reasons) == 1 and "negative" in reasons[0][0]
+
+
+def test_namespace_pull_killed_between_enqueue_and_ack_loses_nothing(
+    container: Any, azurite: AzuriteEndpoints, mount: str, az_env: dict[str, str],
+    catalog_state: Callable[[str], Any], eg_server: EventGridServer, tmp_path: Path, procs: list[Proc],
+) -> None:  # fmt: skip
+    eg_server.acks_open.clear()  # the consumer will hang in acknowledge, after enqueueing
+    events = operations(BlobEventFactory(container))
+    publish(eg_server.endpoint, eg_server.key, TOPIC, events)
+    first = start_pull(az_env, eg_server, tmp_path, procs)
+    sub = eg_server.subscription(TOPIC, SUB)
+    expected = bucket_state(container, azurite)
+    converge(catalog_state, mount, expected, "events enqueued before the ack")
+    wait_for(lambda: "acknowledge" in eg_server.requests, timeout=30, what="the consumer to start acking")
+    first.kill()
+    # The lock lapses while the dead consumer's acknowledge is still in flight: it must then fail.
+    wait_for(lambda: eg_server.locks_expired(TOPIC, SUB), timeout=30, what="locks to expire")
+    eg_server.acks_open.set()
+    assert sub.acked == []
+
+    start_pull(az_env, eg_server, tmp_path, procs)
+    wait_for(lambda: len(sub.acked) == len(events), timeout=60, what="redelivered events acked")
+    assert sub.received >= 2 * len(events)  # every event came back after the kill
+    converge(catalog_state, mount, expected, "catalog unchanged by the redelivery")
+
+
+def start_queue_consumer(
+    az_env: dict[str, str], queue: Any, tmp_path: Path, procs: list[Proc], visibility: int = 30
+) -> Proc:
+    args = ["produce", "azure-queue", "--queue", queue.queue_name, "--visibility-timeout", str(visibility)]
+    proc = Proc(args, az_env, tmp_path / f"queue-{uuid.uuid4().hex[:6]}.log").start()
+    procs.append(proc)
+    return proc
+
+
+def test_storage_queue_delivery_reaches_the_catalog_exactly(
+    container: Any, azurite: AzuriteEndpoints, mount: str, az_env: dict[str, str], storage_queue: Any,
+    catalog_state: Callable[[str], Any], tmp_path: Path, procs: list[Proc],
+) -> None:  # fmt: skip
+    events = operations(BlobEventFactory(container))
+    queue_delivery(storage_queue, [*events, *random.Random(5).sample(events, len(events))])
+    start_queue_consumer(az_env, storage_queue, tmp_path, procs)
+    converge(catalog_state, mount, bucket_state(container, azurite), "queued events in the catalog")
+    wait_for(lambda: storage_queue.get_queue_properties().approximate_message_count == 0,
+             timeout=30, what="every message deleted")  # fmt: skip
+
+
+def test_storage_queue_consumer_killed_mid_stream_loses_nothing(
+    container: Any, azurite: AzuriteEndpoints, mount: str, az_env: dict[str, str], storage_queue: Any,
+    catalog_state: Callable[[str], Any], tmp_path: Path, procs: list[Proc],
+) -> None:  # fmt: skip
+    factory = BlobEventFactory(container)
+    events = [factory.put(f"frames/{i:04d}.jpg", os.urandom(1 + i % 50)) for i in range(150)]
+    queue_delivery(storage_queue, events)
+    first = start_queue_consumer(az_env, storage_queue, tmp_path, procs, visibility=2)
+    wait_for(lambda: len(catalog_state(mount)) > 0, timeout=60, what="some progress before the kill")
+    first.kill()
+    start_queue_consumer(az_env, storage_queue, tmp_path, procs, visibility=2)
+    converge(catalog_state, mount, bucket_state(container, azurite), "every event after the restart")
+    wait_for(lambda: storage_queue.get_queue_properties().approximate_message_count == 0,
+             timeout=30, what="every message deleted")  # fmt: skip
