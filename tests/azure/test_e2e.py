@@ -117,6 +117,29 @@ def operations(factory: BlobEventFactory) -> list[dict[str, Any]]:
     ]
 
 
+def reindex_in_process(settings: Settings, mount_name: str, azurite: AzuriteEndpoints) -> dict[str, Any]:
+    """The reconcile a worker would run, here in-process with Azurite credentials."""
+    import redis
+
+    from shared.catalog.db import open_pool
+    from shared.catalog.mounts import Mounts
+    from shared.queues import make_client
+    from workers.context import SystemClock, WorkerContext
+    from workers.reindex import run_reindex
+
+    pool = open_pool(settings.database_url, min_size=1, max_size=2, name="test-reindex")
+    ctx = WorkerContext(settings, pool, redis.Redis.from_url(settings.redis_url), make_client(settings),
+                        SystemClock())  # fmt: skip
+    try:
+        with pool.connection() as conn:
+            mount = Mounts(conn).get(mount_name)
+        env = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+        storage = AzureStorage(mount.storage_url, mount.options, environ=env)
+        return run_reindex(ctx, mount, storage).as_dict()
+    finally:
+        ctx.close()
+
+
 def converge(catalog_state: Callable[[str], Any], mount: str, expected: dict[str, Any], what: str) -> None:
     try:
         wait_for(lambda: catalog_state(mount) == expected, timeout=60, what=what)
@@ -143,8 +166,8 @@ def start_serve(az_env: dict[str, str], tmp_path: Path, procs: list[Proc]) -> tu
 
 @pytest.mark.parametrize("cloudevents", [False, True], ids=["eventgrid-schema", "cloudevents"])
 def test_webhook_delivery_reaches_the_catalog_exactly(
-    cloudevents: bool, container: Any, azurite: AzuriteEndpoints, mount: str, az_env: dict[str, str],
-    catalog_state: Callable[[str], Any], tmp_path: Path, procs: list[Proc],
+    cloudevents: bool, settings: Settings, container: Any, azurite: AzuriteEndpoints, mount: str,
+    az_env: dict[str, str], catalog_state: Callable[[str], Any], tmp_path: Path, procs: list[Proc],
 ) -> None:  # fmt: skip
     _, url = start_serve(az_env, tmp_path, procs)
     hook = WebhookDelivery(url, cloudevents=cloudevents)
@@ -160,6 +183,9 @@ def test_webhook_delivery_reaches_the_catalog_exactly(
     expected = bucket_state(container, azurite)
     assert set(expected) == {"seq/0001.png", "seq/0004.png", "copies/0001 copy.png", "odd/ä b+c%20=.txt"}
     converge(catalog_state, mount, expected, "webhook events in the catalog")
+    # Events and listings agree on size and etag: a reconcile finds nothing to fix.
+    summary = reindex_in_process(settings, mount, azurite)
+    assert (summary["created"], summary["updated"], summary["deleted"], summary["unchanged"]) == (0, 0, 0, 4)
 
 
 def test_webhook_redelivery_after_the_server_was_killed_loses_nothing(
@@ -276,8 +302,8 @@ def test_storage_queue_delivery_reaches_the_catalog_exactly(
 
 
 def test_storage_queue_consumer_killed_mid_stream_loses_nothing(
-    container: Any, azurite: AzuriteEndpoints, mount: str, az_env: dict[str, str], storage_queue: Any,
-    catalog_state: Callable[[str], Any], tmp_path: Path, procs: list[Proc],
+    settings: Settings, container: Any, azurite: AzuriteEndpoints, mount: str, az_env: dict[str, str],
+    storage_queue: Any, catalog_state: Callable[[str], Any], tmp_path: Path, procs: list[Proc],
 ) -> None:  # fmt: skip
     factory = BlobEventFactory(container)
     events = [factory.put(f"frames/{i:04d}.jpg", os.urandom(1 + i % 50)) for i in range(150)]
@@ -289,3 +315,10 @@ def test_storage_queue_consumer_killed_mid_stream_loses_nothing(
     converge(catalog_state, mount, bucket_state(container, azurite), "every event after the restart")
     wait_for(lambda: storage_queue.get_queue_properties().approximate_message_count == 0,
              timeout=30, what="every message deleted")  # fmt: skip
+    summary = reindex_in_process(settings, mount, azurite)
+    assert (summary["created"], summary["updated"], summary["deleted"], summary["unchanged"]) == (
+        0,
+        0,
+        0,
+        150,
+    )
