@@ -48,10 +48,10 @@ def ctx(settings: Settings, redis_client: redis_lib.Redis) -> WorkerContext:
     return WorkerContext(settings=own, pool=None, redis=redis_client, app=StubApp(), clock=StubClock())  # type: ignore[arg-type]
 
 
-def applied(key: str, mount_id: int = 1, kind: Kind = Kind.CREATED) -> AppliedChange:
+def applied(key: str, mount_id: int = 1, kind: Kind = Kind.CREATED, was_live: bool = False) -> AppliedChange:
     folder = key.rpartition("/")[0]
     return AppliedChange(mount_id=mount_id, mount_name="m", key=key, folder=folder, kind=kind, size=1,
-                         etag="e", version=None, sequencer="", source_id=None, was_live=False,
+                         etag="e", version=None, sequencer="", source_id=None, was_live=was_live,
                          prev_etag=None, prev_version=None)  # fmt: skip
 
 
@@ -75,10 +75,25 @@ def test_irrelevant_files_schedule_nothing(ctx: WorkerContext) -> None:
 
 def test_changes_after_the_claim_schedule_the_next_check(ctx: WorkerContext) -> None:
     hooks.after_apply(ctx, [applied("seq/1.png")])
-    assert hooks.claim(ctx, 1, "seq")
+    assert hooks.claim(ctx, 1, "seq") == ["seq/1.png"]
     hooks.after_apply(ctx, [applied("seq/2.png", kind=Kind.DELETED)])
     assert checks(ctx) == [[1, "seq"], [1, "seq"]]
-    assert not hooks.claim(ctx, 2, "never-scheduled")
+    assert hooks.claim(ctx, 1, "seq") is None  # a delete: the full check
+    assert hooks.claim(ctx, 2, "never-scheduled") is None
+
+
+def test_only_brand_new_images_allow_the_fast_path(ctx: WorkerContext) -> None:
+    hooks.after_apply(ctx, [applied("a/1.png"), applied("a/2.png")])
+    hooks.after_apply(ctx, [applied("a/3.png")])
+    assert hooks.claim(ctx, 1, "a") == ["a/1.png", "a/2.png", "a/3.png"]
+    for change in (applied("b/1.png", was_live=True),  # overwrite
+                   applied("b/1.png", kind=Kind.DELETED), applied("b/x.csv"),
+                   applied("b/frames.txt"), applied("b/v.mp4")):  # fmt: skip
+        hooks.after_apply(ctx, [applied("b/0.png"), change])
+        assert hooks.claim(ctx, 1, "b") is None, change
+    hooks.after_apply(ctx, [applied("c/0.png")])
+    hooks.schedule_checks(ctx, [(1, "c")], 0.5)  # the sweep: no record -> full check
+    assert hooks.claim(ctx, 1, "c") is None
 
 
 def test_lost_tasks_are_sent_again(ctx: WorkerContext) -> None:
@@ -94,7 +109,7 @@ def test_folder_names_survive_the_round_trip(ctx: WorkerContext) -> None:
     odd = 'a "quoted", ünïcode/ folder'
     hooks.after_apply(ctx, [applied(f"{odd}/x.png", mount_id=7)])
     assert hooks.pending(ctx)[0][0] == (7, odd)
-    assert hooks.claim(ctx, 7, odd)
+    assert hooks.claim(ctx, 7, odd) == [f"{odd}/x.png"]
 
 
 def test_bad_alignment_settings_do_not_block_applies(ctx: WorkerContext) -> None:

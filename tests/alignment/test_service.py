@@ -25,12 +25,12 @@ from workers.alignment.service import (
     pin_dataset,
 )
 
-CONFIG = AlignmentConfig()
+CONFIG = AlignmentConfig(settle_s=0)
 
 
 def check(bucket: FakeBucket, folder: str = "seq", config: AlignmentConfig = CONFIG,
-          io: object = None) -> FolderCheck:  # fmt: skip
-    return check_folder(bucket.conn, config, bucket.mount, folder, io or NoIO())  # type: ignore[arg-type]
+          io: object = None, new_keys: list[str] | None = None) -> FolderCheck:  # fmt: skip
+    return check_folder(bucket.conn, config, bucket.mount, folder, io or NoIO(), new_keys)  # type: ignore[arg-type]
 
 
 def dataset(bucket: FakeBucket, path: str = "seq") -> store.Dataset:
@@ -293,3 +293,46 @@ def test_checks_serialize_per_folder(annotated: FakeBucket, catalog_url: str) ->
                 store.lock_folder(probe, annotated.mount.id, "seq")
         finally:
             probe.close()
+
+
+def test_new_folder_is_pinned_only_once_it_settles(bucket: FakeBucket) -> None:
+    patient = replace(CONFIG, settle_s=30)
+    bucket.put(*frame_keys("seq", 5))
+    first = check(bucket, config=patient)
+    assert first.recheck_in is not None and 29 < first.recheck_in <= 30.1
+    assert store.datasets_in_folder(bucket.conn, bucket.mount.id, "seq") == []
+    bucket.conn.execute("UPDATE folders SET updated_at = now() - interval '31 seconds'")
+    assert check(bucket, config=patient).pinned == ["seq"]
+
+
+def test_fast_path_extends_the_pin_for_pure_appends(annotated: FakeBucket) -> None:
+    new = ["seq/frame_0101.png", "seq/frame_0100.png"]
+    annotated.put(*new)
+    result = check(annotated, new_keys=new)
+    assert (result.fast, result.kinds, result.events) == (True, {"seq": "append"}, [])
+    ds = dataset(annotated)
+    assert (ds.pinned_frames, ds.frame_count) == (102, 102)
+    assert frame_list(annotated) == ("live", frame_keys("seq", 102))
+    full = check(annotated)  # the full check agrees: nothing differs from the pin
+    assert (full.kinds, full.events) == ({}, [])
+
+
+@pytest.mark.parametrize(
+    "setup",
+    ["sorts-before-last", "unrecorded-change", "quarantined", "already-pinned"],
+)
+def test_fast_path_defers_to_the_full_check(annotated: FakeBucket, setup: str) -> None:
+    if setup == "quarantined":
+        annotated.delete("seq/frame_0001.png")
+        check(annotated)
+    if setup == "unrecorded-change":
+        annotated.put("seq/frame_0050b.png")  # an insert another check claimed
+    key = "seq/frame_0000b.png" if setup == "sorts-before-last" else "seq/frame_0100.png"
+    if setup == "already-pinned":
+        key = "seq/frame_0007.png"
+    annotated.put(key)
+    result = check(annotated, new_keys=[key])
+    assert not result.fast
+    if setup in ("sorts-before-last", "unrecorded-change"):
+        (event,) = result.events
+        assert event.kind == "insert"

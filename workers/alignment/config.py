@@ -8,6 +8,7 @@
 | MOUNTSYNC_FRAME_ORDER | dive | order of new datasets: dive, lexicographic, manifest |
 | MOUNTSYNC_ALIGNMENT_DEBOUNCE | 0.5 | seconds a folder's changes are gathered before a check |
 | MOUNTSYNC_ALIGNMENT_AUTOPIN | true | pin a dataset's manifest when it is first imported |
+| MOUNTSYNC_ALIGNMENT_SETTLE | 2 | seconds a new folder must be quiet before its import pin |
 | MOUNTSYNC_ALIGNMENT_ALERT_APPENDS | false | also alert on appends to pinned datasets |
 | MOUNTSYNC_ALIGNMENT_ALERT_NEW | false | also alert on new datasets |
 | MOUNTSYNC_ALIGNMENT_QUARANTINE | breaking | quarantine on: breaking, any (non-append), never |
@@ -67,6 +68,9 @@ class AlignmentConfig:
     default_order: str = DEFAULT_POLICY
     debounce_s: float = 0.5
     autopin: bool = True
+    # A folder still being uploaded is not pinned yet: parallel uploads arrive out of name
+    # order, and pinning half a folder would report those late frames as inserts.
+    settle_s: float = 2.0
     alert_appends: bool = False
     alert_new: bool = False
     quarantine: str = "breaking"
@@ -79,6 +83,7 @@ class AlignmentConfig:
             default_order=_choice(extra, "MOUNTSYNC_FRAME_ORDER", DEFAULT_POLICY, POLICIES),
             debounce_s=_seconds(extra, "MOUNTSYNC_ALIGNMENT_DEBOUNCE", 0.5),
             autopin=_flag(extra, "MOUNTSYNC_ALIGNMENT_AUTOPIN", True),
+            settle_s=_seconds(extra, "MOUNTSYNC_ALIGNMENT_SETTLE", 2.0),
             alert_appends=_flag(extra, "MOUNTSYNC_ALIGNMENT_ALERT_APPENDS", False),
             alert_new=_flag(extra, "MOUNTSYNC_ALIGNMENT_ALERT_NEW", False),
             quarantine=_choice(extra, "MOUNTSYNC_ALIGNMENT_QUARANTINE", "breaking", QUARANTINE_POLICIES),

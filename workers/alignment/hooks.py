@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 import structlog
 
 from shared.errors import ConfigError
+from shared.events import Kind
 from shared.queues import QUEUE_ALIGNMENT, send
 from workers.alignment.config import AlignmentConfig
+from workers.alignment.datasets import Role
 
 if TYPE_CHECKING:
     from shared.catalog.apply import AppliedChange
@@ -36,6 +38,10 @@ TASK_PIN = "mountsync.alignment.pin"
 TASK_NOTIFY = "mountsync.alignment.notify"
 TASK_SWEEP = "mountsync.alignment.sweep"
 DUE_KEY = "mountsync:alignment:due"
+NEW_KEYS = "mountsync:alignment:new:"
+FULL_FLAG = "mountsync:alignment:full:"
+MAX_RECORDED_KEYS = 5000  # beyond this a full check is cheaper than shipping the keys
+RECORD_TTL_S = 86_400
 # A due member older than this has lost its task (a check normally runs within a second).
 LOST_AFTER_S = 60.0
 
@@ -61,30 +67,78 @@ def parse_member(raw: bytes | str) -> tuple[int, str]:
 def after_apply(ctx: "WorkerContext", applied: "list[AppliedChange]") -> None:  # noqa: UP037
     """Schedule a debounced check of every folder whose datasets this batch may have changed."""
     config = config_for(ctx)
-    folders = sorted({(c.mount_id, c.folder) for c in applied if config.types.is_relevant(c.key)})
-    if folders:
-        schedule_checks(ctx, folders, config.debounce_s)
+    records: dict[tuple[int, str], list[str] | None] = {}
+    for change in applied:
+        role = config.types.role(change.key)
+        if role is Role.OTHER:
+            continue
+        folder = (change.mount_id, change.folder)
+        new_keys = records.setdefault(folder, [])
+        if new_keys is None:
+            continue
+        if role is Role.IMAGE and change.kind is Kind.CREATED and not change.was_live:
+            new_keys.append(change.key)
+        else:
+            records[folder] = None  # anything but a brand-new image needs the full check
+    if records:
+        schedule_checks(ctx, sorted(records), config.debounce_s, records)
 
 
-def schedule_checks(ctx: WorkerContext, folders: Sequence[tuple[int, str]], delay_s: float) -> int:
-    """Mark folders due in ``delay_s``; send one delayed check per newly due folder."""
+def _record_keys(ctx: WorkerContext, mount_id: int, folder: str) -> tuple[str, str]:
+    who = member(mount_id, folder)
+    return ctx.key(f"{NEW_KEYS}{who}"), ctx.key(f"{FULL_FLAG}{who}")
+
+
+def schedule_checks(
+    ctx: WorkerContext,
+    folders: Sequence[tuple[int, str]],
+    delay_s: float,
+    records: dict[tuple[int, str], list[str] | None] | None = None,
+) -> int:
+    """Mark folders due in ``delay_s``; send one delayed check per newly due folder.
+
+    ``records`` says what changed per folder (new image keys, or None for "anything else");
+    a folder without a record gets the full check. Records and due marks are written in one
+    MULTI so a check's claim never sees one without the other.
+    """
     due = ctx.clock.now() + delay_s
-    key = ctx.key(DUE_KEY)
-    pipe = ctx.redis.pipeline(transaction=False)
+    pipe = ctx.redis.pipeline(transaction=True)
+    zadd_at: list[int] = []
     for mount_id, folder in folders:
-        pipe.zadd(key, {member(mount_id, folder): due}, nx=True)
-    added = pipe.execute()
+        new_list, full_flag = _record_keys(ctx, mount_id, folder)
+        keys = records.get((mount_id, folder)) if records is not None else None
+        if keys and len(keys) <= MAX_RECORDED_KEYS:
+            pipe.rpush(new_list, *keys)
+            pipe.expire(new_list, RECORD_TTL_S)
+        else:
+            pipe.set(full_flag, 1, ex=RECORD_TTL_S)
+        pipe.zadd(ctx.key(DUE_KEY), {member(mount_id, folder): due}, nx=True)
+        zadd_at.append(len(pipe) - 1)
+    replies = pipe.execute()
     sent = 0
-    for (mount_id, folder), new in zip(folders, added, strict=True):
-        if new:
+    for (mount_id, folder), at in zip(folders, zadd_at, strict=True):
+        if replies[at]:
             send(ctx.app, TASK_CHECK, mount_id, folder, queue=QUEUE_ALIGNMENT, countdown=delay_s)
             sent += 1
     return sent
 
 
-def claim(ctx: WorkerContext, mount_id: int, folder: str) -> bool:
-    """Take the folder off the due set; False if it was not there (redelivered or extra task)."""
-    return bool(ctx.redis.zrem(ctx.key(DUE_KEY), member(mount_id, folder)))
+def claim(ctx: WorkerContext, mount_id: int, folder: str) -> list[str] | None:
+    """Take the folder off the due set and return what the hooks recorded for it.
+
+    The new image keys when only brand-new images arrived since the last claim; None when
+    anything else happened, or nothing was recorded (a sweep, a redelivered task): full check.
+    """
+    new_list, full_flag = _record_keys(ctx, mount_id, folder)
+    pipe = ctx.redis.pipeline(transaction=True)
+    pipe.zrem(ctx.key(DUE_KEY), member(mount_id, folder))
+    pipe.lrange(new_list, 0, -1)
+    pipe.get(full_flag)
+    pipe.delete(new_list, full_flag)
+    _, raw_keys, full, _ = pipe.execute()
+    if full or not raw_keys:
+        return None
+    return [k.decode() if isinstance(k, bytes) else str(k) for k in raw_keys]
 
 
 def resend_lost(ctx: WorkerContext, delay_s: float, limit: int = 1000) -> int:

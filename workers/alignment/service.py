@@ -7,7 +7,7 @@ driven by the returned ``AlertEvent``s.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -18,6 +18,7 @@ from workers.alignment import store
 from workers.alignment.classify import Classification, Frame, classify_folder_change
 from workers.alignment.config import AlignmentConfig
 from workers.alignment.datasets import VIDEO, DatasetSpec, FolderContents, describe_folder
+from workers.alignment.fastpath import try_append
 from workers.alignment.mountio import MountIO
 from workers.alignment.sortorder import MANIFEST, get_policy, parse_frame_manifest
 
@@ -45,6 +46,8 @@ class FolderCheck:
     kinds: dict[str, str] = field(default_factory=dict)  # dataset path -> primary kind
     pinned: list[str] = field(default_factory=list)  # datasets pinned on first import
     events: list[AlertEvent] = field(default_factory=list)
+    recheck_in: float | None = None  # a new folder still settling: check again after this
+    fast: bool = False  # decided by the append fast path
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ def _notice(conn: psycopg.Connection, mount: Mount, ds: store.Dataset, c: Classi
 
 def _check_dataset(
     conn: psycopg.Connection, config: AlignmentConfig, mount: Mount, ds: store.Dataset,
-    current: list[Frame], io: MountIO, result: FolderCheck,
+    current: list[Frame], io: MountIO, result: FolderCheck, settled: bool,
 ) -> None:  # fmt: skip
     if ds.pinned:
         c, events = _check_pinned(conn, config, mount, ds, current, io)
@@ -159,7 +162,7 @@ def _check_dataset(
         return
     if current:
         result.kinds[ds.path] = "new-dataset"
-    if config.autopin and current:
+    if config.autopin and current and settled:
         store.write_manifest(conn, ds.id, io.fill_versions(current), last_annotated=None,
                              pinned_by="import", order=ds.order_policy)  # fmt: skip
         result.pinned.append(ds.path)
@@ -168,30 +171,64 @@ def _check_dataset(
             result.events.append(_notice(conn, mount, ds, c))
 
 
+def _settling(conn: psycopg.Connection, config: AlignmentConfig, mount: Mount, folder: str) -> float | None:
+    """Seconds until the folder counts as settled for its import pin (None: settled now)."""
+    if not config.autopin or config.settle_s <= 0:
+        return None
+    quiet = store.folder_quiet_for(conn, mount.id, folder)
+    if quiet is None or quiet >= config.settle_s:
+        return None
+    return config.settle_s - quiet + 0.1
+
+
 def check_folder(
-    conn: psycopg.Connection, config: AlignmentConfig, mount: Mount, folder: str, io: MountIO
-) -> FolderCheck:
-    """Recognise the folder's datasets, pin new ones, classify changes to pinned ones."""
+    conn: psycopg.Connection, config: AlignmentConfig, mount: Mount, folder: str, io: MountIO,
+    new_keys: Sequence[str] | None = None,
+) -> FolderCheck:  # fmt: skip
+    """Recognise the folder's datasets, pin new ones, classify changes to pinned ones.
+
+    ``new_keys`` (what the hook recorded: only brand-new images arrived) allows the append fast
+    path; without it, or when the fast path cannot decide, the full state-based check runs.
+    """
     result = FolderCheck(mount.name, folder)
     with conn.transaction():
         store.lock_folder(conn, mount.id, folder)
-        objects = {f.key: f for f in store.live_frames(conn, mount.id, folder)}
-        contents = describe_folder(folder, objects, config.types)
+        if new_keys and try_append(conn, mount, folder, new_keys, io) is not None:
+            result.kinds[folder], result.fast = "append", True
+            store.mark_folder_checked(conn, mount.id, folder)
+            return result
         known = {(d.type, d.path): d for d in store.datasets_in_folder(conn, mount.id, folder)}
-        for spec in contents.datasets:
-            row = known.pop((spec.type, spec.path), None)
-            order = row.order_policy if row else config.default_order
-            current = order_frames(spec, order, contents, objects, io)
-            ds = store.upsert_dataset(conn, mount.id, spec, order, len(current))
-            _check_dataset(conn, config, mount, ds, current, io, result)
-        for ds in known.values():  # datasets whose media are all gone
-            if not ds.pinned:
-                store.delete_dataset(conn, ds.id)
-                continue
-            store.mark_absent(conn, ds.id)
-            _check_dataset(conn, config, mount, ds, [], io, result)
+        wait = _settling(conn, config, mount, folder)
+        if wait is not None and not any(d.pinned for d in known.values()):
+            result.recheck_in = wait  # still uploading: nothing pinned here to protect yet
+            return result
+        count = store.folder_live_objects(conn, mount.id, folder)  # before the listing: see fastpath
+        _check_all(conn, config, mount, folder, io, known, result, settled=wait is None)
+        store.set_folder_objects(conn, mount.id, folder, count)
+        if wait is not None and any(k == "new-dataset" for k in result.kinds.values()):
+            result.recheck_in = wait
         store.mark_folder_checked(conn, mount.id, folder)
     return result
+
+
+def _check_all(
+    conn: psycopg.Connection, config: AlignmentConfig, mount: Mount, folder: str, io: MountIO,
+    known: dict[tuple[str, str], store.Dataset], result: FolderCheck, settled: bool,
+) -> None:  # fmt: skip
+    objects = {f.key: f for f in store.live_frames(conn, mount.id, folder)}
+    contents = describe_folder(folder, objects, config.types)
+    for spec in contents.datasets:
+        row = known.pop((spec.type, spec.path), None)
+        order = row.order_policy if row else config.default_order
+        current = order_frames(spec, order, contents, objects, io)
+        ds = store.upsert_dataset(conn, mount.id, spec, order, len(current))
+        _check_dataset(conn, config, mount, ds, current, io, result, settled)
+    for ds in known.values():  # datasets whose media are all gone
+        if not ds.pinned:
+            store.delete_dataset(conn, ds.id)
+            continue
+        store.mark_absent(conn, ds.id)
+        _check_dataset(conn, config, mount, ds, [], io, result, settled)
 
 
 def _spec_at(

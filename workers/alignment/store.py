@@ -32,6 +32,7 @@ class Dataset:
     name: str
     order_policy: str
     frame_count: int
+    folder_objects: int
     present: bool
     annotations: tuple[str, ...]
     sidecars: tuple[str, ...]
@@ -101,6 +102,38 @@ def live_frames(conn: psycopg.Connection, mount_id: int, folder: str) -> list[Fr
     return [Frame(key=r[0], etag=r[1], size=r[2], version=r[3]) for r in rows]
 
 
+def live_objects_at(conn: psycopg.Connection, mount_id: int, keys: Sequence[str]) -> list[Frame]:
+    rows = conn.execute(
+        "SELECT key, etag, size, version FROM objects WHERE mount_id = %s AND key = ANY(%s) AND NOT deleted",
+        (mount_id, list(keys)),
+    ).fetchall()
+    return [Frame(key=r[0], etag=r[1], size=r[2], version=r[3]) for r in rows]
+
+
+def folder_quiet_for(conn: psycopg.Connection, mount_id: int, folder: str) -> float | None:
+    """Seconds since the catalog last changed the folder (None: no bookkeeping row)."""
+    row = conn.execute(
+        "SELECT extract(epoch FROM now() - updated_at) FROM folders WHERE mount_id = %s AND path = %s",
+        (mount_id, folder),
+    ).fetchone()
+    return None if row is None else float(row[0])
+
+
+def folder_live_objects(conn: psycopg.Connection, mount_id: int, folder: str) -> int:
+    """How many live objects the catalog counts in the folder (kept by every apply, O(1))."""
+    row = conn.execute(
+        "SELECT live_objects FROM folders WHERE mount_id = %s AND path = %s", (mount_id, folder)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def set_folder_objects(conn: psycopg.Connection, mount_id: int, folder: str, count: int) -> None:
+    conn.execute(
+        "UPDATE datasets SET folder_objects = %s WHERE mount_id = %s AND folder = %s",
+        (count, mount_id, folder),
+    )
+
+
 def folder_exists(conn: psycopg.Connection, mount_id: int, folder: str) -> bool:
     row = conn.execute(
         "SELECT 1 FROM objects WHERE mount_id = %s AND folder = %s LIMIT 1", (mount_id, folder)
@@ -108,7 +141,7 @@ def folder_exists(conn: psycopg.Connection, mount_id: int, folder: str) -> bool:
     return row is not None
 
 
-_DATASET_COLS = """id, mount_id, type, path, folder, name, order_policy, frame_count, present,
+_DATASET_COLS = """id, mount_id, type, path, folder, name, order_policy, frame_count, folder_objects, present,
     annotations, sidecars, pinned_at, pinned_by, pinned_frames, last_annotated, quarantined,
     quarantined_at, checked_at"""
 
@@ -213,6 +246,28 @@ def write_manifest(
         WHERE id = %s
         """,
         (pinned_by, len(frames), last_annotated, order, dataset_id),
+    )
+
+
+def pinned_keys_among(conn: psycopg.Connection, dataset_id: int, keys: Sequence[str]) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM dataset_frames WHERE dataset_id = %s AND key = ANY(%s)",
+        (dataset_id, list(keys)),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def last_pinned_key(conn: psycopg.Connection, dataset_id: int) -> str | None:
+    row = conn.execute(
+        "SELECT key FROM dataset_frames WHERE dataset_id = %s ORDER BY idx DESC LIMIT 1", (dataset_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_frame_count(conn: psycopg.Connection, dataset_id: int, count: int) -> None:
+    conn.execute(
+        "UPDATE datasets SET frame_count = %s, checked_at = now(), updated_at = now() WHERE id = %s",
+        (count, dataset_id),
     )
 
 

@@ -68,26 +68,32 @@ def check_folder_task(self: Task, mount_id: int, folder: str) -> dict[str, Any]:
     ctx = current()
     if _poisoned(ctx, self, [mount_id, folder]):
         return {"dead_lettered": True}
-    hooks.claim(ctx, mount_id, folder)
+    new_keys = hooks.claim(ctx, mount_id, folder)
     config = hooks.config_for(ctx)
     started = time.perf_counter()
     try:
         with _autocommit(ctx) as conn:
             mount = Mounts(conn).get_by_id(mount_id)
-            result = service.check_folder(conn, config, mount, folder, StorageIO(mount))
+            result = service.check_folder(conn, config, mount, folder, StorageIO(mount), new_keys)
     except MountNotFound:
         notify.CHECKS.labels("mount-removed").inc()
         return {"skipped": "mount removed"}
     except (RetryableError, psycopg.OperationalError) as exc:
         notify.CHECKS.labels("retry").inc()
+        hooks.schedule_checks(ctx, [(mount_id, folder)], config.debounce_s)  # full check, later
         raise _retry(self, exc) from exc
     notify.CHECK_SECONDS.observe(time.perf_counter() - started)
-    notify.CHECKS.labels("alert" if result.events else "ok").inc()
+    outcome = (
+        "alert" if result.events else "settling" if result.recheck_in else "fast" if result.fast else "ok"
+    )
+    notify.CHECKS.labels(outcome).inc()
+    if result.recheck_in:
+        hooks.schedule_checks(ctx, [(mount_id, folder)], result.recheck_in)
     for alert_id in notify.report(result.events):
         if config.webhook_url:
             send(ctx.app, hooks.TASK_NOTIFY, alert_id, queue=QUEUE_ALIGNMENT)
     ctx.redis.delete(ctx.key(f"mountsync:deliveries:{self.request.id}"))
-    return {"mount": result.mount, "folder": folder, "kinds": result.kinds,
+    return {"mount": result.mount, "folder": folder, "kinds": result.kinds, "outcome": outcome,
             "pinned": result.pinned, "alerts": [e.alert_id for e in result.events]}  # fmt: skip
 
 

@@ -24,6 +24,8 @@ def upgrade() -> None:
             name           text NOT NULL,
             order_policy   text NOT NULL DEFAULT 'dive',
             frame_count    integer NOT NULL DEFAULT 0,
+            -- folders.live_objects when this folder was last checked (append fast path guard)
+            folder_objects bigint NOT NULL DEFAULT -1,
             present        boolean NOT NULL DEFAULT true,
             annotations    jsonb NOT NULL DEFAULT '[]'::jsonb,
             sidecars       jsonb NOT NULL DEFAULT '[]'::jsonb,
@@ -50,6 +52,7 @@ def upgrade() -> None:
             size       bigint,
             PRIMARY KEY (dataset_id, idx)
         );
+        CREATE INDEX dataset_frames_key ON dataset_frames (dataset_id, key);
 
         CREATE TABLE alignment_alerts (
             id                     bigserial PRIMARY KEY,
