@@ -174,8 +174,7 @@ class GCSStorage:
             from google.cloud import storage
         except ImportError as exc:
             raise MissingExtra(
-                f"GCS storage needs the 'gcs' extra ({exc.name} is missing): "
-                "pip install 'mountsync[gcs]'"
+                f"GCS storage needs the 'gcs' extra ({exc.name} is missing): pip install 'mountsync[gcs]'"
             ) from exc
         endpoint = self.options.get("endpoint_url")
         credentials = self._credentials()
@@ -288,9 +287,7 @@ class GCSStorage:
     def check(self, *, writable: bool) -> None:
         """List one key; when ``writable``, also write and delete a small probe object."""
         with self._errors():
-            for _ in self.client.list_blobs(
-                self._bucket(), prefix=self.url.prefix or None, max_results=1
-            ):
+            for _ in self.client.list_blobs(self._bucket(), prefix=self.url.prefix or None, max_results=1):
                 break
         if writable:
             probe = f"{self.url.prefix}.mountsync-check-{uuid.uuid4().hex}"
@@ -303,9 +300,7 @@ class GCSStorage:
         with self._errors(key):
             blob.upload_from_file(stream, size=size, rewind=False, checksum="auto")
         if blob.size is not None and int(blob.size) != size:
-            raise StorageUnavailable(
-                f"{self._where(key)}: stored {blob.size} bytes, expected {size}"
-            )
+            raise StorageUnavailable(f"{self._where(key)}: stored {blob.size} bytes, expected {size}")
         return info_from_blob(blob)
 
     def delete(self, key: str) -> None:
@@ -335,14 +330,11 @@ class GCSStorage:
     def complete_upload(self, session: UploadSession, parts: builtins.list[PartInfo]) -> ObjectInfo:
         total = self.sessions.check_parts(session, parts)
         resource = self.sessions.finalize(session, parts, total)
-        if resource is not None:
-            info = object_info(session.key, resource)
-        else:  # the last part already completed the upload (or a crash hid the answer)
-            info = self.stat(session.key)
+        # No resource: the last part already completed the upload (or a crash hid the answer).
+        info = object_info(session.key, resource) if resource is not None else self.stat(session.key)
         if info.size != total:
             raise StorageUnavailable(
-                f"{self._where(session.key)}: upload completed with {info.size} bytes, "
-                f"expected {total}"
+                f"{self._where(session.key)}: upload completed with {info.size} bytes, expected {total}"
             )
         return info
 

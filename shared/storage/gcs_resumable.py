@@ -97,9 +97,7 @@ class ResumableSessions:
         return [part_info(n, (n - 1) * session.part_size, session.part_size)
                 for n in range(1, full + 1)]  # fmt: skip
 
-    def finalize(
-        self, session: UploadSession, parts: list[PartInfo], total: int
-    ) -> dict[str, Any] | None:
+    def finalize(self, session: UploadSession, parts: list[PartInfo], total: int) -> dict[str, Any] | None:
         """Finish the upload; the object resource, or None when a final part already did."""
         if parts and max(parts, key=lambda p: p.number).size < session.part_size:
             return None
@@ -128,21 +126,15 @@ class ResumableSessions:
         raise self._error(session, response, "cancelling the upload")
 
     # -- HTTP ---------------------------------------------------------------------------------
-    def _put_bytes(
-        self, session: UploadSession, data: bytes, start: int, end: int, final: bool
-    ) -> Any:
+    def _put_bytes(self, session: UploadSession, data: bytes, start: int, end: int, final: bool) -> Any:
         total = str(end) if final else "*"
         byte_range = f"bytes {start}-{end - 1}/{total}" if end > start else f"bytes */{total}"
         return self._request(session, data=data, headers={"Content-Range": byte_range})
 
     def _status(self, session: UploadSession) -> Any:
-        response = self._request(
-            session, headers={"Content-Range": "bytes */*", "Content-Length": "0"}
-        )
+        response = self._request(session, headers={"Content-Range": "bytes */*", "Content-Length": "0"})
         if response.status_code in GONE:
-            raise ObjectNotFound(
-                f"{self._where(session.key)}: the upload session expired or was cancelled"
-            )
+            raise ObjectNotFound(f"{self._where(session.key)}: the upload session expired or was cancelled")
         if response.status_code not in (200, 201, 308):
             raise self._error(session, response, "asking for the upload status")
         return response
@@ -160,9 +152,7 @@ class ResumableSessions:
         if code == 308:
             return _committed_range(response)
         if code in GONE:
-            raise ObjectNotFound(
-                f"{self._where(session.key)}: the upload session expired or was cancelled"
-            )
+            raise ObjectNotFound(f"{self._where(session.key)}: the upload session expired or was cancelled")
         if code == 429 or code >= 500:
             raise self._error(session, response, "sending a part")
         # Refused (a retry of bytes it already has, or a gap): ask what it holds and go on.

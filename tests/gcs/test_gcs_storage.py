@@ -41,9 +41,7 @@ def test_aliases_open_the_gcs_adapter(fake_gcs: GcsEndpoints, bucket: str) -> No
         assert adapter.url.prefix == "x/"
 
 
-def test_stat_reports_generation_sequencer_and_content_checksums(
-    fake_gcs: GcsEndpoints, bucket: str
-) -> None:
+def test_stat_reports_generation_sequencer_and_content_checksums(fake_gcs: GcsEndpoints, bucket: str) -> None:
     storage = storage_for(fake_gcs, bucket)
     put(storage, "dir/a b.txt", b"hello")
     info = storage.stat("dir/a b.txt")
@@ -116,18 +114,14 @@ def test_delete_removes_the_object(fake_gcs: GcsEndpoints, bucket: str) -> None:
     assert [i.key for i in storage.list()] == []
 
 
-def test_credential_check_reads_and_writes_then_leaves_nothing(
-    fake_gcs: GcsEndpoints, bucket: str
-) -> None:
+def test_credential_check_reads_and_writes_then_leaves_nothing(fake_gcs: GcsEndpoints, bucket: str) -> None:
     storage = storage_for(fake_gcs, bucket, "mount/")
     storage.check(writable=False)
     storage.check(writable=True)
     assert list(storage.list()) == []
 
 
-def test_credential_check_refuses_a_missing_bucket(
-    fake_gcs: GcsEndpoints, bucket_name: str
-) -> None:
+def test_credential_check_refuses_a_missing_bucket(fake_gcs: GcsEndpoints, bucket_name: str) -> None:
     with pytest.raises(StorageUnavailable, match="does not exist"):
         storage_for(fake_gcs, bucket_name).check(writable=False)
 
@@ -163,9 +157,7 @@ def upload_all(storage: GCSStorage, key: str, data: bytes, part_size: int = PART
 
 
 @pytest.mark.parametrize("size", [0, 100, PART, 2 * PART, 2 * PART + 7])
-def test_resumable_upload_on_fake_gcs_server(
-    fake_gcs: GcsEndpoints, bucket: str, size: int
-) -> None:
+def test_resumable_upload_on_fake_gcs_server(fake_gcs: GcsEndpoints, bucket: str, size: int) -> None:
     storage = storage_for(fake_gcs, bucket)
     data = bytes((i * 7) % 251 for i in range(size))
     upload_all(storage, "up.bin", data)

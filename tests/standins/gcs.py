@@ -28,6 +28,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -193,6 +194,7 @@ class StandIn:
     def __init__(self) -> None:
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -200,43 +202,50 @@ class StandIn:
     def ready_url(self) -> str:
         raise NotImplementedError
 
-    def start(
-        self, env: dict[str, str] | None = None, deadline_s: float = START_DEADLINE_S
-    ) -> None:
+    def start(self, env: dict[str, str] | None = None, deadline_s: float = START_DEADLINE_S) -> None:
+        # Output goes to a file, never a pipe nobody reads: the Pub/Sub emulator logs a stack
+        # trace per cancelled stream and blocks once a pipe buffer is full.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
             self.command(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                raise RuntimeError(f"{self.name} exited with {self._proc.returncode}: {err[-800:]}")
+                raise RuntimeError(f"{self.name} exited with {self._proc.returncode}: {self.output_tail()}")
             try:
                 with urllib.request.urlopen(self.ready_url(), timeout=2) as response:
                     response.read()
                 return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.1)
+        tail = self.output_tail()
         self.stop()
-        raise RuntimeError(
-            f"{self.name} did not answer on {self.ready_url()} in {deadline_s:.0f} s"
-        )
+        raise RuntimeError(f"{self.name} did not answer on {self.ready_url()} in {deadline_s:.0f} s: {tail}")
+
+    def output_tail(self, limit: int = 800) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0, os.SEEK_END)
+        size = self._log.tell()
+        self._log.seek(max(0, size - limit))
+        return self._log.read().decode(errors="replace")
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
 class PubSubEmulator(StandIn):
@@ -301,9 +310,7 @@ class GcpStorageEmulator(StandIn):
     def command(self) -> list[str]:
         command = gcp_storage_emulator_command()
         if command is None:
-            raise RuntimeError(
-                "gcp-storage-emulator is not installed: pip install gcp-storage-emulator"
-            )
+            raise RuntimeError("gcp-storage-emulator is not installed: pip install gcp-storage-emulator")
         return [*command, "start", "-H", "127.0.0.1", "--port", str(self.port), "--in-memory"]
 
     def ready_url(self) -> str:
