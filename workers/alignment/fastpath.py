@@ -57,7 +57,7 @@ def try_append(
     last = store.last_pinned_key(conn, ds.id)
     policy = get_policy(ds.order_policy)
     ordered = sorted(frames, key=lambda f: policy.key(_name(f.key)))
-    if last is not None and not policy.key(_name(ordered[0].key)) > policy.key(_name(last)):  # type: ignore[operator]
+    if last is not None and not policy.key(_name(ordered[0].key)) > policy.key(_name(last)):
         return None
     store.extend_manifest(conn, ds.id, ds.pinned_frames, io.fill_versions(ordered))
     store.set_frame_count(conn, ds.id, ds.pinned_frames + len(ordered))

@@ -60,12 +60,15 @@ class StorageIO:
         out: list[Frame] = []
         lookups = 0
         for frame in frames:
-            if frame.version is not None or lookups >= MAX_VERSION_LOOKUPS or self._versioned is False:
+            if frame.version is not None or lookups >= MAX_VERSION_LOOKUPS or self._unversioned():
                 out.append(frame)
                 continue
             lookups += 1
             out.append(self._with_version(frame))
         return out
+
+    def _unversioned(self) -> bool:
+        return self._versioned is False
 
     def _with_version(self, frame: Frame) -> Frame:
         try:

@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.errors import BadInput
 
@@ -67,14 +68,11 @@ class SortPolicy:
     """A named frame order; ``sort`` orders names (basenames, or keys within one folder)."""
 
     name: str
-    key: Callable[[str], object]
+    key: Callable[[str], Any]  # a sort key: values compare with < (tuples, strings)
     listed: tuple[str, ...] = field(default=())
 
     def sort(self, names: Iterable[str]) -> list[str]:
         return sorted(names, key=self.key)
-
-    def sort_by(self, items: Iterable[object], name_of: Callable[[object], str]) -> list[object]:
-        return sorted(items, key=lambda item: self.key(name_of(item)))
 
 
 def manifest_policy(listed: Sequence[str]) -> SortPolicy:
