@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
+import threading
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import psycopg
 
@@ -67,3 +71,27 @@ class FakeBucket:
 
 def frame_keys(folder: str, count: int) -> list[str]:
     return [f"{folder}/frame_{i:04d}.png" for i in range(count)]
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Webhook receiver: records (path, JSON body); answers with the status that ends the path."""
+
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, json.loads(body)))
+        status = int(self.path.rsplit("/", 1)[-1])
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def start_receiver(port: int) -> ThreadingHTTPServer:
+    Receiver.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", port), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from shared.config import Settings
+from shared.queues import make_client
 from tests.helpers import wait_for
 
 MOUNT = "fsalign"
@@ -139,6 +141,16 @@ def test_new_folder_becomes_a_dataset_without_an_alert(mirror: Path, cli: Any) -
     assert found["clips/a.mp4"]["annotations"] == ["clips/a.json"]
     assert found["seq2"]["pinned"]
     assert run(cli, "alerts", MOUNT, "--all") == []
+
+
+def test_other_services_pin_by_task_name(mirror: Path, cli: Any, settings: Settings) -> None:
+    client = make_client(settings)  # what another service does: no import of our code
+    client.send_task("mountsync.alignment.pin", args=[MOUNT, "seq", 60], queue="alignment")
+    wait_for(lambda: (d := dataset(cli)) and d["last_annotated"] == 60, what="pin sent by name")
+    insert(mirror)
+    sync(cli)
+    (alert,) = wait_for(lambda: open_alerts(cli), what="an insert alert")
+    assert (alert["annotated_frames_moved"], alert["last_annotated"]) == (40, 60)
 
 
 def test_cli_input_errors_exit_2(mirror: Path, cli: Any) -> None:

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from shared.config import Settings
+from tests.alignment.support import Receiver, start_receiver
 from tests.conftest import Cli, WorkerProcess, env_for
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 from tests.standins.s3 import MotoEndpoints
 
 MOUNT = "s3align"
@@ -27,8 +28,17 @@ FRAMES = [f"{PREFIX}seq/frame_{i:04d}.png" for i in range(100)]
 
 
 @pytest.fixture(scope="module")
-def s3_env(settings: Settings, moto_server: MotoEndpoints) -> dict[str, str]:
-    return env_for(settings, **moto_server.env(), MOUNTSYNC_REDIS_PREFIX=f"{settings.redis_prefix}s3al:")
+def webhook() -> Iterator[str]:
+    server = start_receiver(free_port())
+    yield f"http://127.0.0.1:{server.server_address[1]}/alerts/200"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def s3_env(settings: Settings, moto_server: MotoEndpoints, webhook: str) -> dict[str, str]:
+    return env_for(settings, **moto_server.env(), MOUNTSYNC_REDIS_PREFIX=f"{settings.redis_prefix}s3al:",
+                   MOUNTSYNC_ALERT_WEBHOOK=webhook)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +172,19 @@ def test_append_extends_the_pin_with_versions(mirror: Bucket, s3cli: Cli) -> Non
     served = run(s3cli, "frames", MOUNT, "seq")
     assert (served["frames"][100]["key"], served["frames"][100]["version"]) == (
         f"{PREFIX}seq/frame_0100.png", version)  # fmt: skip
+
+
+def test_alerts_are_posted_to_the_webhook(mirror: Bucket, s3cli: Cli) -> None:
+    Receiver.received.clear()
+    insert(mirror)
+    sync(s3cli)
+    (alert,) = wait_for(lambda: run(s3cli, "alerts", MOUNT), what="an insert alert")
+    posted = wait_for(lambda: [b for _, b in Receiver.received if b["alert"]["id"] == alert["id"]],
+                      what="the alert at the webhook")  # fmt: skip
+    body = posted[0]
+    assert body["type"] == "mountsync.alignment.alert"
+    assert (body["alert"]["kind"], body["alert"]["dataset"], body["alert"]["first_shifted_index"]) == (
+        "insert", f"{PREFIX}seq", 21)  # fmt: skip
 
 
 def test_worker_log_has_no_secrets(
