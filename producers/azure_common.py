@@ -14,6 +14,8 @@ the rename enricher, reindex requests for HNS directory events, and the delivery
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import threading
 import time
@@ -36,6 +38,7 @@ log = structlog.get_logger("mountsync.producer.azure")
 
 MOUNTS_TTL_S = 30.0
 REINDEX_TRIGGER = "azure-directory-event"
+DIRECTORY_MARKER = b"Microsoft.Storage.Directory"
 
 
 class AzureMounts:
@@ -132,6 +135,8 @@ def request_directory_reindex(
     """Queue reindexes for directory events in ``messages``; returns those whose request failed."""
     failed: list[RawMessage] = []
     for message in messages:
+        if not _mentions_directory(message.body):
+            continue  # cheap pre-check before parsing the body again
         try:
             scopes = directory_scopes(message)
         except InvalidEvent:
@@ -147,6 +152,16 @@ def request_directory_reindex(
                         message_id=message.message_id, error=str(exc))  # fmt: skip
             failed.append(message)
     return failed
+
+
+def _mentions_directory(body: bytes) -> bool:
+    text = body.lstrip()
+    if text[:1] not in (b"{", b"["):
+        try:
+            text = base64.b64decode(text)
+        except (binascii.Error, ValueError):
+            return False  # not an event at all: the normalizer dead-lettered it
+    return DIRECTORY_MARKER in text
 
 
 def celery_reindex_sender(runtime: Any) -> Callable[[str, str], None]:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -158,6 +159,7 @@ def _account_from_topic(topic: str) -> str:
     return topic[at + len(marker) :].split("/", 1)[0]
 
 
+@functools.lru_cache(maxsize=64)
 def _is_local(host: str) -> bool:
     if host == "localhost":
         return True

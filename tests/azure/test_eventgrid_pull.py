@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -10,9 +11,9 @@ from azure.core.credentials import AzureKeyCredential
 
 from producers.azure_eventgrid import EventGridPullSource, check_endpoint, make_client
 from producers.normalize.azure import normalize_azure
-from shared.errors import BadInput, CredentialsRejected
+from shared.errors import BadInput, CredentialsRejected, InvalidEvent
 from shared.events import Kind
-from tests.azure.blob_events import BlobEventFactory, publish
+from tests.azure.blob_events import BlobEventFactory, as_cloudevent, publish
 from tests.helpers import wait_for
 
 TOPIC, SUB = "blob-events", "ingest"
@@ -21,7 +22,7 @@ TOPIC, SUB = "blob-events", "ingest"
 def pull_source(server: Any, key: str = "test-key", **kwargs: Any) -> EventGridPullSource:
     server.subscription(TOPIC, SUB)
     client = make_client(server.endpoint, TOPIC, SUB, AzureKeyCredential(key))
-    return EventGridPullSource(client, **kwargs)
+    return EventGridPullSource(client, TOPIC, SUB, **kwargs)
 
 
 def test_received_events_normalize_to_what_azurite_holds(eventgrid: Any, container: Any) -> None:
@@ -125,6 +126,31 @@ def test_a_short_follow_up_receive_after_a_partial_batch_does_not_block(eventgri
 def test_endpoint_without_scheme_is_refused() -> None:
     with pytest.raises(BadInput, match="scheme"):
         check_endpoint("myns.westus-1.eventgrid.azure.net")
+
+
+def test_a_malformed_cloud_event_does_not_block_the_others(eventgrid: Any, container: Any) -> None:
+    source = pull_source(eventgrid, renew_every_s=None)
+    good = BlobEventFactory(container).put("good.bin", b"x")
+    eventgrid.subscription(TOPIC, SUB)
+    eventgrid.publish(TOPIC, [{"id": "no-source-no-type"}, as_cloudevent(good)])
+    messages = source.receive(10, 10)
+    assert [m.message_id for m in messages] == ["no-source-no-type", good["id"]]
+    with pytest.raises(InvalidEvent):
+        normalize_azure(messages[0])
+    assert [c.key for c in normalize_azure(messages[1])] == ["good.bin"]
+    source.reject(messages[:1])
+    assert source.ack(messages[1:]) == []
+    source.close()
+
+
+def test_events_keep_their_seven_digit_time(eventgrid: Any, container: Any) -> None:
+    source = pull_source(eventgrid, renew_every_s=None)
+    event = BlobEventFactory(container).put("t.bin", b"x")
+    publish(eventgrid.endpoint, eventgrid.key, TOPIC, [event])
+    [message] = source.receive(1, 10)
+    assert json.loads(message.body)["time"] == event["eventTime"]
+    source.ack([message])
+    source.close()
 
 
 def test_wrong_key_is_rejected_credentials(eventgrid: Any) -> None:

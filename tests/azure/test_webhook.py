@@ -189,3 +189,18 @@ def test_directory_events_queue_reindexes_of_overlapping_mounts(hook: Harness) -
 def test_directory_reindex_that_cannot_be_queued_is_503(hook: Harness) -> None:
     hook.mounts.mounts["lake"] = [FakeMount("broken", "")]
     assert post(hook, "hns_directories.json").status_code == 503
+
+
+def test_directory_events_in_base64_queue_bodies_are_recognized() -> None:
+    import base64
+
+    from producers.azure_common import request_directory_reindex
+    from shared.events import RawMessage, Source
+
+    events = json.loads((PAYLOADS / "hns_directories.json").read_text())
+    bodies = [base64.b64encode(json.dumps(e).encode()) for e in events]
+    sent: list[tuple[str, str]] = []
+    mounts = FakeMounts({"lake": [FakeMount("lake", "")]})
+    messages = [RawMessage(Source.AZURE_QUEUE, str(i), b) for i, b in enumerate(bodies)]
+    assert request_directory_reindex(messages, mounts, lambda n, p: sent.append((n, p))) == []  # type: ignore[arg-type]
+    assert sent == [("lake", "clips/old run"), ("lake", "clips/new run"), ("lake", "clips/run6")]

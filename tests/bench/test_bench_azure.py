@@ -1,0 +1,283 @@
+"""Azure benchmark: events/s into the catalog through the namespace pull consumer and the webhook,
+each beside a bare baseline on the same stand-in in the same run (target: within 1.3x).
+
+- Pull: ``mountsync produce azure-eventgrid`` (a process) until every event is acknowledged and in
+  the catalog, versus a bare ``EventGridConsumerClient`` receive(100) + acknowledge loop (also a
+  process) on the same Event Grid test server.
+- Webhook: ``mountsync serve`` receiving Event Grid batches (4 concurrent senders, as Event Grid
+  delivers concurrently) until every event is in the catalog, versus a bare waitress app that
+  reads the body and answers 200. Batches of 100 events (a throughput-minded subscription's
+  setting) are the target row; one event per POST (Event Grid's default) is shown too.
+
+Events are built from real Azurite uploads before the clock starts. Run with
+``pytest -m bench tests/bench/test_bench_azure.py``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.config import Settings
+from tests.azure.blob_events import BlobEventFactory, WebhookDelivery, publish
+from tests.azure.eventgrid_server import EventGridServer
+from tests.azure.test_e2e import Proc
+from tests.conftest import ROOT, env_for
+from tests.helpers import free_port, wait_for
+from tests.standins.azure import AzuriteEndpoints
+
+pytestmark = pytest.mark.bench
+
+EVENTS = 2000
+TOPIC = "bench"
+TARGET = "mountsync >= 0.77x baseline (within 1.3x)"
+
+BARE_PULL = """
+import sys, time
+from azure.core.credentials import AzureKeyCredential
+from azure.eventgrid import EventGridConsumerClient
+endpoint, topic, sub, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+client = EventGridConsumerClient(endpoint, AzureKeyCredential("test-key"), namespace_topic=topic,
+                                 subscription=sub)
+done = 0
+while done < total:
+    details = client.receive(max_events=100, max_wait_time=10)
+    if details:
+        client.acknowledge(lock_tokens=[d.broker_properties.lock_token for d in details])
+        done += len(details)
+"""
+
+BARE_HTTP = """
+import sys
+from waitress import serve
+def app(environ, start_response):
+    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+    return [b"{}"]
+serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=8, ident="bare")
+"""
+
+
+@pytest.fixture(scope="module")
+def bench_container(azurite: AzuriteEndpoints) -> Iterator[Any]:
+    client = azurite.blob_service().create_container(f"bench{uuid.uuid4().hex[:12]}")
+    yield client
+    client.delete_container()
+
+
+@pytest.fixture(scope="module")
+def blob_events(bench_container: Any) -> list[dict[str, Any]]:
+    """EVENTS BlobCreated events, each from a real Azurite upload."""
+    factory = BlobEventFactory(bench_container)
+    with ThreadPoolExecutor(8) as pool:
+        return list(
+            pool.map(
+                lambda i: factory.put(f"frames/{i // 100:03d}/{i:05d}.jpg", b"x" * (i % 97 + 1)),
+                range(EVENTS),
+            )
+        )
+
+
+def live_count(catalog: Any, mount: str) -> int:
+    row = catalog.execute(
+        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
+        "WHERE m.name = %s AND NOT o.deleted",
+        (mount,),
+    ).fetchone()
+    return int(row[0])
+
+
+def timed(start: Callable[[], None], phases: dict[str, Callable[[], bool]], what: str) -> dict[str, float]:
+    """Seconds from ``start()`` until each phase's condition first holds (phases in order)."""
+    started = time.perf_counter()
+    start()
+    marks: dict[str, float] = {}
+    for name, condition in phases.items():
+        wait_for(condition, timeout=300, what=f"{what}: {name}", interval=0.02)
+        marks[name] = time.perf_counter() - started
+    return marks
+
+
+def spawn_python(code: str, args: list[str], log: Path) -> Proc:
+    proc = Proc([], {}, log)
+    with open(log, "ab") as out:
+        proc.proc = subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+    return proc
+
+
+def test_bench_pull_consumer(
+    blob_events: list[dict[str, Any]], bench_container: Any, settings: Settings, azurite: AzuriteEndpoints,
+    add_mount: Callable[..., Any], catalog: Any, worker: Any, bench_report: Any, tmp_path: Path,
+) -> None:  # fmt: skip
+    server = EventGridServer(lock_s=60).start()
+    procs: list[Proc] = []
+    try:
+        bare_sub = server.subscription(TOPIC, "bare")
+        procs.append(
+            spawn_python(BARE_PULL, [server.endpoint, TOPIC, "bare", str(EVENTS)], tmp_path / "bare.log")
+        )
+        wait_for(lambda: "receive" in server.requests, timeout=60, what="the bare loop to poll")
+        bare = timed(
+            lambda: publish(server.endpoint, server.key, TOPIC, blob_events),
+            {"acked": lambda: len(bare_sub.acked) == EVENTS},
+            "bare loop",
+        )
+        procs[-1].stop()
+
+        add_mount("bench-pull", f"az://{bench_container.container_name}/")
+        sub = server.subscription(TOPIC, "mountsync")
+        env = env_for(
+            settings,
+            AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string,
+            AZURE_EVENTGRID_KEY=server.key,
+            MOUNTSYNC_LOG_LEVEL="WARNING",
+        )
+        args = [
+            "produce",
+            "azure-eventgrid",
+            "--endpoint",
+            server.endpoint,
+            "--topic",
+            TOPIC,
+            "--subscription",
+            "mountsync",
+        ]
+        server.requests.clear()
+        procs.append(Proc(args, env, tmp_path / "producer.log").start())
+        wait_for(lambda: "receive" in server.requests, timeout=60, what="the producer to poll")
+        ours = timed(
+            lambda: publish(server.endpoint, server.key, TOPIC, blob_events),
+            {
+                "acked": lambda: len(sub.acked) == EVENTS,
+                "catalog": lambda: live_count(catalog, "bench-pull") == EVENTS,
+            },
+            f"mountsync pull: {procs[-1].log()}",
+        )
+    finally:
+        for proc in procs:
+            proc.stop()
+        server.stop()
+    bench_report.row(
+        "azure pull consumer: enqueued+acked",
+        EVENTS / ours["acked"],
+        "events/s",
+        "bare receive+acknowledge",
+        EVENTS / bare["acked"],
+        TARGET,
+    )
+    bench_report.row(
+        "azure pull -> catalog (incl. worker apply)",
+        EVENTS / ours["catalog"],
+        "events/s",
+        "bare receive+acknowledge",
+        EVENTS / bare["acked"],
+        TARGET,
+    )
+
+
+def start_http(
+    args: list[str], env: dict[str, str] | None, log: Path, code: str | None = None
+) -> tuple[Proc, int]:
+    port = free_port()
+    if code is None:
+        proc = Proc([*args, "--port", str(port)], env or {}, log).start()
+    else:
+        proc = spawn_python(code, [str(port)], log)
+    probe = WebhookDelivery(f"http://127.0.0.1:{port}/eventgrid?key=bench")
+
+    def up() -> bool:
+        try:
+            return probe.handshake() or code is not None
+        except OSError:
+            assert proc.alive(), proc.log()
+            return False
+
+    wait_for(up, timeout=60, what="HTTP server to answer")
+    return proc, port
+
+
+def deliver_all(url: str, events: list[dict[str, Any]], batch: int) -> None:
+    """Event Grid style: batches POSTed by 4 concurrent senders; every one must get a 2xx."""
+    hook = WebhookDelivery(url)
+    batches = [events[i : i + batch] for i in range(0, len(events), batch)]
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(hook.deliver, batches))
+    assert set(statuses) == {200}, statuses[:5]
+
+
+@pytest.mark.parametrize("batch", [100, 1], ids=["batch-100", "single-event"])
+def test_bench_webhook(
+    batch: int, blob_events: list[dict[str, Any]], bench_container: Any, settings: Settings,
+    azurite: AzuriteEndpoints, add_mount: Callable[..., Any], catalog: Any, worker: Any, bench_report: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    events = blob_events if batch > 1 else blob_events[: EVENTS // 4]
+    bare_proc, port = start_http([], None, tmp_path / "bare-http.log", code=BARE_HTTP)
+    delivered = False
+
+    def send(url: str) -> None:
+        nonlocal delivered
+        delivered = False
+        deliver_all(url, events, batch)
+        delivered = True
+
+    try:
+        bare = timed(
+            lambda: send(f"http://127.0.0.1:{port}/eventgrid"), {"200": lambda: delivered}, "bare HTTP"
+        )
+    finally:
+        bare_proc.stop()
+    name = f"bench-hook-{batch}"
+    add_mount(name, f"az://{bench_container.container_name}/")
+    env = env_for(
+        settings,
+        AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string,
+        MOUNTSYNC_EVENTGRID_SECRET="bench",
+        MOUNTSYNC_LOG_LEVEL="WARNING",
+    )
+    serve, port = start_http(["serve", "--threads", "8"], env, tmp_path / "serve.log")
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/readyz", timeout=30
+        ) as ready:  # opens the runtime
+            assert ready.status == 200
+        ours = timed(
+            lambda: send(f"http://127.0.0.1:{port}/eventgrid?key=bench"),
+            {"200": lambda: delivered, "catalog": lambda: live_count(catalog, name) == len(events)},
+            f"mountsync webhook: {serve.log()}",
+        )
+    finally:
+        serve.stop()
+    label = "batches of 100" if batch > 1 else "one event per POST"
+    target = TARGET if batch > 1 else "informational"
+    bench_report.row(
+        f"azure webhook ({label}): queued+200",
+        len(events) / ours["200"],
+        "events/s",
+        "bare waitress HTTP 200",
+        len(events) / bare["200"],
+        target,
+    )
+    bench_report.row(
+        f"azure webhook ({label}) -> catalog",
+        len(events) / ours["catalog"],
+        "events/s",
+        "bare waitress HTTP 200",
+        len(events) / bare["200"],
+        target,
+    )
