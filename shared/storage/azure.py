@@ -268,9 +268,7 @@ class AzureStorage:
     def list_parts(self, session: UploadSession) -> builtins.list[PartInfo]:
         blob = self._blob(session.key)
         try:
-            _, uncommitted = _call(
-                self._what(session.key), lambda: blob.get_block_list("uncommitted")
-            )
+            _, uncommitted = _call(self._what(session.key), lambda: blob.get_block_list("uncommitted"))
         except ObjectNotFound:
             return []  # nothing staged yet (or the blob was committed and the blocks discarded)
         parts: dict[int, PartInfo] = {}

@@ -103,9 +103,7 @@ def service_url_from_connection_string(settings: Mapping[str, str], service: str
         return explicit.rstrip("/")
     name = settings.get("ACCOUNTNAME")
     if not name:
-        raise ConfigError(
-            f"the connection string has neither {service.title()}Endpoint nor AccountName"
-        )
+        raise ConfigError(f"the connection string has neither {service.title()}Endpoint nor AccountName")
     protocol = settings.get("DEFAULTENDPOINTSPROTOCOL", "https")
     suffix = settings.get("ENDPOINTSUFFIX", "core.windows.net")
     return f"{protocol}://{name}.{service}.{suffix}"
@@ -135,9 +133,7 @@ def _service_url(account_url: str, service: str) -> str:
 def _check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"account URL {url!r} must look like https://ACCOUNT.blob.core.windows.net"
-        )
+        raise ConfigError(f"account URL {url!r} must look like https://ACCOUNT.blob.core.windows.net")
     if "sig" in parse_qs(parts.query):
         raise ConfigError(
             "the account URL carries a SAS token; mount options are stored in the catalog, so put "
@@ -176,9 +172,7 @@ def _with_account_url(
     )
 
 
-def _named(
-    name: str, account_url: str | None, service: str, environ: Mapping[str, str]
-) -> AzureAccess:
+def _named(name: str, account_url: str | None, service: str, environ: Mapping[str, str]) -> AzureAccess:
     suffix = env_suffix(name)
     conn = environ.get(f"AZURE_STORAGE_CONNECTION_STRING_{suffix}")
     if conn:

@@ -38,9 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_CACHE = REPO_ROOT / ".mountsync" / "node"
 ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key (public, documented by Microsoft; not a secret).
-ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 START_DEADLINE_S = 60.0
 INSTALL_DEADLINE_S = 600.0
 
@@ -110,9 +108,7 @@ def _install_azurite() -> str:
             command, capture_output=True, text=True, timeout=INSTALL_DEADLINE_S, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(
-            f"npm install azurite took longer than {INSTALL_DEADLINE_S:.0f} s"
-        ) from exc
+        raise RuntimeError(f"npm install azurite took longer than {INSTALL_DEADLINE_S:.0f} s") from exc
     launcher = NODE_CACHE / "node_modules/.bin/azurite"
     if done.returncode != 0 or not launcher.exists():
         raise RuntimeError(f"npm install azurite failed: {done.stderr[-500:]}")
@@ -168,9 +164,7 @@ class AzuriteServer:
         urls = [f"{self.endpoints.blob_url}?comp=list", f"{self.endpoints.queue_url}?comp=list"]
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"azurite exited with {self._proc.returncode}: {self.log_tail()}"
-                )
+                raise RuntimeError(f"azurite exited with {self._proc.returncode}: {self.log_tail()}")
             if all(self._answers(url) for url in urls):
                 return
             time.sleep(0.1)
