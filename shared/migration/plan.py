@@ -137,6 +137,18 @@ def batched(values: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+def common_folder(keys: Iterable[str]) -> str:
+    """The longest folder prefix (ending in '/') shared by all ``keys``; '' if none."""
+    keys = list(keys)
+    if not keys:
+        return ""
+    low, high = min(keys), max(keys)
+    size = 0
+    while size < min(len(low), len(high)) and low[size] == high[size]:
+        size += 1
+    return low[:size].rpartition("/")[0] + "/" if "/" in low[:size] else ""
+
+
 def part_size_for(size: int, part_size: int, max_parts: int = 10_000) -> int:
     """The part size to use for a file of ``size`` bytes: the configured one, grown in whole
     MiB when the file would otherwise need more than ``max_parts`` parts (S3's limit)."""

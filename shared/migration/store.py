@@ -51,7 +51,7 @@ class ItemRow:
 class PartRow:
     number: int
     size: int
-    md5: str
+    fingerprint: str
     etag: str | None
     done: bool
     sends: int
@@ -243,6 +243,16 @@ class MigrationStore:
             rows = cur.fetchall()
         return sorted((ItemRow(**row) for row in rows), key=lambda r: r.seq)
 
+    def open_keys(self, job_id: str, chunk: int) -> list[str]:
+        """Destination keys of a chunk's items still to copy."""
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT dest_key FROM migration_items WHERE job_id = %s AND chunk = %s "
+                "AND state IN ('pending', 'running') AND dest_key IS NOT NULL",
+                (job_id, chunk),
+            )
+            return [row["dest_key"] for row in cur.fetchall()]
+
     def renew(self, job_id: str, seq: int, lease_s: float) -> str:
         """Extend an item's lease; returns the job state (so callers notice a cancel)."""
         with self._tx() as cur:
@@ -272,19 +282,25 @@ class MigrationStore:
         checksum: str | None = None,
         etag: str | None = None,
         link: str | None = None,
+        sent: int = 0,
+        verified: tuple[str, str, Verified] | None = None,
     ) -> None:
-        """Record an item's outcome (done, skipped, failed, cancelled) and drop its lease.
-        A done/skipped item keeps no upload id; a failed one keeps it for the orphan sweep.
-        Part rows stay (how often each part was sent) until the job is deleted."""
+        """Record an item's outcome (done, skipped, failed, cancelled) and drop its lease, with
+        bytes sent outside parts and the verified copy (location, key, digests), in one
+        transaction. A done/skipped item keeps no upload id; a failed one keeps it for the
+        orphan sweep. Part rows stay (how often each part was sent) until the job is deleted."""
         keep_upload = state in ("failed", "cancelled")
         with self._tx() as cur:
             cur.execute(
                 "UPDATE migration_items SET state = %s, reason = %s, checksum = %s, etag = %s, "
-                "link = %s, lease_until = NULL, updated_at = now(), "
+                "link = %s, lease_until = NULL, updated_at = now(), bytes_sent = bytes_sent + %s, "
                 "upload_id = CASE WHEN %s THEN upload_id ELSE NULL END "
                 "WHERE job_id = %s AND seq = %s",
-                (state, reason, checksum, etag, link, keep_upload, job_id, seq),
+                (state, reason, checksum, etag, link, sent, keep_upload, job_id, seq),
             )
+            if verified is not None:
+                location, key, v = verified
+                cur.execute(_UPSERT_VERIFIED, (location, key, v.size, v.etag, v.sha256, v.md5))
 
     def release(self, job_id: str, seq: int) -> None:
         """Give an item back (pending, lease dropped) so a later task continues it."""
@@ -328,15 +344,18 @@ class MigrationStore:
                 (job_id, seq),
             )
 
-    def part_sending(self, job_id: str, seq: int, upload_id: str, number: int, size: int, md5: str) -> None:
+    def part_sending(
+        self, job_id: str, seq: int, upload_id: str, number: int, size: int, fingerprint: str
+    ) -> None:
         """Count a send of a part before it goes out (so re-sends are visible)."""
         with self._tx() as cur:
             cur.execute(
-                "INSERT INTO migration_parts (job_id, seq, number, upload_id, size, md5, sends) "
+                "INSERT INTO migration_parts (job_id, seq, number, upload_id, size, fingerprint, sends) "
                 "VALUES (%s, %s, %s, %s, %s, %s, 1) ON CONFLICT (job_id, seq, number) DO UPDATE "
                 "SET sends = migration_parts.sends + 1, upload_id = EXCLUDED.upload_id, "
-                "size = EXCLUDED.size, md5 = EXCLUDED.md5, done = false, updated_at = now()",
-                (job_id, seq, number, upload_id, size, md5),
+                "size = EXCLUDED.size, fingerprint = EXCLUDED.fingerprint, done = false, "
+                "updated_at = now()",
+                (job_id, seq, number, upload_id, size, fingerprint),
             )
 
     def part_done(self, job_id: str, seq: int, number: int, etag: str) -> None:
@@ -354,17 +373,10 @@ class MigrationStore:
                     (row["size"], job_id, seq),
                 )
 
-    def add_sent(self, job_id: str, seq: int, size: int) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "UPDATE migration_items SET bytes_sent = bytes_sent + %s WHERE job_id = %s AND seq = %s",
-                (size, job_id, seq),
-            )
-
     def parts(self, job_id: str, seq: int, upload_id: str) -> list[PartRow]:
         with self._tx() as cur:
             cur.execute(
-                "SELECT number, size, md5, etag, done, sends FROM migration_parts "
+                "SELECT number, size, fingerprint, etag, done, sends FROM migration_parts "
                 "WHERE job_id = %s AND seq = %s AND upload_id = %s ORDER BY number",
                 (job_id, seq, upload_id),
             )
@@ -382,13 +394,15 @@ class MigrationStore:
 
     def record_verified(self, location: str, key: str, v: Verified) -> None:
         with self._tx() as cur:
-            cur.execute(
-                "INSERT INTO migration_verified (location, key, size, etag, sha256, md5) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (location, key) DO UPDATE SET "
-                "size = EXCLUDED.size, etag = EXCLUDED.etag, sha256 = EXCLUDED.sha256, "
-                "md5 = EXCLUDED.md5, verified_at = now()",
-                (location, key, v.size, v.etag, v.sha256, v.md5),
-            )
+            cur.execute(_UPSERT_VERIFIED, (location, key, v.size, v.etag, v.sha256, v.md5))
+
+
+_UPSERT_VERIFIED = (
+    "INSERT INTO migration_verified (location, key, size, etag, sha256, md5) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (location, key) DO UPDATE SET "
+    "size = EXCLUDED.size, etag = EXCLUDED.etag, sha256 = EXCLUDED.sha256, "
+    "md5 = EXCLUDED.md5, verified_at = now()"
+)
 
 
 def _item_params(job_id: str, seq: int, chunk_size: int, i: PlannedItem) -> tuple[Any, ...]:

@@ -76,16 +76,22 @@ def test_same_content_needs_positive_evidence() -> None:
     assert same_content(ObjectInfo("k", size, etag="0x8DD"), digests, record) is None  # changed since
 
 
-def test_check_upload_catches_size_and_checksum_differences() -> None:
+def test_check_upload_needs_size_and_explicit_checksums_to_match() -> None:
     digests = hash_stream(io.BytesIO(DATA))
-    check_upload(ObjectInfo("k", len(DATA), etag=hashlib.md5(DATA).hexdigest()), digests, None)
+    md5_hex = hashlib.md5(DATA).hexdigest()
+    assert check_upload(ObjectInfo("k", len(DATA), etag=md5_hex), digests, None) == "md5-etag"
     with pytest.raises(ChecksumMismatch, match="bytes"):
         check_upload(ObjectInfo("k", 1, etag=None), digests, None)
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
     with pytest.raises(ChecksumMismatch, match="md5"):
-        check_upload(ObjectInfo("k", len(DATA), etag="0" * 32), digests, None)
+        check_upload(ObjectInfo("k", len(DATA), checksums={"md5": wrong}), digests, None)
+    with pytest.raises(ChecksumMismatch, match="sha256"):
+        check_upload(ObjectInfo("k", len(DATA), checksums={"sha256": "0" * 64}), digests, None)
+    # An ETag that is not the MD5 (SSE-KMS) is no evidence either way: size decides.
+    assert check_upload(ObjectInfo("k", len(DATA), etag="0" * 32), digests, None) == "size"
     part_md5s = [hashlib.md5(DATA[i : i + MiB]).hexdigest() for i in range(0, len(DATA), MiB)]
-    with pytest.raises(ChecksumMismatch, match="multipart"):
-        check_upload(ObjectInfo("k", len(DATA), etag="0" * 32 + "-5"), digests, part_md5s)
+    good = ObjectInfo("k", len(DATA), etag=s3_multipart_etag(DATA, MiB))
+    assert check_upload(good, digests, part_md5s) == "multipart-etag"
 
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:

@@ -6,7 +6,9 @@ already planned, chunk runs claim items under a lease, link batches are cut unde
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -71,7 +73,24 @@ def runtime(settings: Settings, app: Any) -> MigrationRuntime:
 
             pool: ConnectionPool = open_pool(settings.database_url, min_size=1, max_size=10, name="migration")
             _runtime = (os.getpid(), MigrationRuntime(settings, MigrationStore(pool), app))
+            return_big_buffers_to_the_os()
         return _runtime[1]
+
+
+def return_big_buffers_to_the_os(threshold: int = 1024 * 1024) -> None:
+    """Serve allocations >= 1 MiB (part buffers) from mmap so freeing them returns the memory.
+
+    glibc otherwise raises its mmap threshold after the first large free and keeps later part
+    buffers in per-thread arenas, so a transfer's RSS grows far past its byte budget.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl): nothing to tune
+        ctypes.CDLL(name).mallopt(-3, threshold)  # M_MMAP_THRESHOLD (fixed: no dynamic growth)
 
 
 def open_storages(spec: MigrationSpec) -> tuple[Storage, Storage]:
@@ -231,6 +250,8 @@ def _drive(
             ThreadPoolExecutor(o.concurrency, "mig-item") as items:  # fmt: skip
         transfer = Transfer(source, dest, o, rt.store, budget=ByteBudget(o.max_buffer_bytes),
                             part_pool=parts, control=control)  # fmt: skip
+        if o.skip_existing:
+            transfer.index_destination(rt.store.open_keys(job_id, chunk))
         inflight: dict[Future[Outcome], ItemRow] = {}
         while True:
             result.stopped = control.stop_reason()
@@ -264,7 +285,7 @@ def record(rt: MigrationRuntime, dest: Storage, row: ItemRow, outcome: Outcome) 
     reason = outcome.reason or ("job cancelled" if outcome.state == "cancelled" else None)
     rt.store.finish_item(
         row.job_id, row.seq, outcome.state, reason=reason, checksum=outcome.checksum,
-        etag=outcome.etag, link=link,
+        etag=outcome.etag, link=link, sent=outcome.sent, verified=outcome.verified,
     )  # fmt: skip
     m.ITEMS_FINISHED.labels(outcome.state).inc()
     log.info("migration item", job_id=row.job_id, entity_id=row.entity_id, state=outcome.state,

@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
+import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
+import structlog
+
 from shared.errors import BadInput, CredentialsRejected, ObjectNotFound, RetryableError
-from shared.events import normalize_etag
-from shared.migration.plan import part_count, part_size_for
+from shared.events import Provider, normalize_etag
+from shared.migration.plan import common_folder, part_count, part_size_for
 from shared.migration.spec import TransferOptions
 from shared.migration.store import ItemRow, MigrationStore, Verified
 from shared.storage.base import ObjectInfo, PartInfo, Storage, UploadSession
 from workers.migration.retry import Backoff, ByteBudget, GaveUp, with_retries
 from workers.migration.verify import (
-    MD5_RE,
     ChecksumMismatch,
     Digests,
     candidate_part_sizes,
@@ -36,10 +37,9 @@ from workers.migration.verify import (
     hash_stream,
     multipart_parts,
     same_content,
-    verified_method,
 )
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("mountsync.migration")
 PERMANENT = (ObjectNotFound, BadInput, CredentialsRejected)
 
 
@@ -76,6 +76,8 @@ class Outcome:
     etag: str | None = None
     size: int | None = None
     verified_by: str | None = None
+    sent: int = 0  # bytes sent outside recorded parts (single puts)
+    verified: tuple[str, str, Verified] | None = None  # (location, key, digests) to remember
 
 
 def object_link(url: Any, key: str) -> str:
@@ -114,6 +116,10 @@ class Transfer:
         self.backoff = backoff or Backoff(options.retry_base_s, options.retry_max_s)
         self.sleep = sleep or _sleep
         self.location = location_of(dest.url)
+        # Destination objects among the keys about to be copied, from one listing; None means
+        # "unknown" and every item asks the destination itself (a HEAD per item).
+        self.existing: dict[str, ObjectInfo] | None = None
+        self.multipart_etags = dest.url.provider is Provider.S3
         # Resumable uploads that must be sent in order (GCS) cannot take parallel parts.
         self.part_concurrency = 1 if getattr(dest, "sequential_parts", False) else options.part_concurrency
 
@@ -167,7 +173,24 @@ class Transfer:
         )
 
     # --- skip existing ----------------------------------------------------------------------
+    def index_destination(self, keys: list[str], limit: int = 5000) -> None:
+        """List the destination once under the keys' common folder (instead of a HEAD per item);
+        gives up (leaving HEADs) when the folder holds more than ``limit`` objects."""
+        wanted, found = set(keys), {}
+        try:
+            for count, info in enumerate(self.dest.list(common_folder(keys), recursive=True)):
+                if count >= limit:
+                    return
+                if info.key in wanted:
+                    found[info.key] = info
+        except (RetryableError, *PERMANENT) as exc:
+            log.warning("destination listing failed; checking items one by one", error=str(exc))
+            return
+        self.existing = found
+
     def _skip_if_equal(self, item: ItemRow, src_key: str, size: int) -> Outcome | None:
+        if self.existing is not None and item.dest_key not in self.existing:
+            return None
         try:
             info: ObjectInfo = self._call(lambda: self.dest.stat(item.dest_key), "stat destination")
         except ObjectNotFound:
@@ -206,31 +229,30 @@ class Transfer:
             _check_wanted(item, digests)
             self.control.check(item)
             info: ObjectInfo = self._call(lambda: self.dest.put(item.dest_key, io.BytesIO(data), size), "put")
-            self.store.add_sent(item.job_id, item.seq, size)
         finally:
             self.budget.release(size)
-        check_upload(info, digests, None)
-        return self._done(item, info, digests, None)
+        return self._done(item, info, digests, check_upload(info, digests, None), sent=size)
 
-    def _done(
-        self, item: ItemRow, info: ObjectInfo, digests: Digests, part_md5s: list[str] | None
-    ) -> Outcome:
+    def _done(self, item: ItemRow, info: ObjectInfo, digests: Digests, method: str, sent: int = 0) -> Outcome:
+        verified = None
         if info.etag:
-            record = Verified(info.size, info.etag, digests.sha256, digests.md5)
-            self.store.record_verified(self.location, item.dest_key, record)
+            record = Verified(info.size, info.etag, digests.sha256, digests.md5 or "")
+            verified = (self.location, item.dest_key, record)
         return Outcome(
             "done",
             checksum=digests.checksum,
             etag=info.etag,
             size=info.size,
-            verified_by=verified_method(info, part_md5s),
+            verified_by=method,
+            sent=sent,
+            verified=verified,
         )
 
     # --- multipart --------------------------------------------------------------------------
     def _multipart(self, item: ItemRow, src_key: str, size: int) -> Outcome:
         session, confirmed = self._session(item, size)
         try:
-            digests, parts, md5s = self._send_parts(item, session, confirmed, src_key, size)
+            digests, parts = self._send_parts(item, session, confirmed, src_key, size)
         except Stop as stop:
             if stop.reason == "cancelled":
                 self._abort(item, session)
@@ -242,8 +264,8 @@ class Transfer:
             raise
         self.control.check(item)
         info = self._complete(item, session, parts)
-        check_upload(info, digests, md5s)
-        return self._done(item, info, digests, md5s)
+        method = check_upload(info, digests, [p.etag for p in parts])
+        return self._done(item, info, digests, method)
 
     def _session(self, item: ItemRow, size: int) -> tuple[UploadSession, dict[int, tuple[PartInfo, str]]]:
         if item.upload_id and item.part_size:
@@ -275,7 +297,7 @@ class Transfer:
             if row.etag and part.etag and normalize_etag(row.etag) != normalize_etag(part.etag):
                 continue
             info = PartInfo(row.number, row.size, part.etag or row.etag or "")
-            confirmed[row.number] = (info, row.md5)
+            confirmed[row.number] = (info, row.fingerprint)
         return confirmed
 
     def _send_parts(
@@ -285,9 +307,10 @@ class Transfer:
         confirmed: dict[int, tuple[PartInfo, str]],
         src_key: str,
         size: int,
-    ) -> tuple[Digests, list[PartInfo], list[str]]:
-        sha, md5 = hashlib.sha256(), hashlib.md5()
-        md5s: list[str] = []
+    ) -> tuple[Digests, list[PartInfo]]:
+        # A whole-object MD5 only where the provider reports one (S3 multipart objects carry
+        # an MD5-of-part-MD5s instead, checked from the parts' ETags).
+        sha, md5 = hashlib.sha256(), (None if self.multipart_etags else hashlib.md5())
         results: dict[int, PartInfo] = {}
         inflight: deque[tuple[Future[PartInfo], int]] = deque()
         try:
@@ -297,19 +320,19 @@ class Transfer:
                     length = min(session.part_size, size - (number - 1) * session.part_size)
                     data = self._read_part(stream, length)
                     sha.update(data)
-                    md5.update(data)
-                    part_md5 = hashlib.md5(data).hexdigest()
-                    md5s.append(part_md5)
+                    if md5 is not None:
+                        md5.update(data)
+                    print_ = fingerprint(data)
                     if number in confirmed:
                         self.budget.release(length)
-                        done, sent_md5 = confirmed[number]
-                        if sent_md5 != part_md5:
+                        done, sent_print = confirmed[number]
+                        if sent_print != print_:
                             raise SourceChanged(f"part {number} of the source changed since sent")
                         results[number] = done
                         continue
                     while len(inflight) >= self.part_concurrency:
                         _collect(inflight.popleft()[0], results)
-                    job = self.part_pool.submit(self._send_part, item, session, number, data, part_md5)
+                    job = self.part_pool.submit(self._send_part, item, session, number, data, print_)
                     inflight.append((job, length))
                 if stream.read(1):
                     raise SourceChanged("the source grew while it was read")
@@ -318,7 +341,8 @@ class Transfer:
         finally:
             self._drain(inflight)
         parts = [results[n] for n in sorted(results)]
-        return Digests(size, sha.hexdigest(), md5.hexdigest()), parts, md5s
+        whole_md5 = md5.hexdigest() if md5 is not None else None
+        return Digests(size, sha.hexdigest(), whole_md5), parts
 
     def _read_part(self, stream: BinaryIO, length: int) -> bytes:
         self.budget.acquire(length)
@@ -339,17 +363,13 @@ class Transfer:
                 job.exception()
 
     def _send_part(
-        self, item: ItemRow, session: UploadSession, number: int, data: bytes, part_md5: str
+        self, item: ItemRow, session: UploadSession, number: int, data: bytes, print_: str
     ) -> PartInfo:
         try:
-            self.store.part_sending(item.job_id, item.seq, session.upload_id, number, len(data), part_md5)
+            self.store.part_sending(item.job_id, item.seq, session.upload_id, number, len(data), print_)
 
             def send() -> PartInfo:
-                part = self.dest.upload_part(session, number, data)
-                etag = (normalize_etag(part.etag) or "").lower()
-                if MD5_RE.match(etag) and etag != part_md5:
-                    raise _PartCorrupted(f"part {number}: provider MD5 {etag} != sent {part_md5}")
-                return part
+                return self.dest.upload_part(session, number, data)
 
             part: PartInfo = with_retries(
                 send,
@@ -387,8 +407,10 @@ class Transfer:
             self._abort(item, UploadSession(item.dest_key, item.upload_id, int(item.part_size)))
 
 
-class _PartCorrupted(RetryableError):
-    """The provider's MD5 of a part differs from what was sent (corrupted on the way)."""
+def fingerprint(data: bytes) -> str:
+    """A cheap content fingerprint of a part, to notice a source that changed before a resume
+    (CRC-32 runs at GB/s; transfer integrity itself is the provider's Content-MD5 check)."""
+    return f"crc32:{zlib.crc32(data):08x}:{len(data)}"
 
 
 def _collect(job: Future[PartInfo], results: dict[int, PartInfo]) -> None:

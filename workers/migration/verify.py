@@ -37,7 +37,7 @@ class Digests:
 
     size: int
     sha256: str
-    md5: str
+    md5: str | None
     composites: Mapping[int, str] = field(default_factory=dict)
 
     @property
@@ -122,12 +122,7 @@ def multipart_parts(info: ObjectInfo) -> int | None:
 
 def provider_sums(info: ObjectInfo) -> dict[str, str]:
     """Content hashes the provider reports for an object (hex)."""
-    sums: dict[str, str] = {}
-    lowered = {k.lower().replace("-", ""): v for k, v in info.checksums.items()}
-    for name, length in (("sha256", 64), ("md5", 32)):
-        value = normalize_digest(lowered.get(name), length)
-        if value:
-            sums[name] = value
+    sums = explicit_sums(info)
     etag = (info.etag or "").lower()
     if "md5" not in sums and MD5_RE.match(etag):
         sums["md5"] = etag
@@ -141,7 +136,7 @@ def same_content(info: ObjectInfo, digests: Digests, record: Verified | None = N
     sums = provider_sums(info)
     if "sha256" in sums:
         return sums["sha256"] == digests.sha256
-    if "md5" in sums:
+    if "md5" in sums and digests.md5:
         return sums["md5"] == digests.md5
     parts = multipart_parts(info)
     if parts is not None:
@@ -153,31 +148,41 @@ def same_content(info: ObjectInfo, digests: Digests, record: Verified | None = N
     return False if parts is not None and digests.composites else None
 
 
-def check_upload(info: ObjectInfo, digests: Digests, part_md5s: list[str] | None) -> None:
-    """Verify a finished upload against what was read; ``ChecksumMismatch`` says what differs."""
+def check_upload(info: ObjectInfo, digests: Digests, part_etags: list[str] | None) -> str:
+    """Verify a finished upload against what was read; returns how it was verified.
+
+    Size must match. A checksum the provider reports explicitly (sha256, md5) must match. An
+    ETag is only evidence when it matches: objects encrypted with SSE-KMS/SSE-C carry ETags that
+    are not MD5s, and S3 already checked every request body against its Content-MD5.
+    """
     if info.size != digests.size:
         raise ChecksumMismatch(
             f"destination has {info.size} bytes after upload, the source had {digests.size}"
         )
-    sums = provider_sums(info)
+    explicit = explicit_sums(info)
     for name in ("sha256", "md5"):
         ours = getattr(digests, name)
-        if name in sums and sums[name] != ours:
-            raise ChecksumMismatch(f"destination {name} {sums[name]} differs from the source's {ours}")
-    parts = multipart_parts(info)
-    if parts is not None and part_md5s is not None and len(part_md5s) == parts:
-        expected = composite_etag(part_md5s)
-        if expected != (info.etag or "").lower():
-            raise ChecksumMismatch(f"multipart ETag {info.etag} differs from expected {expected}")
-
-
-def verified_method(info: ObjectInfo, part_md5s: list[str] | None) -> str:
-    """How a copy was verified (for logs): the strongest evidence available."""
-    sums = provider_sums(info)
-    if "sha256" in sums:
-        return "sha256"
-    if "md5" in sums:
-        return "md5"
-    if multipart_parts(info) is not None and part_md5s:
+        if name in explicit and ours:
+            if explicit[name] != ours:
+                raise ChecksumMismatch(
+                    f"destination {name} {explicit[name]} differs from the source's {ours}"
+                )
+            return name
+    etag = (info.etag or "").lower()
+    if digests.md5 and etag == digests.md5:
+        return "md5-etag"
+    parts_md5 = bool(part_etags) and all(MD5_RE.match(e) for e in part_etags or ())
+    if parts_md5 and MULTIPART_RE.match(etag) and composite_etag(part_etags or []) == etag:
         return "multipart-etag"
-    return "size+part-md5" if part_md5s else "size"
+    return "size"
+
+
+def explicit_sums(info: ObjectInfo) -> dict[str, str]:
+    """Checksums the provider reports as such (not derived from the ETag)."""
+    sums: dict[str, str] = {}
+    lowered = {k.lower().replace("-", ""): v for k, v in info.checksums.items()}
+    for name, length in (("sha256", 64), ("md5", 32)):
+        value = normalize_digest(lowered.get(name), length)
+        if value:
+            sums[name] = value
+    return sums

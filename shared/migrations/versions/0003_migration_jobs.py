@@ -69,7 +69,7 @@ def upgrade() -> None:
             number     integer NOT NULL,
             upload_id  text NOT NULL,
             size       bigint NOT NULL,
-            md5        text NOT NULL,
+            fingerprint text NOT NULL,
             etag       text,
             done       boolean NOT NULL DEFAULT false,
             sends      integer NOT NULL DEFAULT 0,
