@@ -8,6 +8,9 @@ Fixtures (import them into a conftest with ``from tests.standins.s3 import moto_
   topic and rule of earlier tests is gone), with dummy AWS credentials and region in the
   environment (``monkeypatch``) so boto3 in this process and in subprocesses can sign requests.
 
+Loading this module as a plugin also puts dummy AWS credentials and region into the
+environment for the run (``pytest_configure``), so the session's worker can sign S3 requests.
+
 If moto cannot start, the test fails when the ``CI`` environment variable is set and is
 skipped otherwise (never a silent pass).
 """
@@ -152,6 +155,26 @@ class MotoServer:
                 return log.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Dummy AWS credentials and region for the whole run, unless the environment has some.
+
+    Subprocesses started from session fixtures (the Celery worker that reindexes S3 mounts)
+    copy the environment when they start, before any per-test fixture could add credentials.
+    moto accepts any key; the instance-metadata probe is switched off so boto3 never waits on it.
+    """
+    defaults = {
+        "AWS_ACCESS_KEY_ID": DUMMY_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    if "AWS_ACCESS_KEY_ID" in os.environ or "AWS_PROFILE" in os.environ:
+        defaults = {k: v for k, v in defaults.items() if not k.startswith("AWS_SECRET")}
+        defaults.pop("AWS_ACCESS_KEY_ID")
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
 
 
 def unavailable(reason: str) -> None:
