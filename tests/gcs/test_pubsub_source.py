@@ -14,6 +14,7 @@ from producers.normalize.gcs import normalize_gcs
 from shared.errors import BadInput, ConfigError
 from shared.events import Kind, ObjectChange, Provider, RawMessage, Source
 from shared.storage import open_storage
+from tests.helpers import wait_for
 from tests.standins.gcs import GcsEndpoints, PubSubEndpoints
 
 
@@ -173,3 +174,23 @@ def test_enricher_stats_objects_of_payload_less_notifications(
     assert out["a.png"].sequencer == current.sequencer and out["a.png"].kind is Kind.CREATED
     assert out["b.png"].kind is Kind.METADATA and out["b.png"].etag == kept.etag
     assert out["d.png"] is removal
+
+
+def test_a_subscription_deleted_while_running_stops_with_a_config_error(
+    pubsub_emulator: PubSubEndpoints, topic: str, sources: list[PubSubSource]
+) -> None:
+    path = subscribe(pubsub_emulator, topic)
+    source = open_source(pubsub_emulator, path)
+    sources.append(source)
+    admin = pubsub_emulator.subscriber()
+    admin.delete_subscription(subscription=path)
+    admin.close()
+
+    def stream_error() -> bool:
+        try:
+            source.receive(10, 0.2)
+        except ConfigError:
+            return True
+        return False
+
+    wait_for(stream_error, timeout=30, what="the stream to report the missing subscription")
