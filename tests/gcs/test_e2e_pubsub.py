@@ -142,7 +142,7 @@ def feed_duplicates(settings: Settings, redis_client: Any, mount: str) -> list[t
 
 def test_create_overwrite_delete_and_metadata_reach_the_catalog(
     fake_gcs_notifying: GcsEndpoints, notified: tuple[str, str], add_mount: Callable[..., Any],
-    start_producer: Callable[..., Producer], catalog_state: Callable[[str], Any], worker: Any,
+    start_producer: Callable[..., Producer], catalog_state: Callable[[str], Any], worker: Any, cli: Any,
 ) -> None:  # fmt: skip
     subscription, name = notified
     storage = make_bucket(fake_gcs_notifying, name, add_mount)
@@ -157,7 +157,15 @@ def test_create_overwrite_delete_and_metadata_reach_the_catalog(
     blob.patch()
     expected = bucket_state(storage)
     assert sorted(expected) == ["notes 1+2 ü.txt", "seq/0001.png", "seq/0002.png"]
-    converge(catalog_state, "m" + name[-12:], expected, "the catalog to equal the bucket")
+    mount = "m" + name[-12:]
+    converge(catalog_state, mount, expected, "the catalog to equal the bucket")
+    # The safety net agrees with the events: a reindex (listing) finds nothing they missed.
+    proc = cli("reindex", mount, "--wait", "--json", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["state"] == "succeeded", summary
+    assert (summary["created"], summary["updated"], summary["deleted"]) == (0, 0, 0), summary
+    assert catalog_state(mount) == expected
 
 
 def test_versioned_bucket_overwrites_and_deletes_archive(
