@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+from typing import Any
 
 import google_crc32c
 import pytest
@@ -241,3 +242,16 @@ def test_abort_discards_the_session(resumable: GCSStorage) -> None:
     resumable.upload_part(session, 1, b"x" * PART)
     resumable.abort_upload(session)  # the emulator cannot cancel (501): tolerated, logged
     assert "aborted.bin" not in [i.key for i in resumable.list()]
+
+
+def test_mount_add_runs_the_credential_check_on_gs_urls(
+    cli: Any, catalog: Any, fake_gcs: GcsEndpoints, bucket: str
+) -> None:
+    ok = cli("mount", "add", "gcs-ok", f"gs://{bucket}/frames/", "--writable",
+             "--endpoint-url", fake_gcs.endpoint_url)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert list(storage_for(fake_gcs, bucket).list()) == []  # the write probe was cleaned up
+    refused = cli("mount", "add", "gcs-missing", f"gs://{bucket}-nope/", "--endpoint-url",
+                  fake_gcs.endpoint_url)  # fmt: skip
+    assert refused.returncode != 0
+    assert "does not exist" in refused.stderr
