@@ -25,7 +25,7 @@ def test_minimal_spec_gets_defaults() -> None:
     assert spec.items is None and spec.callback is None and spec.job_id is None
     assert spec.destination.prefix == "migrated/"
     assert spec.options == TransferOptions()
-    assert spec.options.part_size == 16 * MiB and spec.options.part_concurrency == 5
+    assert spec.options.part_size == 8 * MiB and spec.options.part_concurrency == 5
 
 
 def test_spec_round_trips_through_wire_form() -> None:
@@ -34,7 +34,7 @@ def test_spec_round_trips_through_wire_form() -> None:
         "job_id": "job-1",
         "items": [{"entity_id": 7, "path": "./a/b.jpg", "size": 3, "sha256": "A" * 64}],
         "callback": {"task": "platform.relink", "queue": "platform"},
-        "options": {"part_size": 8 * MiB, "destination_storage": {"endpoint_url": "http://x"}},
+        "options": {"part_size": 16 * MiB, "destination_storage": {"endpoint_url": "http://x"}},
     }
     spec = parse_spec(data)
     assert spec.items[0].entity_id == "7"  # integer ids are accepted as strings

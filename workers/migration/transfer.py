@@ -24,6 +24,7 @@ import structlog
 
 from shared.errors import BadInput, CredentialsRejected, ObjectNotFound, RetryableError
 from shared.events import Provider, normalize_etag
+from shared.migration import metrics as m
 from shared.migration.plan import common_folder, part_count, part_size_for
 from shared.migration.spec import TransferOptions
 from shared.migration.store import ItemRow, MigrationStore, Verified
@@ -231,6 +232,7 @@ class Transfer:
             info: ObjectInfo = self._call(lambda: self.dest.put(item.dest_key, io.BytesIO(data), size), "put")
         finally:
             self.budget.release(size)
+        m.BYTES_SENT.inc(size)
         return self._done(item, info, digests, check_upload(info, digests, None), sent=size)
 
     def _done(self, item: ItemRow, info: ObjectInfo, digests: Digests, method: str, sent: int = 0) -> Outcome:
@@ -324,6 +326,7 @@ class Transfer:
                         md5.update(data)
                     print_ = fingerprint(data)
                     if number in confirmed:
+                        m.PARTS_REUSED.inc()
                         self.budget.release(length)
                         done, sent_print = confirmed[number]
                         if sent_print != print_:
@@ -379,6 +382,8 @@ class Transfer:
                 sleep=self.sleep,
             )
             self.store.part_done(item.job_id, item.seq, number, part.etag)
+            m.PARTS_SENT.inc()
+            m.BYTES_SENT.inc(len(data))
             return part
         finally:
             self.budget.release(len(data))
