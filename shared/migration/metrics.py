@@ -70,3 +70,13 @@ class JobsCollector(Collector):
             sizes.add_metric([job_id, "total"], bytes_total)
             sizes.add_metric([job_id, "done"], bytes_done)
         yield from (jobs, items, sizes)
+
+
+def register_jobs_collector(pool: Any, registry: Any = None) -> JobsCollector:
+    """Add the job gauges to ``registry`` (default: the global one ``/metrics`` serves);
+    ``pool`` is a psycopg ``ConnectionPool``."""
+    from prometheus_client import REGISTRY
+
+    collector = JobsCollector(pool.connection)
+    (registry or REGISTRY).register(collector)
+    return collector

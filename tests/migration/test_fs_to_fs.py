@@ -150,3 +150,23 @@ def store_failures(store: MigrationStore, job: str) -> list[dict]:
     from shared.migration.progress import item_failures
 
     return item_failures(store, job)
+
+
+def test_job_gauges_for_prometheus(tmp_path: Path, inline, store, mig_pool) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from shared.migration.metrics import register_jobs_collector
+
+    make_tree(tmp_path / "src", {"a.txt": 5})
+    inline.submit({"source": f"file://{tmp_path}/src", "destination": f"file://{tmp_path}/d"})
+    inline.drain()
+    registry = CollectorRegistry()
+    register_jobs_collector(mig_pool, registry)
+    assert registry.get_sample_value("mountsync_migration_jobs", {"state": "completed"}) == 1
+
+
+def test_unlistable_source_fails_the_job_with_the_reason(tmp_path: Path, inline, store) -> None:
+    job = inline.submit({"source": f"file://{tmp_path}/missing", "destination": f"file://{tmp_path}/d"})
+    progress = job_progress(store, job)
+    assert progress.state == "failed" and "planning failed" in progress.reason
+    assert "does not exist" in progress.reason

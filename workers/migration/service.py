@@ -20,7 +20,7 @@ import structlog
 from psycopg_pool import ConnectionPool
 
 from shared.config import Settings
-from shared.errors import BadInput, MountsyncError
+from shared.errors import BadInput, MountsyncError, RetryableError
 from shared.migration import TASK_CHUNK, TASK_DELIVER, lifecycle
 from shared.migration import metrics as m
 from shared.migration.plan import Entry, plan_batches, relative_to_prefix
@@ -100,9 +100,12 @@ def open_storages(spec: MigrationSpec) -> tuple[Storage, Storage]:
 
 
 # --- submission and planning -------------------------------------------------------------
-def submit(rt: MigrationRuntime, data: Any, task_id: str | None) -> str:
+def submit(rt: MigrationRuntime, data: Any, task_id: str | None, *, last_try: bool = True) -> str:
     """Validate, record and plan a job; chunk tasks are queued as chunks fill up.
-    A bad spec is recorded as a failed job (when it has an id) and raised as ``BadInput``."""
+
+    A bad spec is recorded as a failed job (when it has an id) and raised as ``BadInput``. A
+    transient failure while listing is raised for the task to retry (planning is idempotent),
+    unless this is the ``last_try``: then, like any other planning error, it fails the job."""
     job_id = _job_id_of(data, task_id)
     try:
         spec = parse_spec(data)
@@ -118,6 +121,11 @@ def submit(rt: MigrationRuntime, data: Any, task_id: str | None) -> str:
     sent: set[int] = set()
     try:
         chunks = plan(rt, job_id, spec, sent)
+    except RetryableError as exc:
+        if not last_try:
+            raise
+        _fail_planning(rt, job_id, exc)
+        return job_id
     except MountsyncError as exc:
         _fail_planning(rt, job_id, exc)
         return job_id

@@ -22,6 +22,7 @@ from workers.migration.service import MigrationRuntime
 
 log = structlog.get_logger("mountsync.migration")
 MAINTAIN_EVERY_S = 60.0
+PLAN_RETRIES = 10  # transient listing failures; the last try fails the job with the reason
 
 
 def _rt() -> MigrationRuntime:
@@ -34,12 +35,13 @@ def _backoff(task: Task) -> float:
 
 
 def submit_migration(self: Task, spec: Any) -> str | dict[str, str]:
+    last_try = (self.request.retries or 0) >= PLAN_RETRIES
     try:
-        return service.submit(_rt(), spec, self.request.id)
+        return service.submit(_rt(), spec, self.request.id, last_try=last_try)
     except BadInput as exc:
         return {"error": str(exc)}  # recorded as a failed job; retrying cannot help
     except RetryableError as exc:
-        raise self.retry(exc=exc, countdown=_backoff(self), max_retries=20) from exc
+        raise self.retry(exc=exc, countdown=_backoff(self), max_retries=PLAN_RETRIES) from exc
 
 
 def upload_chunk(self: Task, job_id: str, chunk: int) -> dict[str, Any]:

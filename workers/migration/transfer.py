@@ -144,7 +144,8 @@ class Transfer:
                     item = _without_upload(item)
                 if attempt >= attempts:
                     return Outcome("failed", reason=f"gave up after {attempts} attempts: {exc}")
-                log.warning("migration item %s attempt %d failed: %s", item.entity_id, attempt, exc)
+                log.warning("migration item attempt failed", job_id=item.job_id,
+                            entity_id=item.entity_id, attempt=attempt, error=str(exc))  # fmt: skip
                 self.sleep(self.backoff.delay(attempt))
         raise AssertionError("unreachable")
 
@@ -403,7 +404,8 @@ class Transfer:
         try:
             self.dest.abort_upload(session)
         except Exception as exc:  # the orphan sweep retries later
-            log.warning("abort of upload %s failed: %s", session.upload_id, exc)
+            # Never log the upload id: for GCS it is the session URL, which grants the upload.
+            log.warning("abort of upload failed", job_id=item.job_id, key=session.key, error=str(exc))
             return
         self.store.forget_upload(item.job_id, item.seq)
 
