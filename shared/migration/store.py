@@ -253,13 +253,13 @@ class MigrationStore:
             )
             return [row["dest_key"] for row in cur.fetchall()]
 
-    def renew(self, job_id: str, seq: int, lease_s: float) -> str:
-        """Extend an item's lease; returns the job state (so callers notice a cancel)."""
+    def renew(self, job_id: str, seqs: Iterable[int], lease_s: float) -> str:
+        """Extend the leases of running items; returns the job state (to notice a cancel)."""
         with self._tx() as cur:
             cur.execute(
                 "UPDATE migration_items SET lease_until = now() + make_interval(secs => %s) "
-                "WHERE job_id = %s AND seq = %s",
-                (lease_s, job_id, seq),
+                "WHERE job_id = %s AND seq = ANY(%s) AND state = 'running'",
+                (lease_s, job_id, list(seqs)),
             )
             cur.execute("SELECT state FROM migration_jobs WHERE job_id = %s", (job_id,))
             row = cur.fetchone()

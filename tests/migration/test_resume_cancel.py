@@ -148,3 +148,49 @@ def test_http_callback_rejected_ends_with_errors(tmp_path: Path, inline, store) 
     assert hook.requests == 1  # 410 is final: no retries
     assert progress.state == "completed_with_errors"
     assert "link batch" in progress.reason and progress.link_batches_failed == 1
+
+
+def test_leases_stay_alive_during_a_slow_part(
+    tmp_path: Path, settings, store: MigrationStore, db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from tests.migration.conftest import Inline, InlineApp
+    from workers.migration import service
+    from workers.migration.service import MigrationRuntime
+
+    class SlowDest:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+        def upload_part(self, session: Any, number: int, data: bytes) -> Any:
+            time.sleep(2.5)  # longer than the 1.5 s lease
+            return self._inner.upload_part(session, number, data)
+
+    real = service.open_storages
+    monkeypatch.setattr(service, "open_storages", lambda spec: (real(spec)[0], SlowDest(real(spec)[1])))
+    rt = MigrationRuntime(settings.with_(extra={"MOUNTSYNC_MIGRATION_LEASE": "1.5"}), store, InlineApp())
+    inline = Inline(rt, rt.app)
+    make_tree(tmp_path / "src", {"big.bin": 6 * MiB})
+    job = inline.submit({"source": f"file://{tmp_path}/src", "destination": f"file://{tmp_path}/d",
+                         "options": {**OPTIONS, "part_concurrency": 1}})  # fmt: skip
+    expired: list[bool] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1):
+            row = db.execute("SELECT lease_until < now() FROM migration_items WHERE state = 'running'")
+            expired.extend(r[0] for r in row.fetchall())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        inline.drain()
+    finally:
+        done.set()
+        watcher.join()
+    assert job_progress(store, job).state == "completed"
+    assert expired and not any(expired), "the item's lease ran out while its worker was busy"

@@ -186,22 +186,52 @@ def _fail_planning(rt: MigrationRuntime, job_id: str, exc: Exception) -> None:
 
 # --- chunks ------------------------------------------------------------------------------
 class ChunkControl:
-    """Shared by the threads of one chunk run: notices a cancel (polled every 2 s), the end
-    of the time budget, and keeps item leases alive."""
+    """Shared by the threads of one chunk run: notices a cancel (the job state is polled every
+    2 s), the end of the time budget, and keeps the leases of the items in flight alive from a
+    heartbeat thread (so a part that takes longer than a lease cannot lose its item)."""
 
     def __init__(self, rt: MigrationRuntime, job_id: str, deadline: float) -> None:
         self.rt, self.job_id, self.deadline = rt, job_id, deadline
         self._lock = threading.Lock()
         self._state = "running"
         self._polled = rt.clock()
-        self._renewed: dict[int, float] = {}
+        self._active: set[int] = set()
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name="mig-lease", daemon=True)
+
+    def __enter__(self) -> ChunkControl:
+        self._beat.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._beat.join()
+
+    def working_on(self, seq: int, active: bool) -> None:
+        with self._lock:
+            (self._active.add if active else self._active.discard)(seq)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.rt.lease_s / 3):
+            with self._lock:
+                seqs = list(self._active)
+            try:
+                state = self.rt.store.renew(self.job_id, seqs, self.rt.lease_s)
+            except MountsyncError as exc:  # the next beat tries again; leases are generous
+                log.warning("lease renewal failed", job_id=self.job_id, error=str(exc))
+                continue
+            with self._lock:
+                self._state, self._polled = state, self.rt.clock()
 
     def stop_reason(self) -> str | None:
         now = self.rt.clock()
         with self._lock:
-            if now - self._polled >= STATE_POLL_S:
-                self._state = self.rt.store.job_state(self.job_id) or "missing"
-                self._polled = now
+            poll = now - self._polled >= STATE_POLL_S
+        if poll:
+            state = self.rt.store.job_state(self.job_id) or "missing"
+            with self._lock:
+                self._state, self._polled = state, now
+        with self._lock:
             state = self._state
         if state not in ("planning", "running"):
             return "cancelled"
@@ -211,14 +241,6 @@ class ChunkControl:
         reason = self.stop_reason()
         if reason:
             raise Stop(reason)
-        now = self.rt.clock()
-        with self._lock:
-            due = now - self._renewed.get(item.seq, now) >= self.rt.lease_s / 3
-            self._renewed.setdefault(item.seq, now)
-            if due:
-                self._renewed[item.seq] = now
-        if due:
-            self.rt.store.renew(self.job_id, item.seq, self.rt.lease_s)
 
 
 @dataclass
@@ -239,8 +261,8 @@ def run_chunk(rt: MigrationRuntime, job_id: str, chunk: int) -> dict[str, Any]:
         return {"job_id": job_id, "chunk": chunk, "skipped": "job not active"}
     spec = parse_spec(job["spec"])
     source, dest = open_storages(spec)
-    control = ChunkControl(rt, job_id, rt.clock() + rt.chunk_budget_s)
-    result = _drive(rt, spec, source, dest, job_id, chunk, control)
+    with ChunkControl(rt, job_id, rt.clock() + rt.chunk_budget_s) as control:
+        result = _drive(rt, spec, source, dest, job_id, chunk, control)
     if result.stopped == "deadline" and chunk in lifecycle.open_chunks(rt.store, job_id):
         rt.send(TASK_CHUNK, job_id, chunk)  # continue in a fresh task
     _settle(rt, job_id)
@@ -266,6 +288,7 @@ def _drive(
             free = o.concurrency - len(inflight)
             if free > 0 and result.stopped is None:
                 for row in rt.store.claim(job_id, chunk, free, rt.lease_s):
+                    control.working_on(row.seq, True)
                     inflight[items.submit(_run_item, transfer, row)] = row
             if not inflight:
                 return result
@@ -274,6 +297,7 @@ def _drive(
                 row = inflight.pop(future)
                 outcome = future.result()
                 record(rt, dest, row, outcome)
+                control.working_on(row.seq, False)
                 result.add(outcome.state)
 
 
