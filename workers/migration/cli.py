@@ -19,6 +19,7 @@ from shared.errors import BadInput
 migrate_app = typer.Typer(help="Migration jobs: copy files into buckets, verified.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 OPTIONS = typer.Option(None, "--option", "-o", help="KEY=VALUE tuning, e.g. part_size=32MiB (repeatable).")
+NO_WORKER_HINT_S = 10.0
 FINISHED = ("completed", "completed_with_errors", "failed", "cancelled")
 UNITS = {"k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
          "g": 1000**3, "gb": 1000**3, "gib": 1024**3}  # fmt: skip
@@ -170,11 +171,14 @@ def _watch(client: Any, job_id: str, *, as_json: bool, interval: float = 0.5) ->
     columns = (TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.fields[items]}  {task.fields[bytes]}  {task.fields[rate]}  "
                           "eta {task.fields[eta]}"))  # fmt: skip
+    started = time.monotonic()
     with Progress(*columns, console=err_console, transient=True, disable=as_json) as bar:
         task = bar.add_task(job_id, total=None, items="", bytes="", rate="", eta="")
         while True:
             p = client.status(job_id)
             s = summary(p)
+            if p.state == "submitted" and time.monotonic() - started > NO_WORKER_HINT_S:
+                s["eta"] += "  (no worker on queue 'migrations'? start one: mountsync worker)"
             total = p.bytes_total or p.items_total or None
             done = p.bytes_done if p.bytes_total else p.items_finished
             bar.update(task, total=total, completed=done, description=f"{job_id[:12]} {p.state}",
