@@ -116,3 +116,21 @@ def test_bad_alignment_settings_do_not_block_applies(ctx: WorkerContext) -> None
     broken = replace(ctx, settings=replace(ctx.settings, extra={"MOUNTSYNC_IMAGE_TYPES": "png,mp4"}))
     hooks.after_apply(broken, [applied("seq/1.png")])
     assert checks(broken) == [[1, "seq"]]
+
+
+def countdowns(ctx: WorkerContext) -> list[float]:
+    return [opts["countdown"] for name, _, opts in ctx.app.sent if name == hooks.TASK_CHECK]  # type: ignore[attr-defined]
+
+
+def test_streaming_folders_gather_appends_longer_but_not_other_changes(ctx: WorkerContext) -> None:
+    hooks.mark_streaming(ctx, 1, "cam", 2.0)
+    hooks.after_apply(ctx, [applied("cam/0001.png")])
+    assert countdowns(ctx) == [2.0]
+    hooks.after_apply(ctx, [applied("cam/0002.png")])
+    assert countdowns(ctx) == [2.0]  # same window
+    hooks.after_apply(ctx, [applied("cam/0000.png", kind=Kind.DELETED)])
+    assert countdowns(ctx) == [2.0, 0.5]  # a delete is not kept waiting: pulled forward
+    assert [due for _, due in hooks.pending(ctx)] == [1_000_000.5]
+    hooks.after_apply(ctx, [applied("quiet/0001.png")])
+    assert countdowns(ctx) == [2.0, 0.5, 0.5]  # other folders keep the short window
+    assert hooks.claim(ctx, 1, "cam") is None  # the delete makes it a full check

@@ -7,6 +7,7 @@
 | MOUNTSYNC_FRAME_MANIFEST | frames.txt | manifest file name for the `manifest` order |
 | MOUNTSYNC_FRAME_ORDER | dive | order of new datasets: dive, lexicographic, manifest |
 | MOUNTSYNC_ALIGNMENT_DEBOUNCE | 0.5 | seconds a folder's changes are gathered before a check |
+| MOUNTSYNC_ALIGNMENT_STREAM_DEBOUNCE | 2 | window for folders streaming appends (see hooks) |
 | MOUNTSYNC_ALIGNMENT_AUTOPIN | true | pin a dataset's manifest when it is first imported |
 | MOUNTSYNC_ALIGNMENT_SETTLE | 2 | seconds a new folder must be quiet before its import pin |
 | MOUNTSYNC_ALIGNMENT_ALERT_APPENDS | false | also alert on appends to pinned datasets |
@@ -67,6 +68,7 @@ class AlignmentConfig:
     types: MediaTypes = field(default_factory=MediaTypes)
     default_order: str = DEFAULT_POLICY
     debounce_s: float = 0.5
+    stream_debounce_s: float = 2.0
     autopin: bool = True
     # A folder still being uploaded is not pinned yet: parallel uploads arrive out of name
     # order, and pinning half a folder would report those late frames as inserts.
@@ -82,6 +84,7 @@ class AlignmentConfig:
             types=MediaTypes.from_extra(extra),
             default_order=_choice(extra, "MOUNTSYNC_FRAME_ORDER", DEFAULT_POLICY, POLICIES),
             debounce_s=_seconds(extra, "MOUNTSYNC_ALIGNMENT_DEBOUNCE", 0.5),
+            stream_debounce_s=_seconds(extra, "MOUNTSYNC_ALIGNMENT_STREAM_DEBOUNCE", 2.0),
             autopin=_flag(extra, "MOUNTSYNC_ALIGNMENT_AUTOPIN", True),
             settle_s=_seconds(extra, "MOUNTSYNC_ALIGNMENT_SETTLE", 2.0),
             alert_appends=_flag(extra, "MOUNTSYNC_ALIGNMENT_ALERT_APPENDS", False),

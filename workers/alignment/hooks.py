@@ -39,6 +39,7 @@ TASK_NOTIFY = "mountsync.alignment.notify"
 TASK_SWEEP = "mountsync.alignment.sweep"
 DUE_KEY = "mountsync:alignment:due"
 NEW_KEYS = "mountsync:alignment:new:"
+STREAMING = "mountsync:alignment:streaming:"
 FULL_FLAG = "mountsync:alignment:full:"
 MAX_RECORDED_KEYS = 5000  # beyond this a full check is cheaper than shipping the keys
 RECORD_TTL_S = 86_400
@@ -81,7 +82,7 @@ def after_apply(ctx: "WorkerContext", applied: "list[AppliedChange]") -> None:  
         else:
             records[folder] = None  # anything but a brand-new image needs the full check
     if records:
-        schedule_checks(ctx, sorted(records), config.debounce_s, records)
+        schedule_checks(ctx, sorted(records), config.debounce_s, records, config.stream_debounce_s)
 
 
 def _record_keys(ctx: WorkerContext, mount_id: int, folder: str) -> tuple[str, str]:
@@ -94,33 +95,52 @@ def schedule_checks(
     folders: Sequence[tuple[int, str]],
     delay_s: float,
     records: dict[tuple[int, str], list[str] | None] | None = None,
+    stream_delay_s: float = 0.0,
 ) -> int:
     """Mark folders due in ``delay_s``; send one delayed check per newly due folder.
 
     ``records`` says what changed per folder (new image keys, or None for "anything else");
     a folder without a record gets the full check. Records and due marks are written in one
-    MULTI so a check's claim never sees one without the other.
+    MULTI so a check's claim never sees one without the other. A folder streaming appends
+    (its last check took the fast path) gathers append-only batches over ``stream_delay_s``;
+    anything else is due after ``delay_s`` and pulls an already scheduled, later check forward.
     """
-    due = ctx.clock.now() + delay_s
+    now = ctx.clock.now()
+    streaming = _streaming(ctx, folders) if records is not None and stream_delay_s > delay_s else set()
     pipe = ctx.redis.pipeline(transaction=True)
-    zadd_at: list[int] = []
+    plan: list[tuple[int, str, int, float]] = []
     for mount_id, folder in folders:
         new_list, full_flag = _record_keys(ctx, mount_id, folder)
         keys = records.get((mount_id, folder)) if records is not None else None
+        name = member(mount_id, folder)
         if keys and len(keys) <= MAX_RECORDED_KEYS:
+            wait = stream_delay_s if (mount_id, folder) in streaming else delay_s
             pipe.rpush(new_list, *keys)
             pipe.expire(new_list, RECORD_TTL_S)
+            pipe.zadd(ctx.key(DUE_KEY), {name: now + wait}, nx=True)
         else:
+            wait = delay_s
             pipe.set(full_flag, 1, ex=RECORD_TTL_S)
-        pipe.zadd(ctx.key(DUE_KEY), {member(mount_id, folder): due}, nx=True)
-        zadd_at.append(len(pipe) - 1)
+            pipe.zadd(ctx.key(DUE_KEY), {name: now + wait}, lt=True, ch=True)
+        plan.append((mount_id, folder, len(pipe) - 1, wait))
     replies = pipe.execute()
     sent = 0
-    for (mount_id, folder), at in zip(folders, zadd_at, strict=True):
+    for mount_id, folder, at, wait in plan:
         if replies[at]:
-            send(ctx.app, TASK_CHECK, mount_id, folder, queue=QUEUE_ALIGNMENT, countdown=delay_s)
+            send(ctx.app, TASK_CHECK, mount_id, folder, queue=QUEUE_ALIGNMENT, countdown=wait)
             sent += 1
     return sent
+
+
+def _streaming(ctx: WorkerContext, folders: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+    marks = ctx.redis.mget([ctx.key(f"{STREAMING}{member(m, f)}") for m, f in folders])
+    return {folder for folder, mark in zip(folders, marks, strict=True) if mark}
+
+
+def mark_streaming(ctx: WorkerContext, mount_id: int, folder: str, stream_delay_s: float) -> None:
+    """The folder's last check was a pure append: batch its next appends over a longer window."""
+    if stream_delay_s > 0:
+        ctx.redis.set(ctx.key(f"{STREAMING}{member(mount_id, folder)}"), 1, px=int(stream_delay_s * 2000))
 
 
 def claim(ctx: WorkerContext, mount_id: int, folder: str) -> list[str] | None:

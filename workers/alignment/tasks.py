@@ -89,6 +89,8 @@ def check_folder_task(self: Task, mount_id: int, folder: str) -> dict[str, Any]:
     notify.CHECKS.labels(outcome).inc()
     if result.recheck_in:
         hooks.schedule_checks(ctx, [(mount_id, folder)], result.recheck_in)
+    if result.fast:
+        hooks.mark_streaming(ctx, mount_id, folder, config.stream_debounce_s)
     for alert_id in notify.report(result.events):
         if config.webhook_url:
             send(ctx.app, hooks.TASK_NOTIFY, alert_id, queue=QUEUE_ALIGNMENT)
