@@ -18,16 +18,47 @@ correct; this path only ever decides "append" when the full check would decide t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 
 from shared.catalog.mounts import Mount
-from workers.alignment import store
-from workers.alignment.datasets import IMAGE_SEQUENCE
+from workers.alignment.classify import Frame
 from workers.alignment.mountio import MountIO
 from workers.alignment.sortorder import MANIFEST, get_policy
 
 MAX_FAST_KEYS = 5000
+
+# Everything the decision needs, in one round trip (checks run thousands of times a minute on
+# busy mounts; each round trip costs most under exactly the load that makes them frequent).
+PROBE_SQL = """
+SELECT d.id, d.pinned_at IS NOT NULL AND d.present AND NOT d.quarantined, d.order_policy,
+       d.frame_count, d.pinned_frames, d.folder_objects,
+       coalesce((SELECT live_objects FROM folders WHERE mount_id = d.mount_id AND path = d.folder), 0),
+       EXISTS (SELECT 1 FROM alignment_alerts a WHERE a.dataset_id = d.id AND a.status = 'open'),
+       (SELECT key FROM dataset_frames f WHERE f.dataset_id = d.id ORDER BY idx DESC LIMIT 1),
+       (SELECT count(*) FROM dataset_frames f WHERE f.dataset_id = d.id AND f.key = ANY(%(keys)s)),
+       (SELECT coalesce(json_agg(json_build_array(o.key, o.etag, o.size, o.version)), '[]'::json)
+          FROM objects o WHERE o.mount_id = d.mount_id AND o.key = ANY(%(keys)s) AND NOT o.deleted)
+FROM datasets d
+WHERE d.mount_id = %(mount)s AND d.type = 'image-sequence' AND d.path = %(folder)s
+"""
+
+EXTEND_SQL = """
+WITH frames AS (
+    INSERT INTO dataset_frames (dataset_id, idx, key, etag, version, size)
+    SELECT %(id)s, %(start)s + t.n - 1, t.k, t.e, t.v, t.s
+    FROM unnest(%(keys)s::text[], %(etags)s::text[], %(versions)s::text[], %(sizes)s::bigint[])
+         WITH ORDINALITY AS t(k, e, v, s, n)
+),
+ds AS (
+    UPDATE datasets SET pinned_frames = %(total)s, frame_count = %(total)s, folder_objects = %(count)s,
+        checked_at = now(), updated_at = now()
+    WHERE id = %(id)s
+)
+INSERT INTO alignment_folders (mount_id, folder, checked_at) VALUES (%(mount)s, %(folder)s, now())
+ON CONFLICT (mount_id, folder) DO UPDATE SET checked_at = now()
+"""
 
 
 def _name(key: str) -> str:
@@ -44,33 +75,24 @@ def try_append(
     keys = sorted(set(new_keys))
     if not keys or len(keys) > MAX_FAST_KEYS:
         return None
-    rows = [d for d in store.datasets_in_folder(conn, mount.id, folder) if d.type == IMAGE_SEQUENCE]
-    if len(rows) != 1:
+    row = conn.execute(PROBE_SQL, {"mount": mount.id, "folder": folder, "keys": keys}).fetchone()
+    if row is None:
         return None
-    ds = rows[0]
-    count = store.folder_live_objects(conn, mount.id, folder)
-    if count != ds.folder_objects + len(keys) or not _in_sync(conn, ds):
+    ds_id, usable, order, frame_count, pinned, folder_objects, count, alerted, last, repeats, live = row
+    in_sync = usable and not alerted and order != MANIFEST and frame_count == pinned
+    if not in_sync or count != folder_objects + len(keys) or repeats or len(live) != len(keys):
         return None
-    frames = store.live_objects_at(conn, mount.id, keys)
-    if len(frames) != len(keys) or store.pinned_keys_among(conn, ds.id, keys):
+    policy = get_policy(order)
+    frames = sorted((Frame(key=k, etag=e, size=s, version=v) for k, e, s, v in live),
+                    key=lambda f: policy.key(_name(f.key)))  # fmt: skip
+    if last is not None and not policy.key(_name(frames[0].key)) > policy.key(_name(last)):
         return None
-    last = store.last_pinned_key(conn, ds.id)
-    policy = get_policy(ds.order_policy)
-    ordered = sorted(frames, key=lambda f: policy.key(_name(f.key)))
-    if last is not None and not policy.key(_name(ordered[0].key)) > policy.key(_name(last)):
-        return None
-    store.extend_manifest(conn, ds.id, ds.pinned_frames, io.fill_versions(ordered))
-    store.set_frame_count(conn, ds.id, ds.pinned_frames + len(ordered))
-    store.set_folder_objects(conn, mount.id, folder, count)
-    return len(ordered)
-
-
-def _in_sync(conn: psycopg.Connection, ds: store.Dataset) -> bool:
-    return (
-        ds.pinned
-        and ds.present
-        and not ds.quarantined
-        and ds.order_policy != MANIFEST
-        and ds.frame_count == ds.pinned_frames
-        and store.open_alert(conn, ds.id) is None
-    )
+    frames = io.fill_versions(frames)
+    params: dict[str, Any] = {
+        "id": ds_id, "start": pinned, "total": pinned + len(frames), "count": count,
+        "mount": mount.id, "folder": folder, "keys": [f.key for f in frames],
+        "etags": [f.etag for f in frames], "versions": [f.version for f in frames],
+        "sizes": [f.size for f in frames],
+    }  # fmt: skip
+    conn.execute(EXTEND_SQL, params)
+    return len(frames)

@@ -195,7 +195,6 @@ def check_folder(
         store.lock_folder(conn, mount.id, folder)
         if new_keys and try_append(conn, mount, folder, new_keys, io) is not None:
             result.kinds[folder], result.fast = "append", True
-            store.mark_folder_checked(conn, mount.id, folder)
             return result
         known = {(d.type, d.path): d for d in store.datasets_in_folder(conn, mount.id, folder)}
         wait = _settling(conn, config, mount, folder)
