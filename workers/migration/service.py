@@ -29,8 +29,9 @@ from shared.migration.store import ItemRow, MigrationStore
 from shared.queues import QUEUE_MIGRATIONS, send
 from shared.storage import open_storage
 from shared.storage.base import Storage
+from workers.migration.common import Outcome, Stop, object_link
 from workers.migration.retry import ByteBudget
-from workers.migration.transfer import Outcome, Stop, Transfer, object_link
+from workers.migration.transfer import Transfer
 
 log = structlog.get_logger("mountsync.migration")
 

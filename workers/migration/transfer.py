@@ -13,22 +13,33 @@ from __future__ import annotations
 
 import hashlib
 import io
-import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 import structlog
 
-from shared.errors import BadInput, CredentialsRejected, ObjectNotFound, RetryableError
+from shared.errors import ObjectNotFound, RetryableError
 from shared.events import Provider, normalize_etag
 from shared.migration import metrics as m
 from shared.migration.plan import common_folder, part_count, part_size_for
 from shared.migration.spec import TransferOptions
 from shared.migration.store import ItemRow, MigrationStore, Verified
 from shared.storage.base import ObjectInfo, PartInfo, Storage, UploadSession
+from workers.migration.common import (
+    PERMANENT,
+    Control,
+    Outcome,
+    Permanent,
+    SourceChanged,
+    Stop,
+    check_wanted,
+    fingerprint,
+    location_of,
+    read_all,
+    read_exact,
+)
 from workers.migration.retry import Backoff, ByteBudget, GaveUp, with_retries
 from workers.migration.verify import (
     ChecksumMismatch,
@@ -41,59 +52,6 @@ from workers.migration.verify import (
 )
 
 log = structlog.get_logger("mountsync.migration")
-PERMANENT = (ObjectNotFound, BadInput, CredentialsRejected)
-
-
-class Stop(Exception):
-    """The transfer must stop between parts: ``reason`` is 'cancelled' or 'deadline'."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class SourceChanged(RetryableError):
-    """The source's bytes differ from what an earlier attempt uploaded; start the item over."""
-
-
-class Permanent(Exception):
-    """An item that can never be copied as submitted (the message is the reason)."""
-
-
-class Control(Protocol):
-    """What the running chunk tells a transfer: ``check(item)`` raises ``Stop`` when the job
-    was cancelled or the task's time budget is spent (and keeps the item's lease alive)."""
-
-    def check(self, item: ItemRow) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """``state`` is done, skipped, failed, cancelled or released (given back unfinished)."""
-
-    state: str
-    reason: str | None = None
-    checksum: str | None = None
-    etag: str | None = None
-    size: int | None = None
-    verified_by: str | None = None
-    sent: int = 0  # bytes sent outside recorded parts (single puts)
-    verified: tuple[str, str, Verified] | None = None  # (location, key, digests) to remember
-
-
-def object_link(url: Any, key: str) -> str:
-    """The remote URL of an object (``s3://bucket/key``, ``file:///root/key``)."""
-    if url.provider.value == "fs":
-        return f"file://{url.bucket.rstrip('/')}/{key}"
-    scheme = {"s3": "s3", "gcs": "gs", "azure": "az"}[url.provider.value]
-    return f"{scheme}://{url.bucket}/{key}"
-
-
-def location_of(url: Any) -> str:
-    """Bucket-level identity of a storage (for the verified-copy record)."""
-    if url.provider.value == "fs":
-        return f"file://{url.bucket.rstrip('/')}"
-    return f"{url.provider.value}://{url.bucket}"
 
 
 class Transfer:
@@ -205,7 +163,7 @@ class Transfer:
             configured = {part_size_for(size, self.options.part_size), item.part_size or 0}
             sizes = candidate_part_sizes(size, parts, configured)
         digests = self._hash_source(src_key, sizes)
-        _check_wanted(item, digests)
+        check_wanted(item, digests)
         record = self.store.verified(self.location, item.dest_key)
         if same_content(info, digests, record) is not True:
             return None
@@ -226,9 +184,9 @@ class Transfer:
     def _put(self, item: ItemRow, src_key: str, size: int) -> Outcome:
         self.budget.acquire(size)
         try:
-            data: bytes = self._call(lambda: _read_all(self.source, src_key, size), "read source")
+            data: bytes = self._call(lambda: read_all(self.source, src_key, size), "read source")
             digests = Digests(size, hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest())
-            _check_wanted(item, digests)
+            check_wanted(item, digests)
             self.control.check(item)
             info: ObjectInfo = self._call(lambda: self.dest.put(item.dest_key, io.BytesIO(data), size), "put")
         finally:
@@ -261,7 +219,7 @@ class Transfer:
                 self._abort(item, session)
             raise
         try:
-            _check_wanted(item, digests)
+            check_wanted(item, digests)
         except Permanent:
             self._abort(item, session)
             raise
@@ -351,7 +309,7 @@ class Transfer:
     def _read_part(self, stream: BinaryIO, length: int) -> bytes:
         self.budget.acquire(length)
         try:
-            data = _read_exact(stream, length)
+            data = read_exact(stream, length)
         except BaseException:
             self.budget.release(length)
             raise
@@ -414,42 +372,9 @@ class Transfer:
             self._abort(item, UploadSession(item.dest_key, item.upload_id, int(item.part_size)))
 
 
-def fingerprint(data: bytes) -> str:
-    """A cheap content fingerprint of a part, to notice a source that changed before a resume
-    (CRC-32 runs at GB/s; transfer integrity itself is the provider's Content-MD5 check)."""
-    return f"crc32:{zlib.crc32(data):08x}:{len(data)}"
-
-
 def _collect(job: Future[PartInfo], results: dict[int, PartInfo]) -> None:
     part = job.result()
     results[part.number] = part
-
-
-def _check_wanted(item: ItemRow, digests: Digests) -> None:
-    if item.want_sha256 and item.want_sha256 != digests.sha256:
-        raise Permanent(f"source sha256 {digests.sha256} differs from the submitted {item.want_sha256}")
-    if item.want_md5 and item.want_md5 != digests.md5:
-        raise Permanent(f"source md5 {digests.md5} differs from the submitted {item.want_md5}")
-
-
-def _read_all(source: Storage, key: str, size: int) -> bytes:
-    with source.open(key) as stream:
-        data = _read_exact(stream, size)
-        if stream.read(1):
-            raise SourceChanged(f"{key!r} grew while it was read")
-    return data
-
-
-def _read_exact(stream: BinaryIO, length: int) -> bytes:
-    chunks: list[bytes] = []
-    missing = length
-    while missing > 0:
-        block = stream.read(missing)
-        if not block:
-            raise SourceChanged(f"the source ended {missing} bytes early")
-        chunks.append(block)
-        missing -= len(block)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _without_upload(item: ItemRow) -> ItemRow:
