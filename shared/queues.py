@@ -32,6 +32,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport: dict[str, Any] = {
         # Longer than any task may run (task_time_limit), so a running task is never redelivered.
         "visibility_timeout": settings.visibility_timeout_s,
+        # Look for messages of dead workers every 10 s (kombu's default scans every ~100 s).
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
     }
     if settings.redis_prefix:
         transport["global_keyprefix"] = settings.redis_prefix
@@ -49,7 +52,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.task_time_limit_s,
-        "task_soft_time_limit": max(settings.task_time_limit_s - 60, 30),
+        "task_soft_time_limit": _soft_limit(settings.task_time_limit_s),
         "task_default_queue": QUEUE_CHANGES,
         "task_create_missing_queues": False,
         "task_routes": {
@@ -66,6 +69,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_pool_limit": 4,
         "timezone": "UTC",
     }
+
+
+def _soft_limit(hard: int) -> int:
+    return hard - 60 if hard > 600 else max(1, int(hard * 0.9))
 
 
 def make_client(settings: Settings) -> Celery:

@@ -24,11 +24,7 @@ def apply_batch(ctx: WorkerContext, changes: Sequence[ObjectChange]) -> ApplyRes
     metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
     _count(result)
     with ctx.pool.connection() as conn:
-        conn.autocommit = True
-        try:
-            drain_feed(conn, ctx.redis, ctx.key(FEED_STREAM), ctx.settings.feed_maxlen)
-        finally:
-            conn.autocommit = False
+        drain_feed(conn, ctx.redis, ctx.key(FEED_STREAM), ctx.settings.feed_maxlen)
     if result.applied:
         _after_apply(ctx, result)
     if result.dropped:

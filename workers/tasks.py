@@ -87,18 +87,17 @@ def reindex_mount_task(
     if _too_many_deliveries(ctx, self, [name, prefix, run_id, trigger]):
         return {"dead_lettered": True}
     with ctx.pool.connection() as conn:
-        conn.autocommit = True
         try:
             mount = Mounts(conn).get(name)
         except MountNotFound as exc:
             log.error("reindex of an unknown mount", mount=name, error=str(exc))
             if run_id:
                 runs.update_run(conn, run_id, {}, state="failed", error=str(exc))
+            conn.commit()
             _done(ctx, self)
             return {"error": str(exc)}
         run_id = run_id or runs.create_run(conn, mount.id, prefix, trigger)
         runs.start_run(conn, run_id)
-        conn.autocommit = False
     summary = _run_with_progress(ctx, mount, prefix, run_id)
     _done(ctx, self)
     return {"run": run_id, **summary}
@@ -132,11 +131,11 @@ def reconcile_all_task(self: Task) -> dict[str, Any]:
     """Beat's safety net: queue a reindex for every mount whose interval has passed."""
     ctx = current()
     with ctx.pool.connection() as conn:
-        conn.autocommit = True
         due = runs.due_mounts(conn, ctx.settings.reindex_interval_s)
         queued = []
         for mount_id, name in due:
             run_id = runs.create_run(conn, mount_id, "", "schedule")
+            conn.commit()  # the worker that takes the task must see the run row
             send(ctx.app, TASK_REINDEX, name, "", run_id, "schedule", queue=QUEUE_REINDEX)
             queued.append(name)
     return {"queued": queued}

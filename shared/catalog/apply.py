@@ -33,6 +33,11 @@ CREATE TEMP TABLE IF NOT EXISTS stage_changes (
     provider text, bucket text, key text COLLATE "C", folder text COLLATE "C", kind text,
     size bigint, etag text, version text, seq text COLLATE "C", event_ns bigint,
     source text, source_id text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS routed_changes (
+    mount_id integer, mount_name text, key text COLLATE "C", folder text COLLATE "C", kind text,
+    removes boolean, size bigint, etag text, version text, seq text COLLATE "C", event_ns bigint,
+    source text, source_id text, was_live boolean, old_size bigint, old_etag text, old_version text
 ) ON COMMIT DELETE ROWS
 """
 
@@ -46,26 +51,52 @@ _FP = (
     "::bit(64)::bigint"
 )
 
-APPLY_SQL = f"""
-WITH routed AS (
-    SELECT m.id AS mount_id, m.name AS mount_name, s.*,
-           s.kind IN ('deleted', 'archived') AS removes
+# Fan each staged change out to the mounts it belongs to, with the row's state before the batch.
+ROUTE_SQL = """
+INSERT INTO routed_changes
+SELECT m.id, m.name, s.key, s.folder, s.kind, s.kind IN ('deleted', 'archived'), s.size, s.etag,
+       s.version, s.seq, s.event_ns, s.source, s.source_id,
+       coalesce(NOT o.deleted, false), o.size, o.etag, o.version
+FROM stage_changes s
+JOIN mounts m ON m.provider = s.provider AND m.bucket = s.bucket AND starts_with(s.key, m.prefix)
+LEFT JOIN objects o ON o.mount_id = m.id AND o.key = s.key
+"""
+
+# Refresh planner statistics of ``objects`` when it has grown far past what the planner last
+# saw (a fresh catalog filling fast): with stale numbers PostgreSQL looks previous states up by
+# ``mount_id`` alone and filters the whole mount for every batch. Autovacuum catches up only
+# after a minute or more; one worker at a time analyzes, the others go on.
+STALE_STATS_SQL = """
+SELECT c.reltuples < 0 OR s.n_live_tup > 2 * greatest(c.reltuples, 0) + 5000
+FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
+WHERE c.oid = 'objects'::regclass
+"""
+
+DROP_SQL = """
+WITH unrouted AS (
+    SELECT s.provider, s.bucket, count(*) AS n, max(s.key) AS last_key
     FROM stage_changes s
-    JOIN mounts m ON m.provider = s.provider AND m.bucket = s.bucket
-                 AND starts_with(s.key, m.prefix)
-),
-old AS (
-    SELECT o.mount_id, o.key, o.deleted, o.size, o.etag, o.version
-    FROM objects o JOIN routed r ON r.mount_id = o.mount_id AND r.key = o.key
-),
-up AS (
+    WHERE NOT EXISTS (SELECT 1 FROM mounts m WHERE m.provider = s.provider
+                      AND m.bucket = s.bucket AND starts_with(s.key, m.prefix))
+    GROUP BY s.provider, s.bucket
+), counted AS (
+    INSERT INTO drops AS d (reason, provider, bucket, count, last_key)
+    SELECT 'unmounted', provider, bucket, n, last_key FROM unrouted
+    ON CONFLICT (reason, provider, bucket) DO UPDATE SET
+        count = d.count + EXCLUDED.count, last_key = EXCLUDED.last_key, last_at = now()
+)
+SELECT coalesce(sum(n), 0) FROM unrouted
+"""
+
+APPLY_SQL = f"""
+WITH up AS (
     INSERT INTO objects AS t
         (mount_id, key, folder, size, etag, version, seq, event_ns, deleted, source, source_id)
     SELECT mount_id, key, folder,
            CASE WHEN removes THEN NULL ELSE size END,
            CASE WHEN removes THEN NULL ELSE etag END,
            version, seq, event_ns, removes, source, source_id
-    FROM routed ORDER BY mount_id, key
+    FROM routed_changes ORDER BY mount_id, key
     ON CONFLICT (mount_id, key) DO UPDATE SET
         size = CASE WHEN EXCLUDED.deleted THEN NULL ELSE coalesce(EXCLUDED.size, t.size) END,
         etag = CASE WHEN EXCLUDED.deleted THEN NULL ELSE coalesce(EXCLUDED.etag, t.etag) END,
@@ -78,11 +109,8 @@ up AS (
 ),
 res AS (
     SELECT up.*, r.mount_name, r.kind, r.seq, r.source_id,
-           coalesce(NOT o.deleted, false) AS was_live, o.size AS old_size,
-           o.etag AS old_etag, o.version AS old_version
-    FROM up
-    JOIN routed r ON r.mount_id = up.mount_id AND r.key = up.key
-    LEFT JOIN old o ON o.mount_id = up.mount_id AND o.key = up.key
+           r.was_live, r.old_size, r.old_etag, r.old_version
+    FROM up JOIN routed_changes r ON r.mount_id = up.mount_id AND r.key = up.key
 ),
 folder_delta AS (
     INSERT INTO folders AS f (mount_id, path, live_objects, live_bytes, fingerprint)
@@ -100,16 +128,6 @@ folder_delta AS (
         fingerprint = f.fingerprint # EXCLUDED.fingerprint,
         updated_at = now()
 ),
-dropped AS (
-    INSERT INTO drops AS d (reason, provider, bucket, count, last_key)
-    SELECT 'unmounted', s.provider, s.bucket, count(*), max(s.key)
-    FROM stage_changes s
-    WHERE NOT EXISTS (SELECT 1 FROM mounts m WHERE m.provider = s.provider
-                      AND m.bucket = s.bucket AND starts_with(s.key, m.prefix))
-    GROUP BY s.provider, s.bucket
-    ON CONFLICT (reason, provider, bucket) DO UPDATE SET
-        count = d.count + EXCLUDED.count, last_key = EXCLUDED.last_key, last_at = now()
-),
 outbox AS (
     INSERT INTO feed_outbox (payload)
     SELECT json_build_object('mount', mount_name, 'key', key, 'kind', kind, 'folder', folder,
@@ -119,14 +137,6 @@ outbox AS (
 SELECT mount_id, mount_name, key, folder, kind, size, etag, version, seq, source_id,
        was_live, old_etag, old_version
 FROM res
-"""
-
-COUNTS_SQL = """
-SELECT (SELECT count(*) FROM stage_changes s JOIN mounts m ON m.provider = s.provider
-          AND m.bucket = s.bucket AND starts_with(s.key, m.prefix)) AS routed,
-       (SELECT count(*) FROM stage_changes s WHERE NOT EXISTS (
-          SELECT 1 FROM mounts m WHERE m.provider = s.provider AND m.bucket = s.bucket
-          AND starts_with(s.key, m.prefix))) AS unrouted
 """
 
 
@@ -202,21 +212,36 @@ def _lock_mounts(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> N
     )
 
 
+def _refresh_stats_if_stale(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        stale = conn.execute(STALE_STATS_SQL).fetchone()
+        if stale and stale[0]:
+            got = conn.execute("SELECT pg_try_advisory_xact_lock(731850402)").fetchone()
+            if got and got[0]:
+                conn.execute("ANALYZE objects")
+
+
 def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> ApplyResult:
     """Apply a batch in one transaction on ``conn`` (not autocommit); idempotent and ordered."""
     batch = newest_per_key(changes)
     if not batch:
         return ApplyResult(received=0, applied=[], stale=0, dropped=0)
+    _refresh_stats_if_stale(conn)
     with conn.transaction():
+        # JIT compilation costs ~0.4 s and never pays off for one batch.
+        conn.execute("SET LOCAL jit = off")
         conn.execute(STAGE_DDL)
         _lock_mounts(conn, batch)
         with conn.cursor() as cur:
             with cur.copy(f"COPY stage_changes ({STAGE_COLUMNS}) FROM STDIN") as copy:
                 for change in batch:
                     copy.write_row(_stage_row(change))
+            routed = cur.execute(ROUTE_SQL).rowcount
+            # Temp tables have no statistics: without them the planner picks nested loops.
+            cur.execute("ANALYZE routed_changes")
+            dropped_row = cur.execute(DROP_SQL).fetchone()
             rows = cur.execute(APPLY_SQL).fetchall()
-            counts = cur.execute(COUNTS_SQL).fetchone()
-    routed, dropped = (int(counts[0]), int(counts[1])) if counts else (0, 0)
+    dropped = int(dropped_row[0]) if dropped_row else 0
     applied = [_applied(row) for row in rows]
     return ApplyResult(
         received=len(changes), applied=applied, stale=routed - len(applied), dropped=dropped

@@ -46,7 +46,8 @@ def upgrade() -> None:
             updated_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (mount_id, key)
         );
-        CREATE INDEX objects_folder ON objects (mount_id, folder) INCLUDE (deleted);
+        -- Leading with folder: a mount_id-only prefix must never look usable for key lookups.
+        CREATE INDEX objects_folder ON objects (folder, mount_id) INCLUDE (deleted);
 
         -- Direct-children bookkeeping per folder, maintained incrementally by apply. The
         -- fingerprint is the XOR of a 64-bit hash of (key, size, etag) over live objects, so a
