@@ -27,6 +27,22 @@ ROOT_COMMANDS = ("producers.gcs_setup", "producers.deadletters")
 
 produce_app = typer.Typer(help="Run one producer (an event source feeding the changes queue).",
                           no_args_is_help=True)  # fmt: skip
+METRICS_PORT = "mountsync.metrics_port"
+
+
+@produce_app.callback()
+def produce_options(
+    ctx: typer.Context,
+    metrics_port: int = typer.Option(
+        0,
+        "--metrics-port",
+        envvar="MOUNTSYNC_METRICS_PORT",
+        help="Serve /healthz, /readyz and /metrics on this port (0: off).",
+    ),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", envvar="MOUNTSYNC_METRICS_HOST"),
+) -> None:
+    """Options shared by every producer (given before the source name)."""
+    ctx.meta[METRICS_PORT] = (metrics_host, metrics_port)
 
 
 def _optional(module_name: str) -> Any | None:
@@ -65,13 +81,17 @@ def register(app: typer.Typer) -> None:
 
 def run_producer(ctx: typer.Context, build: Callable[[Any], tuple[Any, Any]]) -> None:
     """Build the runtime and source, then run the shared loop until SIGTERM/SIGINT."""
+    from producers.health import start_producer_health
     from producers.loop import run_source
     from producers.runtime import build_runtime
     from shared.cli import settings_of
+    from shared.redis_check import warn_if_redis_loses_data
 
     settings = settings_of(ctx)
     runtime = build_runtime(settings)
+    warn_if_redis_loses_data(runtime.redis, "producer")
     stop = threading.Event()
+    health = None
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("stopping producer", signal=signal.Signals(signum).name)
@@ -81,9 +101,14 @@ def run_producer(ctx: typer.Context, build: Callable[[Any], tuple[Any, Any]]) ->
     signal.signal(signal.SIGINT, _stop)
     try:
         source, pipeline = build(runtime)
+        host, port = ctx.meta.get(METRICS_PORT, ("", 0))
+        if port:
+            health = start_producer_health(runtime, source, host, port)
         log.info("producer started", source=source.name.value)
         stats = run_source(source, pipeline, settings, stop, depth=runtime.queue.depth)
     finally:
+        if health is not None:
+            health.stop()
         runtime.close()
     err_console.print(f"producer stopped: {stats.batches} batches, {stats.acked} acked, "
                       f"{stats.rejected} dead-lettered, {stats.nacked} nacked")  # fmt: skip

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -41,6 +41,7 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str], ...] = (
 class ServeContext:
     settings: Settings
     _runtime: Any = field(default=None, repr=False)
+    _system_metrics: Any = field(default=None, repr=False)
 
     @property
     def runtime(self) -> Any:
@@ -79,7 +80,23 @@ def readyz(request: Request, ctx: ServeContext) -> Response:
 
 
 def metrics_view(request: Request, ctx: ServeContext) -> Response:
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    """This process's metrics plus the deployment's gauges (queues, lag, dead letters, alerts, jobs)."""
+    from producers.health import metrics_body
+
+    if ctx._system_metrics is None:
+        ctx._system_metrics = system_registry(ctx.settings)
+    return Response(metrics_body(ctx._system_metrics), mimetype=CONTENT_TYPE_LATEST)
+
+
+def system_registry(settings: Settings) -> CollectorRegistry:
+    from shared.migration.metrics import JobsCollector
+    from shared.system_metrics import system_collector
+
+    registry = CollectorRegistry(auto_describe=False)
+    collector = system_collector(settings)
+    registry.register(collector)
+    registry.register(JobsCollector(collector.connect))
+    return registry
 
 
 def _resolve(target: str) -> Any:
@@ -119,7 +136,11 @@ def make_app(settings: Settings) -> Any:
 
 
 def run_server(settings: Settings, *, host: str, port: int, threads: int) -> None:
+    import redis
     from waitress import serve
 
+    from shared.redis_check import warn_if_redis_loses_data
+
+    warn_if_redis_loses_data(redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5), "serve")
     log.info("serving", host=host, port=port)
     serve(make_app(settings), host=host, port=port, threads=threads, ident="mountsync")

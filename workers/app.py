@@ -59,3 +59,17 @@ def _open_solo(sender: Any = None, **_: Any) -> None:
     pool = getattr(getattr(sender, "pool_cls", None), "__module__", "")
     if "prefork" not in str(pool):
         context.open_context(settings, app)
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _check_redis(**_: Any) -> None:
+    import redis
+
+    from shared.redis_check import warn_if_redis_loses_data
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    try:
+        warn_if_redis_loses_data(client, "worker")
+    finally:
+        client.close()
