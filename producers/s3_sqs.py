@@ -14,6 +14,8 @@
   message after its dead-letter record exists.
 - A message delivered more than ``--max-deliveries`` times is dead-lettered (poison guard); an
   SQS redrive policy on the queue is the other safety net.
+- Deletes that name a version are checked against the bucket (``producers.s3_versions``): on a
+  versioned bucket the key may still be alive.
 """
 
 from __future__ import annotations
@@ -309,6 +311,7 @@ def register(produce_app: typer.Typer) -> None:
         """Consume S3/MinIO notifications from SQS (direct, SNS-wrapped or EventBridge)."""
         from producers.cli import run_producer
         from producers.normalize.s3 import make_normalizer
+        from producers.s3_versions import VersionedDeleteEnricher, mount_options_lookup
 
         def build(runtime: Any) -> tuple[Any, Any]:
             client = make_sqs_client(
@@ -320,6 +323,7 @@ def register(produce_app: typer.Typer) -> None:
             )  # fmt: skip
             log.info("consuming", queue_url=queue_url, endpoint=client.meta.endpoint_url)
             normalize = make_normalizer(trust_sequencer=trust_sequencer)
-            return source, runtime.pipeline(with_delivery_limit(normalize, max_deliveries))
+            enrich = VersionedDeleteEnricher(mount_options_lookup(runtime.pool))
+            return source, runtime.pipeline(with_delivery_limit(normalize, max_deliveries), enrich=enrich)
 
         run_producer(ctx, build)
