@@ -98,6 +98,22 @@ def summarize_listing(
     return folders, listed
 
 
+def summarize(
+    storage: Storage, list_prefix: str, on_progress: Callable[[int], None]
+) -> tuple[dict[str, FolderSummary], int]:
+    """Per-folder summaries of the listing; adapters may offer a faster ``folder_summaries``."""
+    fast = getattr(storage, "folder_summaries", None)
+    if fast is None:
+        return summarize_listing(storage.list(list_prefix), on_progress)
+    folders: dict[str, FolderSummary] = {}
+    listed = 0
+    for folder, objects, size, fingerprint in fast(list_prefix):
+        folders[folder] = FolderSummary(objects, size, fingerprint)
+        listed += objects
+        on_progress(listed)
+    return folders, listed
+
+
 def catalog_folders(ctx: WorkerContext, mount: Mount, root: str) -> dict[str, tuple[int, int, int]]:
     with ctx.pool.connection() as conn:
         rows = conn.execute(
@@ -161,7 +177,7 @@ def run_reindex(
         summary.listed = listed
         report(summary)
 
-    listing, summary.listed = summarize_listing(storage.list(list_prefix), progress)
+    listing, summary.listed = summarize(storage, list_prefix, progress)
     known = catalog_folders(ctx, mount, root)
     changed = sorted(
         f

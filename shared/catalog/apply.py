@@ -29,6 +29,7 @@ import psycopg
 from shared.events import Kind, ObjectChange
 
 STAGE_DDL = """
+SET LOCAL jit = off;
 CREATE TEMP TABLE IF NOT EXISTS stage_changes (
     provider text, bucket text, key text COLLATE "C", folder text COLLATE "C", kind text,
     size bigint, etag text, version text, seq text COLLATE "C", event_ns bigint,
@@ -108,9 +109,15 @@ WITH up AS (
     RETURNING t.mount_id, t.key, t.folder, t.deleted, t.size, t.etag, t.version
 ),
 res AS (
+    -- Only changes that altered what the object is (or explicit metadata events) go on: a newer
+    -- observation of the same content advances the ordering state but is not news.
     SELECT up.*, r.mount_name, r.kind, r.seq, r.source_id,
            r.was_live, r.old_size, r.old_etag, r.old_version
     FROM up JOIN routed_changes r ON r.mount_id = up.mount_id AND r.key = up.key
+    WHERE r.kind = 'metadata' OR r.was_live = up.deleted
+       OR (NOT up.deleted AND (up.size IS DISTINCT FROM r.old_size
+                               OR up.etag IS DISTINCT FROM r.old_etag
+                               OR up.version IS DISTINCT FROM r.old_version))
 ),
 folder_delta AS (
     INSERT INTO folders AS f (mount_id, path, live_objects, live_bytes, fingerprint)
@@ -161,6 +168,8 @@ class AppliedChange:
 
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
+    """``stale`` counts routed changes that altered nothing: duplicates, older, or same content."""
+
     received: int
     applied: list[AppliedChange]
     stale: int
@@ -213,12 +222,11 @@ def _lock_mounts(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> N
 
 
 def _refresh_stats_if_stale(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        stale = conn.execute(STALE_STATS_SQL).fetchone()
-        if stale and stale[0]:
-            got = conn.execute("SELECT pg_try_advisory_xact_lock(731850402)").fetchone()
-            if got and got[0]:
-                conn.execute("ANALYZE objects")
+    stale = conn.execute(STALE_STATS_SQL).fetchone()
+    if stale and stale[0]:
+        got = conn.execute("SELECT pg_try_advisory_xact_lock(731850402)").fetchone()
+        if got and got[0]:
+            conn.execute("ANALYZE objects")
 
 
 def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> ApplyResult:
@@ -226,11 +234,10 @@ def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> 
     batch = newest_per_key(changes)
     if not batch:
         return ApplyResult(received=0, applied=[], stale=0, dropped=0)
-    _refresh_stats_if_stale(conn)
     with conn.transaction():
-        # JIT compilation costs ~0.4 s and never pays off for one batch.
-        conn.execute("SET LOCAL jit = off")
+        # JIT compilation (jit = off in STAGE_DDL) costs ~0.4 s and never pays off for one batch.
         conn.execute(STAGE_DDL)
+        _refresh_stats_if_stale(conn)
         _lock_mounts(conn, batch)
         with conn.cursor() as cur:
             with cur.copy(f"COPY stage_changes ({STAGE_COLUMNS}) FROM STDIN") as copy:
@@ -243,9 +250,7 @@ def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> 
             rows = cur.execute(APPLY_SQL).fetchall()
     dropped = int(dropped_row[0]) if dropped_row else 0
     applied = [_applied(row) for row in rows]
-    return ApplyResult(
-        received=len(changes), applied=applied, stale=routed - len(applied), dropped=dropped
-    )
+    return ApplyResult(received=len(changes), applied=applied, stale=routed - len(applied), dropped=dropped)
 
 
 def _applied(row: Any) -> AppliedChange:

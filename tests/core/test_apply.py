@@ -129,3 +129,14 @@ def test_feed_gets_every_applied_change_once(apply, add_mount, catalog, settings
     assert [(e[b"key"], e[b"kind"]) for e in entries] == [
         (b"a.jpg", b"created"), (b"b.jpg", b"created"), (b"a.jpg", b"deleted")]  # fmt: skip
     assert entries[0][b"mount"] == b"m" and entries[0][b"sequencer"] == b"1"
+
+
+def test_newer_observation_of_same_content_is_not_news(apply, add_mount, catalog) -> None:
+    add_mount("m", "s3://bkt/")
+    apply([s3("k", "created", ns=10, etag="same")])
+    again = apply([s3("k", "created", ns=20, etag="same")])  # e.g. a reindex seeing it later
+    assert again.applied == [] and again.stale == 1
+    assert catalog.execute("SELECT count(*) FROM feed_outbox").fetchone()[0] == 1
+    # ...but the ordering state moved on: an event older than that observation is now stale.
+    apply([s3("k", "deleted", ns=15)])
+    assert live(catalog) == {"k": (1, "same")}

@@ -77,3 +77,19 @@ def test_fs_adapter_refuses_escaping_keys(tmp_path: Path) -> None:
     for key in ("../etc/passwd", "/abs", "a//b", "a/./b"):
         with pytest.raises(BadInput):
             storage.stat(key)
+
+
+def test_fs_folder_summaries_equal_the_generic_listing_summary(tmp_path: Path) -> None:
+    from workers.reindex import summarize_listing
+
+    for folder in ("a", "a/b", "c d", "ünï"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(5):
+            (tmp_path / folder / f"f{i}.png").write_bytes(b"x" * i)
+    (tmp_path / "top.txt").write_bytes(b"top")
+    storage = open_storage(f"file://{tmp_path}")
+    generic, listed = summarize_listing(storage.list(), lambda _n: None)
+    fast = {f: (n, b, fp) for f, n, b, fp in storage.folder_summaries()}
+    assert fast == {f: s.key() for f, s in generic.items()} and listed == 21
+    scoped = {f for f, *_ in storage.folder_summaries("a/")}
+    assert scoped == {"a", "a/b"}

@@ -1,0 +1,223 @@
+"""``mountsync demo``: the main job, start to finish, on whatever servers are at hand.
+
+Steps: servers (configured or embedded) -> schema -> a sample tree of image folders -> a mount ->
+a real Celery worker and the fs producer as subprocesses -> changes on disk (add, overwrite,
+delete, rename, new folder; an insert into a pinned, annotated folder) -> the catalog and the
+change feed following each one -> a reconcile that finds nothing missed -> clean exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from shared.catalog.db import connect, upgrade
+from shared.catalog.mounts import Mounts
+from shared.config import Settings, redact_url
+from shared.embedded import EmbeddedServers
+from shared.errors import MountNotFound, MountsyncError
+from shared.output import console, emit_table
+from shared.storage.local import fs_etag
+
+MOUNT = "demo"
+STEP_TIMEOUT_S = 60.0
+
+
+class DemoFailed(MountsyncError):
+    """A demo step did not complete."""
+
+
+def _make_sample(root: Path) -> None:
+    if root.exists():
+        shutil.rmtree(root)
+    for folder, frames in (("survey_2024/reef_a", 12), ("survey_2024/reef_b", 8), ("drone/flight_1", 10)):
+        path = root / folder
+        path.mkdir(parents=True)
+        for i in range(1, frames + 1):
+            (path / f"frame_{i}.png").write_bytes(os.urandom(64 + i))
+    (root / "drone" / "flight_1.mp4").write_bytes(os.urandom(2048))
+    (root / "survey_2024" / "reef_a.csv").write_text("track,frame,x,y\n")
+
+
+def _disk_state(root: Path) -> dict[str, tuple[int, str]]:
+    state = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            st = path.stat()
+            state[path.relative_to(root).as_posix()] = (st.st_size, fs_etag(st))
+    return state
+
+
+def _catalog_state(settings: Settings) -> dict[str, tuple[int, str]]:
+    with connect(settings.database_url) as conn:
+        rows = conn.execute(
+            "SELECT o.key, o.size, o.etag FROM objects o JOIN mounts m ON m.id = o.mount_id "
+            "WHERE m.name = %s AND NOT o.deleted",
+            (MOUNT,),
+        ).fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def _wait_until_equal(settings: Settings, root: Path, what: str) -> float:
+    started = time.monotonic()
+    while True:
+        if _catalog_state(settings) == _disk_state(root):
+            return time.monotonic() - started
+        if time.monotonic() - started > STEP_TIMEOUT_S:
+            raise DemoFailed(f"catalog did not follow the directory within {STEP_TIMEOUT_S:.0f}s ({what})")
+        time.sleep(0.05)
+
+
+class Processes:
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env, self.log_dir, self.procs = env, log_dir, []  # type: ignore[var-annotated]
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen([sys.executable, "-m", "shared", *args], env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        self.procs.append((name, proc))
+        return proc
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "shared", *args], env=self.env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for name, proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                console.print(f"[yellow]{name} did not stop in 30 s; killing it[/yellow]")
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _feed_reader(settings: Settings) -> Callable[[], list[dict[str, str]]]:
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    stream = f"{settings.redis_prefix}mountsync:feed"
+    last = ["$"]
+    client.xadd(stream, {"mount": "", "key": "", "kind": "demo-start"}, maxlen=settings.feed_maxlen)
+    last[0] = client.xrevrange(stream, count=1)[0][0]
+
+    def read() -> list[dict[str, str]]:
+        entries = client.xrange(stream, min=f"({last[0]}")
+        if entries:
+            last[0] = entries[-1][0]
+        return [fields for _, fields in entries if fields.get("mount") == MOUNT]
+
+    return read
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(MOUNTSYNC_REDIS_URL=settings.redis_url, MOUNTSYNC_DATABASE_URL=settings.database_url,
+               MOUNTSYNC_REDIS_PREFIX=settings.redis_prefix, MOUNTSYNC_BATCH_WINDOW="0.2",
+               MOUNTSYNC_LOG_FORMAT="json", PYTHONUNBUFFERED="1")  # fmt: skip
+    return env
+
+
+def _steps(root: Path) -> list[tuple[str, Callable[[], None]]]:
+    reef_a = root / "survey_2024" / "reef_a"
+    return [
+        ("add a frame at the end of reef_a", lambda: (reef_a / "frame_13.png").write_bytes(b"new frame")),
+        ("overwrite reef_b/frame_3.png", lambda: (root / "survey_2024/reef_b/frame_3.png").write_bytes(b"v2")),
+        ("delete drone/flight_1/frame_10.png", lambda: (root / "drone/flight_1/frame_10.png").unlink()),
+        ("rename reef_b/frame_8.png -> frame_8_fixed.png",
+         lambda: (root / "survey_2024/reef_b/frame_8.png").rename(root / "survey_2024/reef_b/frame_8_fixed.png")),
+        ("insert a frame into annotated reef_a (shifts frames 3..)",
+         lambda: (reef_a / "frame_2b.png").write_bytes(b"inserted")),
+        ("a new folder survey_2025/reef_c", lambda: _new_folder(root / "survey_2025" / "reef_c")),
+    ]  # fmt: skip
+
+
+def _new_folder(path: Path) -> None:
+    path.mkdir(parents=True)
+    for i in range(1, 4):
+        (path / f"img_{i}.jpg").write_bytes(os.urandom(32))
+
+
+def run_demo(settings: Settings, data_dir: str, *, keep_running: bool, quiet: bool) -> dict[str, Any]:
+    say = (lambda *_a, **_k: None) if quiet else console.print
+    base = Path(data_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    servers = EmbeddedServers(str(base / "servers"))
+    settings = servers.ensure(settings)
+    settings = replace(settings, redis_prefix=f"{settings.redis_prefix}demo:")
+    for line in servers.started or ["configured Redis and PostgreSQL answer"]:
+        say(f"[bold]servers[/bold]  {line}")
+    say(f"[bold]catalog[/bold]  {redact_url(settings.database_url)}  schema {', '.join(upgrade(settings.database_url))}")
+    root = base / "sample"
+    _make_sample(root)
+    with connect(settings.database_url) as conn:
+        try:
+            Mounts(conn).remove(MOUNT)
+        except MountNotFound:
+            pass
+        Mounts(conn).add(MOUNT, f"file://{root}", dest_folder="demo")
+    say(f"[bold]mount[/bold]    {MOUNT}: file://{root}")
+    procs = Processes(_env(settings), base)
+    summary: dict[str, Any] = {"servers": servers.started, "steps": []}
+    try:
+        summary.update(_run(settings, root, procs, say, quiet))
+        if keep_running:
+            _stay_up(procs, say)
+    finally:
+        procs.stop()
+        servers.stop()
+    say(f"[green]demo finished[/green]: logs in {base}")
+    return summary
+
+
+def _run(settings: Settings, root: Path, procs: Processes, say: Callable[..., None], quiet: bool) -> dict[str, Any]:
+    read_feed = _feed_reader(settings)
+    procs.start("worker", "worker", "-c", "2")
+    procs.start("producer", "produce", "fs", "--mount", MOUNT)
+    seconds = _wait_until_equal(settings, root, "initial import")
+    imported = len(_catalog_state(settings))
+    read_feed()
+    say(f"[bold]import[/bold]   {imported} objects mirrored in {seconds:.1f}s (worker + fs producer)")
+    pinned = procs.run("pin", MOUNT, "survey_2024/reef_a", "--last-annotated", "8")
+    if pinned.returncode == 0:
+        say("[bold]pin[/bold]      survey_2024/reef_a pinned, annotations up to frame 8")
+    steps = []
+    for title, act in _steps(root):
+        act()
+        took = _wait_until_equal(settings, root, title)
+        feed = read_feed()
+        steps.append({"step": title, "seconds": round(took, 3), "feed": feed})
+        if not quiet:
+            emit_table(("kind", "key", "size"), [(f.get("kind"), f.get("key"), f.get("size")) for f in feed],
+                       title=f"{title}  ({took:.2f}s)")  # fmt: skip
+    alerts = procs.run("alerts", MOUNT, "--json")
+    if alerts.returncode == 0 and not quiet:
+        say("[bold]alignment alerts[/bold]")
+        console.print(procs.run("alerts", MOUNT).stdout)
+    check = procs.run("reindex", MOUNT, "--wait", "--json", "--timeout", "60")
+    if check.returncode != 0:
+        raise DemoFailed(f"reconcile failed: {check.stderr.strip()}")
+    say(f"[bold]reconcile[/bold] {check.stdout.strip()}")
+    return {"imported": imported, "steps": steps, "reconcile": check.stdout.strip(),
+            "alerts": alerts.stdout.strip() if alerts.returncode == 0 else None}  # fmt: skip
+
+
+def _stay_up(procs: Processes, say: Callable[..., None]) -> None:
+    procs.start("flower", "flower", "--port", "5555")
+    say("[bold]running[/bold]  worker, producer and Flower at http://127.0.0.1:5555 - Ctrl-C to stop")
+    try:
+        while all(p.poll() is None for _, p in procs.procs):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        say("stopping")

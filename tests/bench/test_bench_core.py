@@ -1,0 +1,142 @@
+"""Foundation benchmarks: apply throughput and reindex speed/memory, each beside a baseline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+
+import psycopg
+import pytest
+import redis as redis_lib
+
+from shared.catalog.apply import apply_changes
+from shared.events import Kind, ObjectChange, Provider, Source
+from shared.queues import ChangeQueue, make_client
+from tests.conftest import ROOT, WorkerProcess, env_for
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.bench
+CHANGES, BATCH = 100_000, 500
+BIG_BATCH = 2000
+
+
+def changes(bucket: str, n: int, offset: int = 0) -> list[ObjectChange]:
+    return [ObjectChange(Provider.S3, bucket, f"f{i % 200}/obj_{i:07d}.jpg", Kind.CREATED, 1 + i,
+                         Source.S3_SQS, size=i, etag=f"e{i}", sequencer=f"{i:016X}")
+            for i in range(offset, offset + n)]  # fmt: skip
+
+
+def one_insert_per_change(conn: psycopg.Connection, mount_id: int, batch: list[ObjectChange]) -> None:
+    with conn.transaction():
+        for c in batch:
+            conn.execute(
+                """INSERT INTO objects AS t (mount_id, key, folder, size, etag, version, seq, event_ns,
+                       deleted, source, source_id)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, false, %s, %s)
+                   ON CONFLICT (mount_id, key) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag,
+                       seq = EXCLUDED.seq, event_ns = EXCLUDED.event_ns
+                   WHERE EXCLUDED.seq > t.seq""",
+                (mount_id, c.key, c.folder, c.size, c.etag, c.version, c.sequencer, c.event_ns,
+                 c.source.value, c.source_id),
+            )  # fmt: skip
+
+
+def test_apply_changes_throughput(settings, add_mount, catalog, bench_report) -> None:
+    ours = add_mount("bench-apply", "s3://bench-apply/")
+    base = add_mount("bench-baseline", "s3://bench-baseline/")
+    conn = psycopg.connect(settings.database_url)
+    data = changes("bench-apply", CHANGES)
+    started = time.perf_counter()
+    for i in range(0, CHANGES, BATCH):
+        apply_changes(conn, data[i : i + BATCH])
+    apply_rate = CHANGES / (time.perf_counter() - started)
+    baseline_n = 20_000
+    base_data = changes("bench-baseline", baseline_n)
+    started = time.perf_counter()
+    for i in range(0, baseline_n, BATCH):
+        one_insert_per_change(conn, base.id, base_data[i : i + BATCH])
+    base_rate = baseline_n / (time.perf_counter() - started)
+    big = changes("bench-apply", 40_000, offset=CHANGES)
+    started = time.perf_counter()
+    for i in range(0, len(big), BIG_BATCH):
+        apply_changes(conn, big[i : i + BIG_BATCH])
+    big_rate = len(big) / (time.perf_counter() - started)
+    # Redelivery of everything: all stale, nothing changes.
+    started = time.perf_counter()
+    for i in range(0, 20_000, BATCH):
+        apply_changes(conn, data[i : i + BATCH])
+    dup_rate = 20_000 / (time.perf_counter() - started)
+    conn.close()
+    assert (
+        catalog.execute("SELECT count(*) FROM objects WHERE mount_id = %s", (ours.id,)).fetchone()[0]
+        == CHANGES
+    )
+    bench_report.row("apply_changes (batches of 500, new keys)", apply_rate, "changes/s",
+                     "one INSERT per change", base_rate, ">= 20,000/s")  # fmt: skip
+    bench_report.row(f"apply_changes (batches of {BIG_BATCH}, new keys)", big_rate, "changes/s",
+                     "one INSERT per change", base_rate, ">= 20,000/s")  # fmt: skip
+    bench_report.row("apply_changes, redelivered duplicates", dup_rate, "changes/s",
+                     "one INSERT per change", base_rate, "")  # fmt: skip
+
+
+def test_changes_queue_to_catalog_through_a_worker(settings, add_mount, tmp_path, bench_report) -> None:
+    own = replace(settings, redis_prefix=f"{settings.redis_prefix}bench{uuid.uuid4().hex[:6]}:")
+    add_mount("bench-e2e", "s3://bench-e2e/")
+    n = 60_000
+    client = redis_lib.Redis.from_url(own.redis_url)
+    queue = ChangeQueue(make_client(own), client, own)
+    data = changes("bench-e2e", n)
+    for i in range(0, n, BATCH):
+        queue.enqueue(data[i : i + BATCH])
+    worker = WorkerProcess(env_for(own, MOUNTSYNC_FEED_MAXLEN="200000"), tmp_path / "w.log", "changes", 2)
+    started = time.perf_counter()
+    worker.start()
+
+    def applied() -> bool:
+        with psycopg.connect(own.database_url) as conn:
+            row = conn.execute("SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
+                               "WHERE m.name = 'bench-e2e'").fetchone()  # fmt: skip
+        return bool(row and row[0] == n)
+
+    try:
+        wait_for(applied, timeout=300, what="all changes applied", interval=0.2)
+    finally:
+        elapsed = time.perf_counter() - started
+        worker.stop()
+        client.close()
+    bench_report.row("changes queue -> catalog (2 worker processes)", n / elapsed, "changes/s",
+                     "", None, "incl. worker start-up")  # fmt: skip
+
+
+def probe(*args: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-m", "tests.bench.reindex_probe", *args], cwd=ROOT,
+                         capture_output=True, text=True, check=True, timeout=900)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_reindex_100k_files(settings, add_mount, tmp_path, bench_report) -> None:
+    root = tmp_path / "tree"
+    for f in range(100):
+        folder = root / f"seq_{f:03d}"
+        folder.mkdir(parents=True)
+        for i in range(1000):
+            (folder / f"frame_{i:05d}.jpg").write_bytes(b"")
+    add_mount("bench-tree", f"file://{root}")
+    walk = min((probe("walk", str(root)) for _ in range(3)), key=lambda r: r["wall_s"])
+    first = probe("reindex", str(root), settings.database_url, "bench-tree")
+    assert first["created"] == 100_000
+    steady = min((probe("reindex", str(root), settings.database_url, "bench-tree") for _ in range(3)),
+                 key=lambda r: r["wall_s"])  # fmt: skip
+    assert steady["created"] == steady["updated"] == steady["deleted"] == 0
+    bench_report.row("reindex 100k files, in sync (reconcile)", steady["wall_s"], "s",
+                     "os.scandir walk + stat", walk["wall_s"], "<= 1.5x")  # fmt: skip
+    bench_report.row("reindex 100k files, in sync: peak RSS", steady["max_rss_mb"], "MB",
+                     "walk peak RSS", walk["max_rss_mb"], "< 200 MB")  # fmt: skip
+    bench_report.row("reindex 100k files, first import", first["wall_s"], "s",
+                     "os.scandir walk + stat", walk["wall_s"], "informational")  # fmt: skip
+    bench_report.row("reindex 100k files, first import: peak RSS", first["max_rss_mb"], "MB",
+                     "walk peak RSS", walk["max_rss_mb"], "< 200 MB")  # fmt: skip
