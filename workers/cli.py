@@ -49,9 +49,20 @@ def register(app: typer.Typer) -> None:
     def flower(
         port: int = typer.Option(5555, "--port"),
         address: str = typer.Option("127.0.0.1", "--address"),
+        persistent: bool = typer.Option(
+            False, "--persistent", help="Keep seen tasks across restarts (in MOUNTSYNC_STATE_DIR)."
+        ),
+        max_tasks: int = typer.Option(20000, "--max-tasks", help="Tasks kept in memory."),
+        url_prefix: str = typer.Option("", "--url-prefix", help="When served under a path."),
+        read_only: bool = typer.Option(False, "--read-only", help="Disable revoke/shutdown/apply."),
     ) -> None:
         """Run Flower, the ops UI (auth from FLOWER_BASIC_AUTH or FLOWER_AUTH/OAuth env)."""
-        _celery("flower", f"--address={address}", f"--port={port}")
+        from workers.flower import flower_args
+
+        args = flower_args(os.environ, address=address, port=port, persistent=persistent,
+                           max_tasks=max_tasks, url_prefix=url_prefix, read_only=read_only)  # fmt: skip
+        celery = [sys.executable, "-m", "celery", "-A", "workers.flower_app"]
+        os.execvp(sys.executable, [*celery, "flower", *args])
 
     for module_name in ("workers.alignment.cli", "workers.migration.cli"):
         try:
