@@ -14,6 +14,16 @@ from typing import Any
 import click
 import typer
 
+try:  # typer >= 0.20 vendors its own click: its exceptions are not click's
+    from typer._click import exceptions as typer_click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    import click.exceptions as typer_click
+
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_ABORT = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
+_CLICK_ERRORS = (click.ClickException, typer_click.ClickException)
+_USAGE_ERRORS = (click.UsageError, typer_click.UsageError)
+
 from shared.config import Settings, load_settings
 from shared.errors import BadInput, MountsyncError
 from shared.output import console, emit, emit_json, err_console
@@ -281,12 +291,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command.main(args=argv if argv is not None else sys.argv[1:], prog_name="mountsync",
                      standalone_mode=False)  # fmt: skip
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except _CLICK_ERRORS as exc:
         exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.exit(2 if isinstance(exc, _USAGE_ERRORS) else exc.exit_code)
+    except _ABORT:
         err_console.print(f"mountsync: interrupted after {time.monotonic() - started:.1f}s")
         sys.exit(130)
     except MountsyncError as exc:

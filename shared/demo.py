@@ -121,6 +121,16 @@ def _feed_reader(settings: Settings) -> Callable[[], list[dict[str, str]]]:
     return read
 
 
+def _feed_after_commit(read_feed: Callable[[], list[dict[str, str]]]) -> list[dict[str, str]]:
+    """The feed is published right after the catalog commit: give it a moment to arrive."""
+    deadline = time.monotonic() + 5.0
+    feed = read_feed()
+    while not feed and time.monotonic() < deadline:
+        time.sleep(0.05)
+        feed = read_feed()
+    return feed
+
+
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update(MOUNTSYNC_REDIS_URL=settings.redis_url, MOUNTSYNC_DATABASE_URL=settings.database_url,
@@ -158,7 +168,9 @@ def run_demo(settings: Settings, data_dir: str, *, keep_running: bool, quiet: bo
     settings = replace(settings, redis_prefix=f"{settings.redis_prefix}demo:")
     for line in servers.started or ["configured Redis and PostgreSQL answer"]:
         say(f"[bold]servers[/bold]  {line}")
-    say(f"[bold]catalog[/bold]  {redact_url(settings.database_url)}  schema {', '.join(upgrade(settings.database_url))}")
+    say(
+        f"[bold]catalog[/bold]  {redact_url(settings.database_url)}  schema {', '.join(upgrade(settings.database_url))}"
+    )
     root = base / "sample"
     _make_sample(root)
     with connect(settings.database_url) as conn:
@@ -181,7 +193,9 @@ def run_demo(settings: Settings, data_dir: str, *, keep_running: bool, quiet: bo
     return summary
 
 
-def _run(settings: Settings, root: Path, procs: Processes, say: Callable[..., None], quiet: bool) -> dict[str, Any]:
+def _run(
+    settings: Settings, root: Path, procs: Processes, say: Callable[..., None], quiet: bool
+) -> dict[str, Any]:
     read_feed = _feed_reader(settings)
     procs.start("worker", "worker", "-c", "2")
     procs.start("producer", "produce", "fs", "--mount", MOUNT)
@@ -196,7 +210,7 @@ def _run(settings: Settings, root: Path, procs: Processes, say: Callable[..., No
     for title, act in _steps(root):
         act()
         took = _wait_until_equal(settings, root, title)
-        feed = read_feed()
+        feed = _feed_after_commit(read_feed)
         steps.append({"step": title, "seconds": round(took, 3), "feed": feed})
         if not quiet:
             emit_table(("kind", "key", "size"), [(f.get("kind"), f.get("key"), f.get("size")) for f in feed],

@@ -1,0 +1,89 @@
+"""CLI behaviour a user sees: one clear line and the right exit code for mistakes; --json output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import free_port, wait_for
+
+
+def assert_one_line_error(proc, code: int, *fragments: str) -> None:
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_mount_lifecycle_and_json(cli, catalog, tmp_path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "1.png").write_bytes(b"x")
+    added = cli("mount", "add", "pics", f"file://{tmp_path}", "--no-initial-reindex", "--json", check=True)
+    assert json.loads(added.stdout)["bucket"] == str(tmp_path)
+    listed = json.loads(cli("mount", "list", "--json", check=True).stdout)
+    assert [m["name"] for m in listed] == ["pics"]
+    shown = json.loads(cli("mount", "show", "pics", "--json", check=True).stdout)
+    assert shown["objects"] == 0 and shown["last_reindex"] is None
+    assert json.loads(cli("mount", "check", "pics", "--json", check=True).stdout)["ok"] is True
+    assert_one_line_error(cli("mount", "add", "pics", f"file://{tmp_path}"), 2, "exists already")
+    cli("mount", "remove", "pics", check=True)
+    assert_one_line_error(cli("mount", "remove", "pics"), 2, "no mount named 'pics'")
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["mount", "add", "x", "ftp://host/path"], ["unknown URL scheme 'ftp'"]),
+        (["mount", "add", "x", "file:///definitely/not/here"], ["does not exist"]),
+        (["mount", "add", "bad name!", "file:///tmp"], ["not valid"]),
+        (["reindex", "nope"], ["no mount named 'nope'"]),
+        (["ls", "nope"], ["no mount named 'nope'"]),
+        (["reindex", "x", "--prefix", "../up"], ["not allowed"]),
+    ],
+)
+def test_user_mistakes_get_one_line_and_exit_2(cli, catalog, args, fragments) -> None:
+    assert_one_line_error(cli(*args), 2, *fragments)
+
+
+def test_unreachable_servers_are_one_line_failures(cli, catalog) -> None:
+    dead = free_port()
+    pg = cli("mount", "list", MOUNTSYNC_DATABASE_URL=f"postgresql://127.0.0.1:{dead}/x")
+    assert_one_line_error(pg, 1, "PostgreSQL", "not reachable", "MOUNTSYNC_DATABASE_URL")
+    bad_env = cli("mount", "list", MOUNTSYNC_BATCH_SIZE="many")
+    assert_one_line_error(bad_env, 2, "MOUNTSYNC_BATCH_SIZE")
+    secret = cli("mount", "list", MOUNTSYNC_DATABASE_URL=f"postgresql://u:hunter2@127.0.0.1:{dead}/x")
+    assert "hunter2" not in secret.stderr and "***" in secret.stderr
+
+
+def test_usage_errors_exit_2(cli) -> None:
+    proc = cli("mount", "add")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_scheduled_reconcile_queues_due_mounts(cli, catalog, tmp_path, worker, db) -> None:
+    (tmp_path / "f.png").write_bytes(b"x")
+    cli("mount", "add", "sched", f"file://{tmp_path}", "--no-initial-reindex",
+        "--reindex-interval", "1", check=True)  # fmt: skip
+    from shared.config import Settings
+    from shared.queues import TASK_RECONCILE_ALL, make_client, send
+
+    settings = Settings(redis_url=cli.env["MOUNTSYNC_REDIS_URL"], database_url=cli.env["MOUNTSYNC_DATABASE_URL"],
+                        redis_prefix=cli.env["MOUNTSYNC_REDIS_PREFIX"])  # fmt: skip
+    send(make_client(settings), TASK_RECONCILE_ALL, queue="reindex")
+    run = wait_for(lambda: db.execute("SELECT state, created FROM reindex_runs WHERE trigger = 'schedule' "
+                                      "AND state = 'succeeded'").fetchone(), timeout=60,
+                   what="scheduled reconcile to run")  # fmt: skip
+    assert run == ("succeeded", 1)
+
+
+@pytest.mark.slow
+def test_demo_runs_start_to_finish(cli, catalog, tmp_path) -> None:
+    proc = cli("demo", "--data-dir", str(tmp_path / "demo"), "--json", timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["imported"] == 32 and len(summary["steps"]) == 6
+    assert json.loads(summary["reconcile"])["state"] == "succeeded"
+    assert all(step["feed"] for step in summary["steps"])
