@@ -18,6 +18,9 @@ from shared.errors import InvalidEvent
 
 SCHEMA_VERSION = 1
 MAX_KEY_BYTES = 4096
+# The catalog stores sizes and times as PostgreSQL bigint and strings as text (no NUL): a change
+# outside these would fail the whole batch it is applied in, so it is refused as invalid here.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class Provider(enum.StrEnum):
@@ -68,6 +71,26 @@ def validate_key(key: str) -> str:
     return key
 
 
+def _check_text(value: object, name: str, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise InvalidEvent(f"change field {name} is {type(value).__name__}, not a string")
+    if "\x00" in value:
+        raise InvalidEvent(f"change field {name} contains NUL: {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent(f"change field {name} is not valid UTF-8: {value!r}") from exc
+
+
+def _check_int64(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent(f"change field {name} is {type(value).__name__}, not an integer")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidEvent(f"change field {name} {value} is out of range")
+
+
 def to_ns(moment: datetime | str | int | None) -> int:
     """Nanoseconds since the epoch from a datetime, an RFC 3339 string or an int (already ns)."""
     if moment is None:
@@ -103,6 +126,8 @@ def normalize_etag(etag: str | None) -> str | None:
     """Strip the quotes and weak marker HTTP puts around entity tags, so events and listings agree."""
     if etag is None:
         return None
+    if not isinstance(etag, str):
+        raise InvalidEvent(f"etag {etag!r} is not a string")
     value = etag.strip()
     if value.startswith("W/"):
         value = value[2:]
@@ -133,11 +158,20 @@ class ObjectChange:
     schema: int = field(default=SCHEMA_VERSION)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.key, str):
+            raise InvalidEvent(f"object key is {type(self.key).__name__}, not a string")
         validate_key(self.key)
+        _check_text(self.bucket, "bucket", optional=False)
         if not self.bucket:
             raise InvalidEvent(f"change for {self.key!r} has no bucket")
-        if self.size is not None and self.size < 0:
-            raise InvalidEvent(f"negative size for {self.key!r}")
+        for name in ("etag", "version", "source_id"):
+            _check_text(getattr(self, name), name)
+        _check_text(self.sequencer, "sequencer", optional=False)
+        _check_int64(self.event_ns, "event_ns")
+        if self.size is not None:
+            _check_int64(self.size, "size")
+            if self.size < 0:
+                raise InvalidEvent(f"negative size for {self.key!r}")
 
     @property
     def folder(self) -> str:
@@ -175,7 +209,7 @@ class ObjectChange:
                 sequencer=str(data.get("sequencer") or ""),
                 source_id=data.get("source_id"),
             )
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, OverflowError) as exc:
             raise InvalidEvent(f"malformed change: {exc}") from exc
 
     @classmethod

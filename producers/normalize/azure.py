@@ -230,7 +230,8 @@ def _sequencer(data: Mapping[str, Any]) -> str:
 
 def is_placeholder(event: Event) -> bool:
     """HNS CreateFile / SFTP SftpCreate of an empty file, before the real write is flushed."""
-    return event.data.get("api") in PLACEHOLDER_APIS and not _size(event.data)
+    api = event.data.get("api")
+    return isinstance(api, str) and api in PLACEHOLDER_APIS and not _size(event.data)
 
 
 def _change(raw: RawMessage, event: Event, ref: BlobRef, kind: Kind, *, with_content: bool) -> ObjectChange:

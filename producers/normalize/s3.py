@@ -189,7 +189,7 @@ def _from_eventbridge(
     if event.get("source") != "aws.s3":
         raise InvalidEvent(f"EventBridge event from {event.get('source')!r}, not aws.s3")
     detail_type = event["detail-type"]
-    kind = EVENTBRIDGE_KINDS.get(detail_type)
+    kind = EVENTBRIDGE_KINDS.get(detail_type) if isinstance(detail_type, str) else None
     if kind is None:
         raise InvalidEvent(f"unknown S3 EventBridge detail-type {detail_type!r}")
     detail = _field(event, "detail", "EventBridge event")
