@@ -1,0 +1,56 @@
+"""Structured logs: one change followed from the notification to the catalog row by its ids."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from shared.config import Settings
+from tests.conftest import env_for
+from tests.helpers import wait_for
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+def test_one_change_is_followed_from_notification_to_catalog_row(
+    tmp_path: Path, settings: Settings, add_mount: Callable[..., Any], catalog: psycopg.Connection,
+    worker: Any, spawn: Any,
+) -> None:  # fmt: skip
+    root = tmp_path / "root"
+    (root / "cam").mkdir(parents=True)  # a new directory would queue a rescan of it
+    add_mount("logfs", f"file://{root}")
+    producer = spawn("produce", "fs", "--mount", "logfs", env=env_for(settings, MOUNTSYNC_LOG_FORMAT="json"))
+    rescan = "SELECT state FROM reindex_runs r JOIN mounts m ON m.id = r.mount_id WHERE m.name = 'logfs'"
+    wait_for(lambda: catalog.execute(rescan).fetchall() == [("succeeded",)], what="the start-up rescan")
+    (root / "cam" / "one.jpg").write_bytes(b"frame")
+    row = wait_for(lambda: catalog.execute(
+        "SELECT o.source, o.source_id FROM objects o JOIN mounts m ON m.id = o.mount_id "
+        "WHERE m.name = 'logfs' AND o.key = 'cam/one.jpg'").fetchone(), what="the catalog row")  # fmt: skip
+    source, source_id = row
+    assert source == "fs" and source_id
+
+    def logged(lines: list[dict[str, Any]], event: str) -> dict[str, Any] | None:
+        found = (e for e in lines if e.get("event") == event and source_id in e.get("source_ids", []))
+        return next(found, None)
+
+    enqueued = wait_for(lambda: logged(json_lines(producer.output()), "enqueued"), what="the producer line")
+    worker_lines = lambda: json_lines(worker.log_path.read_text("utf-8", "replace"))  # noqa: E731
+    applied = wait_for(lambda: logged(worker_lines(), "applied"), what="the worker line")
+    assert enqueued["source"] == "fs" and enqueued["level"] == "info" and "timestamp" in enqueued
+    assert applied["task_id"] and applied["applied"] >= 1
+    # The task id leads to the task in Flower; every line of that task carries it.
+    task_lines = [e for e in worker_lines() if e.get("task_id") == applied["task_id"]]
+    assert task_lines and all(e["level"] in ("info", "warning", "error", "debug") for e in task_lines)
