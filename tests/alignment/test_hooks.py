@@ -55,6 +55,19 @@ def applied(key: str, mount_id: int = 1, kind: Kind = Kind.CREATED, was_live: bo
                          prev_etag=None, prev_version=None)  # fmt: skip
 
 
+MISSING = object()
+
+
+def take(ctx: WorkerContext, mount_id: int, folder: str, wait: float = 10.0) -> Any:
+    """Let time pass, claim what is due; the folder's recorded keys (None: full check)."""
+    ctx.clock.t += wait  # type: ignore[attr-defined]
+    claims = {(c.mount_id, c.folder): c for c in hooks.claim_due(ctx)}
+    for claim in claims.values():
+        hooks.release(ctx, claim)
+    found = claims.get((mount_id, folder))
+    return MISSING if found is None else found.new_keys
+
+
 def checks(ctx: WorkerContext) -> list[list[Any]]:
     return [args for name, args, _ in ctx.app.sent if name == hooks.TASK_CHECK]  # type: ignore[attr-defined]
 
@@ -75,25 +88,53 @@ def test_irrelevant_files_schedule_nothing(ctx: WorkerContext) -> None:
 
 def test_changes_after_the_claim_schedule_the_next_check(ctx: WorkerContext) -> None:
     hooks.after_apply(ctx, [applied("seq/1.png")])
-    assert hooks.claim(ctx, 1, "seq") == ["seq/1.png"]
+    assert take(ctx, 1, "seq") == ["seq/1.png"]
     hooks.after_apply(ctx, [applied("seq/2.png", kind=Kind.DELETED)])
     assert checks(ctx) == [[1, "seq"], [1, "seq"]]
-    assert hooks.claim(ctx, 1, "seq") is None  # a delete: the full check
-    assert hooks.claim(ctx, 2, "never-scheduled") is None
+    assert take(ctx, 1, "seq") is None  # a delete: the full check
+    assert take(ctx, 2, "never-scheduled") is MISSING
+
+
+def test_a_folder_is_not_claimed_before_it_is_due(ctx: WorkerContext) -> None:
+    hooks.after_apply(ctx, [applied("seq/1.png")])
+    assert take(ctx, 1, "seq", wait=0.1) is MISSING
+    assert take(ctx, 1, "seq", wait=0.5) == ["seq/1.png"]
+
+
+def test_any_check_task_drains_every_due_folder(ctx: WorkerContext) -> None:
+    hooks.after_apply(ctx, [applied(f"f{i}/1.png") for i in range(5)])
+    ctx.clock.t += 1  # type: ignore[attr-defined]
+    assert sorted(c.folder for c in hooks.claim_due(ctx)) == [f"f{i}" for i in range(5)]
+    assert hooks.claim_due(ctx) == []
+
+
+def test_a_check_that_died_is_claimed_again_as_a_full_check(ctx: WorkerContext) -> None:
+    hooks.after_apply(ctx, [applied("seq/1.png")])
+    ctx.clock.t += 1  # type: ignore[attr-defined]
+    (first,) = hooks.claim_due(ctx)  # the worker dies: never released
+    assert first.new_keys == ["seq/1.png"]
+    ctx.clock.t += hooks.LEASE_S / 2  # type: ignore[attr-defined]
+    assert hooks.claim_due(ctx) == []  # still within its lease
+    ctx.clock.t += hooks.LEASE_S  # type: ignore[attr-defined]
+    (again,) = hooks.claim_due(ctx)
+    assert (again.folder, again.new_keys) == ("seq", None)
+    hooks.release(ctx, again)
+    ctx.clock.t += hooks.LEASE_S * 2  # type: ignore[attr-defined]
+    assert hooks.claim_due(ctx) == []
 
 
 def test_only_brand_new_images_allow_the_fast_path(ctx: WorkerContext) -> None:
     hooks.after_apply(ctx, [applied("a/1.png"), applied("a/2.png")])
     hooks.after_apply(ctx, [applied("a/3.png")])
-    assert hooks.claim(ctx, 1, "a") == ["a/1.png", "a/2.png", "a/3.png"]
+    assert take(ctx, 1, "a") == ["a/1.png", "a/2.png", "a/3.png"]
     for change in (applied("b/1.png", was_live=True),  # overwrite
                    applied("b/1.png", kind=Kind.DELETED), applied("b/x.csv"),
                    applied("b/frames.txt"), applied("b/v.mp4")):  # fmt: skip
         hooks.after_apply(ctx, [applied("b/0.png"), change])
-        assert hooks.claim(ctx, 1, "b") is None, change
+        assert take(ctx, 1, "b") is None, change
     hooks.after_apply(ctx, [applied("c/0.png")])
     hooks.schedule_checks(ctx, [(1, "c")], 0.5)  # the sweep: no record -> full check
-    assert hooks.claim(ctx, 1, "c") is None
+    assert take(ctx, 1, "c") is None
 
 
 def test_lost_tasks_are_sent_again(ctx: WorkerContext) -> None:
@@ -109,7 +150,7 @@ def test_folder_names_survive_the_round_trip(ctx: WorkerContext) -> None:
     odd = 'a "quoted", ünïcode/ folder'
     hooks.after_apply(ctx, [applied(f"{odd}/x.png", mount_id=7)])
     assert hooks.pending(ctx)[0][0] == (7, odd)
-    assert hooks.claim(ctx, 7, odd) == [f"{odd}/x.png"]
+    assert take(ctx, 7, odd) == [f"{odd}/x.png"]
 
 
 def test_bad_alignment_settings_do_not_block_applies(ctx: WorkerContext) -> None:
@@ -133,4 +174,4 @@ def test_streaming_folders_gather_appends_longer_but_not_other_changes(ctx: Work
     assert [due for _, due in hooks.pending(ctx)] == [1_000_000.5]
     hooks.after_apply(ctx, [applied("quiet/0001.png")])
     assert countdowns(ctx) == [2.0, 0.5, 0.5]  # other folders keep the short window
-    assert hooks.claim(ctx, 1, "cam") is None  # the delete makes it a full check
+    assert take(ctx, 1, "cam") is None  # the delete makes it a full check

@@ -330,9 +330,26 @@ def test_fast_path_defers_to_the_full_check(annotated: FakeBucket, setup: str) -
     key = "seq/frame_0000b.png" if setup == "sorts-before-last" else "seq/frame_0100.png"
     if setup == "already-pinned":
         key = "seq/frame_0007.png"
-    annotated.put(key)
+        annotated.overwrite(key)
+    else:
+        annotated.put(key)
     result = check(annotated, new_keys=[key])
     assert not result.fast
     if setup in ("sorts-before-last", "unrecorded-change"):
         (event,) = result.events
         assert event.kind == "insert"
+    if setup == "already-pinned":
+        (event,) = result.events
+        assert event.kind == "replace"
+
+
+def test_fast_path_skips_keys_a_full_check_already_pinned(annotated: FakeBucket) -> None:
+    """Two apply workers can run their hooks out of commit order: a full check may pin a frame
+    before the record naming it is claimed. That record must still take the fast path."""
+    annotated.put("seq/frame_0100.png")
+    check(annotated)  # full check: pins frame 100 (its hook record not claimed yet)
+    annotated.put("seq/frame_0101.png")
+    result = check(annotated, new_keys=["seq/frame_0100.png", "seq/frame_0101.png"])
+    assert (result.fast, result.events) == (True, [])
+    assert dataset(annotated).pinned_frames == 102
+    assert check(annotated).kinds == {}

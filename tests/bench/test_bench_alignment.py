@@ -63,11 +63,12 @@ def bench_worker(
 ) -> Iterator[list[WorkerProcess]]:
     """Worker pools per queue, as deployed: apply (2 processes) and alignment (1 process)."""
     level = os.environ.get("BENCH_LOG_LEVEL", "WARNING")
-    env = env_for(bench_settings, MOUNTSYNC_ALIGNMENT_SETTLE="0", MOUNTSYNC_LOG_LEVEL=level)
+    extra = {k: v for k, v in os.environ.items() if k.startswith("MOUNTSYNC_ALIGNMENT_")}
+    env = env_for(bench_settings, **{"MOUNTSYNC_ALIGNMENT_SETTLE": "0", **extra}, MOUNTSYNC_LOG_LEVEL=level)
     logs = tmp_path_factory.mktemp("benchworkers")
     workers: list[WorkerProcess] = []
     try:
-        for queues, concurrency in (("changes", 2), ("alignment", 1)):
+        for queues, concurrency in (("changes", 2), ("alignment", int(os.environ.get("BENCH_ALIGN_C", "1")))):
             log_path = logs / f"{queues}.log"
             log_path.touch()
             workers.append(WorkerProcess(env, log_path, queues, concurrency).start())
@@ -224,6 +225,12 @@ def test_change_to_alert_latency(
     backlog = feeder.queue.depth()
     loaded = _queue_to_alert(watcher, folders)  # includes draining whatever backlog built up
     own = _commit_to_alert(watcher, folders)
+    if os.environ.get("BENCH_TRACE"):
+        for f in folders:
+            print(
+                f"probe {f} sent={watcher.sent[f]:.3f} visible={watcher.committed[f]:.3f} "
+                f"alert={watcher.seen[f]:.3f}"
+            )
     watcher.stop.set()
     watcher.thread.join(timeout=10)
 

@@ -7,9 +7,10 @@ the last check) and only confirms, under the folder lock, that they are all appe
 
 - the folder's image sequence is pinned, not quarantined, has no open alert, is in sync with
   its pin (frame count = pinned frames) and is not ordered by a manifest file;
-- every recorded key is live, not already pinned, and sorts after the last pinned frame;
+- every recorded key is live (keys a full check already pinned are skipped) and the others sort
+  after the last pinned frame;
 - the folder's live-object count (kept by apply) is exactly the count at the last check plus
-  the recorded keys, so no change claimed by another in-flight check is skipped over.
+  the fresh keys, so no change claimed by another in-flight check is skipped over.
 
 Anything else returns ``None`` and the caller runs the full state-based check, which is always
 correct; this path only ever decides "append" when the full check would decide the same.
@@ -37,7 +38,8 @@ SELECT d.id, d.pinned_at IS NOT NULL AND d.present AND NOT d.quarantined, d.orde
        coalesce((SELECT live_objects FROM folders WHERE mount_id = d.mount_id AND path = d.folder), 0),
        EXISTS (SELECT 1 FROM alignment_alerts a WHERE a.dataset_id = d.id AND a.status = 'open'),
        (SELECT key FROM dataset_frames f WHERE f.dataset_id = d.id ORDER BY idx DESC LIMIT 1),
-       (SELECT count(*) FROM dataset_frames f WHERE f.dataset_id = d.id AND f.key = ANY(%(keys)s)),
+       (SELECT coalesce(json_object_agg(f.key, f.etag), '{}'::json) FROM dataset_frames f
+          WHERE f.dataset_id = d.id AND f.key = ANY(%(keys)s)),
        (SELECT coalesce(json_agg(json_build_array(o.key, o.etag, o.size, o.version)), '[]'::json)
           FROM objects o WHERE o.mount_id = d.mount_id AND o.key = ANY(%(keys)s) AND NOT o.deleted)
 FROM datasets d
@@ -78,12 +80,19 @@ def try_append(
     row = conn.execute(PROBE_SQL, {"mount": mount.id, "folder": folder, "keys": keys}).fetchone()
     if row is None:
         return None
-    ds_id, usable, order, frame_count, pinned, folder_objects, count, alerted, last, repeats, live = row
-    in_sync = usable and not alerted and order != MANIFEST and frame_count == pinned
-    if not in_sync or count != folder_objects + len(keys) or repeats or len(live) != len(keys):
+    ds_id, usable, order, frame_count, pinned, folder_objects, count, alerted, last, already, live = row
+    # Keys a full check already pinned (their hook ran after it) were counted by it too; one
+    # whose content is not the pinned content is no append: the full check says what it is.
+    if any(k in already and already[k] != e for k, e, _, _ in live):
         return None
+    fresh = [(k, e, s, v) for k, e, s, v in live if k not in already]
+    in_sync = usable and not alerted and order != MANIFEST and frame_count == pinned
+    if not in_sync or len(live) + len(already) < len(keys) or count != folder_objects + len(fresh):
+        return None
+    if not fresh:
+        return 0
     policy = get_policy(order)
-    frames = sorted((Frame(key=k, etag=e, size=s, version=v) for k, e, s, v in live),
+    frames = sorted((Frame(key=k, etag=e, size=s, version=v) for k, e, s, v in fresh),
                     key=lambda f: policy.key(_name(f.key)))  # fmt: skip
     if last is not None and not policy.key(_name(frames[0].key)) > policy.key(_name(last)):
         return None

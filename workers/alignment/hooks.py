@@ -6,8 +6,12 @@ Protocol (safe with any number of workers and processes):
   sends the delayed ``check_folder`` task, so a burst of changes to one folder within the
   debounce window costs one check, and a folder is never checked later than one window after
   its first change (no starvation under a steady stream).
-- ``check_folder`` removes the member *before* reading the catalog, so any change committed
-  after that read adds the member again and schedules the next check: no change is missed.
+- Each ``check_folder`` task claims *every* due folder (``claim_due``, one Lua script), not
+  just its own, so a check never waits for its own delayed task to be fetched behind others.
+  Claiming removes the member *before* the catalog is read, so any change committed after that
+  read adds the member again and schedules the next check: no change is missed.
+- A claimed folder holds a lease until its check ends; a worker killed mid-check leaves an old
+  lease that the next drain claims again (as a full check).
 - A member whose task was lost (worker killed with the task prefetched) stays in the set with
   an old score; the sweep task re-sends it. The sweep also re-checks folders the catalog says
   changed after their last check (in case a hook never ran).
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
@@ -41,6 +46,8 @@ DUE_KEY = "mountsync:alignment:due"
 NEW_KEYS = "mountsync:alignment:new:"
 STREAMING = "mountsync:alignment:streaming:"
 FULL_FLAG = "mountsync:alignment:full:"
+RUNNING_KEY = "mountsync:alignment:running"
+LEASE_S = 120.0
 MAX_RECORDED_KEYS = 5000  # beyond this a full check is cheaper than shipping the keys
 RECORD_TTL_S = 86_400
 # A due member older than this has lost its task (a check normally runs within a second).
@@ -127,7 +134,7 @@ def schedule_checks(
     sent = 0
     for mount_id, folder, at, wait in plan:
         if replies[at]:
-            send(ctx.app, TASK_CHECK, mount_id, folder, queue=QUEUE_ALIGNMENT, countdown=wait)
+            _send_check(ctx, mount_id, folder, wait)
             sent += 1
     return sent
 
@@ -143,22 +150,79 @@ def mark_streaming(ctx: WorkerContext, mount_id: int, folder: str, stream_delay_
         ctx.redis.set(ctx.key(f"{STREAMING}{member(mount_id, folder)}"), 1, px=int(stream_delay_s * 2000))
 
 
-def claim(ctx: WorkerContext, mount_id: int, folder: str) -> list[str] | None:
-    """Take the folder off the due set and return what the hooks recorded for it.
+def _send_check(ctx: WorkerContext, mount_id: int, folder: str, delay_s: float) -> None:
+    options = {"countdown": delay_s} if delay_s > 0 else {}
+    send(ctx.app, TASK_CHECK, mount_id, folder, queue=QUEUE_ALIGNMENT, **options)
 
-    The new image keys when only brand-new images arrived since the last claim; None when
-    anything else happened, or nothing was recorded (a sweep, a redelivered task): full check.
+
+# Atomically take every due folder (and checks whose worker died mid-check) with its record.
+_CLAIM_DUE = """
+local out = {}
+local running = redis.call('HGETALL', KEYS[2])
+for i = 1, #running, 2 do
+  if tonumber(running[i + 1]) < tonumber(ARGV[5]) then
+    redis.call('HSET', KEYS[2], running[i], ARGV[1])
+    table.insert(out, {running[i], '1', {}})
+  end
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, m in ipairs(due) do
+  redis.call('ZREM', KEYS[1], m)
+  local keys = redis.call('LRANGE', ARGV[3] .. m, 0, -1)
+  local full = redis.call('GET', ARGV[4] .. m) or ''
+  redis.call('DEL', ARGV[3] .. m, ARGV[4] .. m)
+  if redis.call('HEXISTS', KEYS[2], m) == 1 then full = '1' end
+  redis.call('HSET', KEYS[2], m, ARGV[1])
+  table.insert(out, {m, full, keys})
+end
+return out
+"""
+_RELEASE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A folder taken for checking: ``new_keys`` allows the append fast path, None = full check."""
+
+    mount_id: int
+    folder: str
+    new_keys: list[str] | None
+    lease: str
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def claim_due(ctx: WorkerContext, limit: int = 100) -> list[Claim]:
+    """Take every folder whose check is due (at most ``limit``), whoever's task is running.
+
+    Checks are not tied to the delivery of their own delayed task: any check task drains all
+    due folders, so one task held up behind others in the queue delays nothing. Each claimed
+    folder holds a lease in ``mountsync:alignment:running`` until ``release``; a lease older
+    than ``LEASE_S`` (the worker died mid-check) is claimed again, as a full check.
     """
-    new_list, full_flag = _record_keys(ctx, mount_id, folder)
-    pipe = ctx.redis.pipeline(transaction=True)
-    pipe.zrem(ctx.key(DUE_KEY), member(mount_id, folder))
-    pipe.lrange(new_list, 0, -1)
-    pipe.get(full_flag)
-    pipe.delete(new_list, full_flag)
-    _, raw_keys, full, _ = pipe.execute()
-    if full or not raw_keys:
-        return None
-    return [k.decode() if isinstance(k, bytes) else str(k) for k in raw_keys]
+    now = ctx.clock.now()
+    script = ctx.redis.register_script(_CLAIM_DUE)
+    rows = script(
+        keys=[ctx.key(DUE_KEY), ctx.key(RUNNING_KEY)],
+        args=[repr(now), limit, ctx.key(NEW_KEYS), ctx.key(FULL_FLAG), repr(now - LEASE_S)],
+    )
+    claims = []
+    for raw_member, full, raw_keys in rows:
+        mount_id, folder = parse_member(raw_member)
+        keys = [_text(k) for k in raw_keys] if not _text(full) and raw_keys else None
+        claims.append(Claim(mount_id, folder, keys, repr(now)))
+    return claims
+
+
+def release(ctx: WorkerContext, claim: Claim) -> None:
+    """The claimed folder's check finished (or was rescheduled): drop its lease."""
+    script = ctx.redis.register_script(_RELEASE)
+    script(keys=[ctx.key(RUNNING_KEY)], args=[member(claim.mount_id, claim.folder), claim.lease])
 
 
 def resend_lost(ctx: WorkerContext, delay_s: float, limit: int = 1000) -> int:
@@ -169,7 +233,7 @@ def resend_lost(ctx: WorkerContext, delay_s: float, limit: int = 1000) -> int:
     for raw in stale:
         mount_id, folder = parse_member(raw)
         ctx.redis.zadd(key, {raw: now + delay_s}, xx=True)
-        send(ctx.app, TASK_CHECK, mount_id, folder, queue=QUEUE_ALIGNMENT, countdown=delay_s)
+        _send_check(ctx, mount_id, folder, delay_s)
     return len(stale)
 
 

@@ -1,6 +1,7 @@
 """Thin Celery tasks of the alignment guard, routed to the ``alignment`` queue.
 
-- ``mountsync.alignment.check_folder(mount_id, folder)``: debounced check (sent by the hook).
+- ``mountsync.alignment.check_folder(mount_id, folder)``: debounced check (sent by the hook);
+  each run checks every folder that is due, not only the one it was sent for.
 - ``mountsync.alignment.pin(mount, folder, last_annotated=None, order=None)``: other services
   send this by name when a dataset becomes annotated; returns the pin summary.
 - ``mountsync.alignment.notify(alert_id)``: webhook delivery with retries.
@@ -19,16 +20,19 @@ import psycopg
 import structlog
 from celery import Celery, Task
 
-from shared.catalog.mounts import Mounts
+from shared.catalog.mounts import Mount, Mounts
 from shared.deadletter import DeadLetters
 from shared.errors import BadInput, MountNotFound, RetryableError
 from shared.queues import QUEUE_ALIGNMENT, send
 from workers.alignment import hooks, notify, service, store
+from workers.alignment.config import AlignmentConfig
 from workers.alignment.mountio import StorageIO
 from workers.context import WorkerContext, current
 
 log = structlog.get_logger("mountsync.alignment")
 SWEEP_EVERY_S = 30.0
+MAX_PER_DRAIN = 100
+ERROR_RETRY_S = 60.0
 
 
 @contextmanager
@@ -65,38 +69,74 @@ def _retry(task: Task, exc: Exception, max_retries: int = 10) -> Exception:
 
 
 def check_folder_task(self: Task, mount_id: int, folder: str) -> dict[str, Any]:
+    """Check every due folder (``mount_id``/``folder`` name the one that sent this task)."""
     ctx = current()
     if _poisoned(ctx, self, [mount_id, folder]):
         return {"dead_lettered": True}
-    new_keys = hooks.claim(ctx, mount_id, folder)
     config = hooks.config_for(ctx)
+    claims = hooks.claim_due(ctx, MAX_PER_DRAIN)
+    outcomes: dict[str, str] = {}
+    if claims:
+        mounts: dict[int, Mount | None] = {}
+        with _autocommit(ctx) as conn:  # one connection for the whole drain
+            for claim in claims:
+                outcomes[f"{claim.mount_id}:{claim.folder}"] = _check_claimed(
+                    ctx, conn, config, claim, mounts
+                )
+    if len(claims) == MAX_PER_DRAIN:  # more are due: keep draining in another task
+        send(ctx.app, hooks.TASK_CHECK, mount_id, folder, queue=QUEUE_ALIGNMENT)
+    ctx.redis.delete(ctx.key(f"mountsync:deliveries:{self.request.id}"))
+    return {"sent_for": f"{mount_id}:{folder}", "checked": outcomes}
+
+
+def _mount(conn: psycopg.Connection, mounts: dict[int, Mount | None], mount_id: int) -> Mount | None:
+    if mount_id not in mounts:
+        try:
+            mounts[mount_id] = Mounts(conn).get_by_id(mount_id)
+        except MountNotFound:
+            mounts[mount_id] = None
+    return mounts[mount_id]
+
+
+def _check_claimed(
+    ctx: WorkerContext, conn: psycopg.Connection, config: AlignmentConfig, claim: hooks.Claim,
+    mounts: dict[int, Mount | None],
+) -> str:  # fmt: skip
+    """One folder's check; failures reschedule that folder (a full check) and never stop the drain."""
     started = time.perf_counter()
     try:
-        with _autocommit(ctx) as conn:
-            mount = Mounts(conn).get_by_id(mount_id)
-            result = service.check_folder(conn, config, mount, folder, StorageIO(mount), new_keys)
-    except MountNotFound:
-        notify.CHECKS.labels("mount-removed").inc()
-        return {"skipped": "mount removed"}
+        mount = _mount(conn, mounts, claim.mount_id)
+        if mount is None:
+            return _count("mount-removed")
+        result = service.check_folder(conn, config, mount, claim.folder, StorageIO(mount), claim.new_keys)
     except (RetryableError, psycopg.OperationalError) as exc:
-        notify.CHECKS.labels("retry").inc()
-        hooks.schedule_checks(ctx, [(mount_id, folder)], config.debounce_s)  # full check, later
-        raise _retry(self, exc) from exc
+        log.warning("folder check failed; rescheduled", mount_id=claim.mount_id, folder=claim.folder,
+                    error=str(exc))  # fmt: skip
+        hooks.schedule_checks(ctx, [(claim.mount_id, claim.folder)], max(config.debounce_s, 1.0))
+        return _count("retry")
+    except Exception as exc:  # e.g. an unreadable manifest file: say so, try again later
+        log.error("folder check failed; retried in a minute", mount_id=claim.mount_id,
+                  folder=claim.folder, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        hooks.schedule_checks(ctx, [(claim.mount_id, claim.folder)], ERROR_RETRY_S)
+        return _count("error")
+    finally:
+        hooks.release(ctx, claim)
     notify.CHECK_SECONDS.observe(time.perf_counter() - started)
-    outcome = (
-        "alert" if result.events else "settling" if result.recheck_in else "fast" if result.fast else "ok"
-    )
-    notify.CHECKS.labels(outcome).inc()
-    if result.recheck_in:
-        hooks.schedule_checks(ctx, [(mount_id, folder)], result.recheck_in)
-    if result.fast:
-        hooks.mark_streaming(ctx, mount_id, folder, config.stream_debounce_s)
     for alert_id in notify.report(result.events):
         if config.webhook_url:
             send(ctx.app, hooks.TASK_NOTIFY, alert_id, queue=QUEUE_ALIGNMENT)
-    ctx.redis.delete(ctx.key(f"mountsync:deliveries:{self.request.id}"))
-    return {"mount": result.mount, "folder": folder, "kinds": result.kinds, "outcome": outcome,
-            "pinned": result.pinned, "alerts": [e.alert_id for e in result.events]}  # fmt: skip
+    if result.recheck_in:
+        hooks.schedule_checks(ctx, [(claim.mount_id, claim.folder)], result.recheck_in)
+    if result.fast:
+        hooks.mark_streaming(ctx, claim.mount_id, claim.folder, config.stream_debounce_s)
+    if result.events:
+        return _count("alert")
+    return _count("settling" if result.recheck_in else "fast" if result.fast else "ok")
+
+
+def _count(outcome: str) -> str:
+    notify.CHECKS.labels(outcome).inc()
+    return outcome
 
 
 def pin_task(
