@@ -30,6 +30,7 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("/metrics", ("GET",), "producers.serve:metrics_view"),
     ("/push/gcs", ("POST",), "producers.gcs_push:handle"),
     ("/eventgrid", ("POST", "OPTIONS"), "producers.azure_webhook:handle"),
+    ("/push/minio", ("POST",), "producers.minio_push:handle"),
     ("/api/migrations", ("POST",), "producers.migration_api:submit"),
     ("/api/migrations", ("GET",), "producers.migration_api:list_jobs"),
     ("/api/migrations/<job_id>", ("GET",), "producers.migration_api:status"),
