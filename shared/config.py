@@ -38,9 +38,9 @@ class Settings:
     # deployments or test runs share one Redis without touching each other's data.
     redis_prefix: str = ""
     # Producers stop pulling while the ``changes`` queue holds more messages than this.
-    max_queue_depth: int = 2000
+    max_queue_depth: int = 200
     # Producer batching: up to this many changes per apply task, or whatever arrived in the window.
-    batch_size: int = 500
+    batch_size: int = 2000
     batch_window_s: float = 0.5
     feed_maxlen: int = 100_000
     # A task delivered more often than this is dead-lettered instead of run again (poison guard).

@@ -68,7 +68,7 @@ LEFT JOIN objects o ON o.mount_id = m.id AND o.key = s.key
 # ``mount_id`` alone and filters the whole mount for every batch. Autovacuum catches up only
 # after a minute or more; one worker at a time analyzes, the others go on.
 STALE_STATS_SQL = """
-SELECT c.reltuples < 0 OR s.n_live_tup > 2 * greatest(c.reltuples, 0) + 5000
+SELECT c.reltuples < 0 OR s.n_live_tup > 2 * greatest(c.reltuples, 0) + 1000
 FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
 WHERE c.oid = 'objects'::regclass
 """
