@@ -353,3 +353,20 @@ def test_fast_path_skips_keys_a_full_check_already_pinned(annotated: FakeBucket)
     assert (result.fast, result.events) == (True, [])
     assert dataset(annotated).pinned_frames == 102
     assert check(annotated).kinds == {}
+
+
+def test_fast_path_takes_appends_whose_hook_has_not_run_yet(annotated: FakeBucket) -> None:
+    annotated.put("seq/frame_0100.png")  # committed by another apply worker, not recorded yet
+    annotated.put("seq/frame_0101.png")
+    result = check(annotated, new_keys=["seq/frame_0101.png"])
+    assert (result.fast, dataset(annotated).pinned_frames) == (True, 102)
+    late = check(annotated, new_keys=["seq/frame_0100.png"])  # its record arrives at last
+    assert (late.fast, late.events, dataset(annotated).pinned_frames) == (True, [], 102)
+
+
+def test_fast_path_defers_when_an_unrecorded_non_image_arrived(annotated: FakeBucket) -> None:
+    annotated.put("seq/readme.txt")
+    annotated.put("seq/frame_0100.png")
+    result = check(annotated, new_keys=["seq/frame_0100.png"])
+    assert not result.fast
+    assert result.kinds == {"seq": "append"}

@@ -10,7 +10,10 @@ the last check) and only confirms, under the folder lock, that they are all appe
 - every recorded key is live (keys a full check already pinned are skipped) and the others sort
   after the last pinned frame;
 - the folder's live-object count (kept by apply) is exactly the count at the last check plus
-  the fresh keys, so no change claimed by another in-flight check is skipped over.
+  the fresh keys, so no change claimed by another in-flight check is skipped over. When it is
+  higher, the difference must be images neither pinned nor recorded yet (another apply worker
+  committed them and has not run its hook): they are taken along, and their record, claimed
+  later, finds them pinned.
 
 Anything else returns ``None`` and the caller runs the full state-based check, which is always
 correct; this path only ever decides "append" when the full check would decide the same.
@@ -25,6 +28,7 @@ import psycopg
 
 from shared.catalog.mounts import Mount
 from workers.alignment.classify import Frame
+from workers.alignment.datasets import MediaTypes, Role
 from workers.alignment.mountio import MountIO
 from workers.alignment.sortorder import MANIFEST, get_policy
 
@@ -44,6 +48,14 @@ SELECT d.id, d.pinned_at IS NOT NULL AND d.present AND NOT d.quarantined, d.orde
           FROM objects o WHERE o.mount_id = d.mount_id AND o.key = ANY(%(keys)s) AND NOT o.deleted)
 FROM datasets d
 WHERE d.mount_id = %(mount)s AND d.type = 'image-sequence' AND d.path = %(folder)s
+"""
+
+# Live objects of the folder neither pinned nor recorded: appends committed by another apply
+# worker whose hook has not run yet (their record comes later and finds them pinned).
+UNRECORDED_SQL = """
+SELECT o.key, o.etag, o.size, o.version FROM objects o
+WHERE o.mount_id = %(mount)s AND o.folder = %(folder)s AND NOT o.deleted AND NOT (o.key = ANY(%(keys)s))
+  AND NOT EXISTS (SELECT 1 FROM dataset_frames f WHERE f.dataset_id = %(id)s AND f.key = o.key)
 """
 
 EXTEND_SQL = """
@@ -68,8 +80,9 @@ def _name(key: str) -> str:
 
 
 def try_append(
-    conn: psycopg.Connection, mount: Mount, folder: str, new_keys: Sequence[str], io: MountIO
-) -> int | None:
+    conn: psycopg.Connection, mount: Mount, folder: str, new_keys: Sequence[str], io: MountIO,
+    types: MediaTypes,
+) -> int | None:  # fmt: skip
     """Extend the pin with ``new_keys`` when they are pure appends; frames added, else None.
 
     Runs inside the caller's transaction, after the folder lock is taken.
@@ -87,8 +100,15 @@ def try_append(
         return None
     fresh = [(k, e, s, v) for k, e, s, v in live if k not in already]
     in_sync = usable and not alerted and order != MANIFEST and frame_count == pinned
-    if not in_sync or len(live) + len(already) < len(keys) or count != folder_objects + len(fresh):
+    if not in_sync or len(live) + len(already) < len(keys) or count < folder_objects + len(fresh):
         return None
+    if count > folder_objects + len(fresh):
+        unrecorded = conn.execute(UNRECORDED_SQL, {"mount": mount.id, "folder": folder, "keys": keys,
+                                                   "id": ds_id}).fetchall()  # fmt: skip
+        # Non-images seen before are in both numbers; a new one makes them differ: full check.
+        fresh += [tuple(r) for r in unrecorded if types.role(r[0]) is Role.IMAGE]
+        if count != folder_objects + len(fresh):
+            return None
     if not fresh:
         return 0
     policy = get_policy(order)

@@ -193,7 +193,7 @@ def check_folder(
     result = FolderCheck(mount.name, folder)
     with conn.transaction():
         store.lock_folder(conn, mount.id, folder)
-        if new_keys and try_append(conn, mount, folder, new_keys, io) is not None:
+        if new_keys and try_append(conn, mount, folder, new_keys, io, config.types) is not None:
             result.kinds[folder], result.fast = "append", True
             return result
         known = {(d.type, d.path): d for d in store.datasets_in_folder(conn, mount.id, folder)}
