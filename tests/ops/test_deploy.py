@@ -286,14 +286,18 @@ def exposed_metric_names() -> set[str]:
     return expanded | {"up"}
 
 
-def test_grafana_dashboard_uses_only_metrics_that_exist() -> None:
+def test_grafana_dashboard_and_alert_rules_use_only_metrics_that_exist() -> None:
     dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
     known = exposed_metric_names()
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     assert len(exprs) >= 20
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus-alerts.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert all({"alert", "expr", "labels", "annotations"} <= r.keys() for r in alerts)
+    exprs += [r["expr"] for r in alerts]
     functions = {"sum", "by", "rate", "max", "min", "increase", "histogram_quantile", "time", "deriv", "le",
                  "source", "reason", "provider", "bucket", "queue", "task", "type", "mount", "kind", "state",
-                 "job_id", "part", "job", "instance"}  # fmt: skip
+                 "job_id", "part", "job", "instance", "and", "or"}  # fmt: skip
     for expr in exprs:
         bare = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^]]*\]', "", expr)
         for word in re.findall(r"[a-zA-Z_][a-zA-Z0-9_]*", bare):
