@@ -49,7 +49,7 @@ def _json(data: Any, status: int = 200) -> Response:
 def health_app(checks: Mapping[str, Check], *registries: CollectorRegistry) -> Any:
     """A WSGI app serving /healthz, /readyz and /metrics."""
 
-    @Request.application  # type: ignore[untyped-decorator]
+    @Request.application
     def application(request: Request) -> Response:
         if request.method != "GET":
             return _json({"error": "method not allowed"}, 405)
