@@ -73,3 +73,24 @@ def _check_redis(**_: Any) -> None:
         warn_if_redis_loses_data(client, "worker")
     finally:
         client.close()
+
+
+@signals.worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    from workers import metrics_server
+
+    metrics_server.start(os.environ)
+
+
+@signals.worker_process_shutdown.connect
+def _child_metrics_gone(pid: int | None = None, **_: Any) -> None:
+    from workers import metrics_server
+
+    metrics_server.child_exited(os.environ, pid or os.getpid())
+
+
+@signals.worker_shutdown.connect
+def _remove_metric_files(**_: Any) -> None:
+    from workers import metrics_server
+
+    metrics_server.cleanup(os.environ)

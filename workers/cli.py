@@ -25,6 +25,10 @@ def register(app: typer.Typer) -> None:
         pool: str = typer.Option("prefork", "--pool", help="prefork, threads or solo."),
         loglevel: str = typer.Option("INFO", "--loglevel"),
         hostname: str = typer.Option("", "--hostname", help="Worker name (default: queues@host)."),
+        metrics_port: int = typer.Option(
+            0, "--metrics-port", envvar="MOUNTSYNC_METRICS_PORT", help="Serve /metrics here (0: off)."
+        ),
+        metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", envvar="MOUNTSYNC_METRICS_HOST"),
     ) -> None:
         """Run a Celery worker (late acks, prefetch 1, task events on)."""
         unknown = sorted(set(queues.split(",")) - set(ALL_QUEUES))
@@ -37,6 +41,10 @@ def register(app: typer.Typer) -> None:
         if concurrency:
             args += ["-c", str(concurrency)]
         args += ["-n", hostname or f"{queues.replace(',', '+')}@%h"]
+        if metrics_port:
+            from workers.metrics_server import prepare
+
+            prepare(os.environ, metrics_host, metrics_port)
         _celery(*args)
 
     @app.command("beat")
