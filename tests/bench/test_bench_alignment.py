@@ -14,7 +14,10 @@ Target: p95 under 2 s on this machine (2 cores shared by load generator, worker 
 Timings are reported, not asserted (a shared 2-core machine makes timing asserts flaky); the
 test asserts that every probe was alerted.
 
-Run: ``pytest -m bench tests/bench/test_bench_alignment.py``
+Run: ``pytest -m bench tests/bench/test_bench_alignment.py``. Knobs (environment):
+MOUNTSYNC_BENCH_ALIGNMENT_SECONDS (load duration, default 30), BENCH_ALIGN_C (alignment worker
+processes, default 1), BENCH_LOG_LEVEL (workers' log level), BENCH_TRACE=1 (print per-probe
+times), and any MOUNTSYNC_ALIGNMENT_* setting is passed to the workers.
 """
 
 from __future__ import annotations
