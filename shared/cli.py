@@ -17,7 +17,7 @@ import typer
 try:  # typer >= 0.20 vendors its own click: its exceptions are not click's
     from typer._click import exceptions as typer_click
 except ImportError:  # pragma: no cover - older typer uses click itself
-    import click.exceptions as typer_click
+    import click.exceptions as typer_click  # type: ignore[no-redef]
 
 _EXIT = (click.exceptions.Exit, typer.Exit)
 _ABORT = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)

@@ -106,7 +106,7 @@ class Processes:
 def _feed_reader(settings: Settings) -> Callable[[], list[dict[str, str]]]:
     import redis
 
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client: Any = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     stream = f"{settings.redis_prefix}mountsync:feed"
     last = ["$"]
     client.xadd(stream, {"mount": "", "key": "", "kind": "demo-start"}, maxlen=settings.feed_maxlen)
@@ -139,7 +139,7 @@ def _env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _steps(root: Path) -> list[tuple[str, Callable[[], None]]]:
+def _steps(root: Path) -> list[tuple[str, Callable[[], object]]]:
     reef_a = root / "survey_2024" / "reef_a"
     return [
         ("add a frame at the end of reef_a", lambda: (reef_a / "frame_13.png").write_bytes(b"new frame")),

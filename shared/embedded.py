@@ -81,8 +81,10 @@ class EmbeddedServers:
                 "no PostgreSQL answers and the embedded one is not installed: "
                 "pip install 'mountsync[embedded]' or set MOUNTSYNC_DATABASE_URL"
             ) from exc
-        server = pgserver.get_server(os.path.join(self.data_dir, "postgres"), cleanup_mode="stop")
-        server.__enter__()  # its context exit stops the server and keeps the data
+        server = pgserver.get_server(  # type: ignore[attr-defined]
+            os.path.join(self.data_dir, "postgres"), cleanup_mode="stop"
+        )
+        server.__enter__()  # type: ignore[no-untyped-call]  # its context exit stops the server and keeps the data
         self._handles.append(server)
         uri = str(server.get_uri())
         parts = urlsplit(uri)

@@ -84,9 +84,9 @@ def make_client(settings: Settings) -> Celery:
 
 
 def _queues() -> list[Any]:
-    from kombu import Queue
+    from kombu.entity import Queue
 
-    return [Queue(name, routing_key=name) for name in ALL_QUEUES]
+    return [Queue(name, routing_key=name) for name in ALL_QUEUES]  # type: ignore[no-untyped-call]
 
 
 def send(app: Celery, task: str, *args: Any, queue: str, **options: Any) -> str:

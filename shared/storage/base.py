@@ -6,6 +6,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
+Parts = list["PartInfo"]
+
 from shared.storage.url import StorageURL
 
 
@@ -78,8 +80,8 @@ class Storage(Protocol):
 
     def upload_part(self, session: UploadSession, number: int, data: bytes) -> PartInfo: ...
 
-    def list_parts(self, session: UploadSession) -> list[PartInfo]: ...
+    def list_parts(self, session: UploadSession) -> Parts: ...
 
-    def complete_upload(self, session: UploadSession, parts: list[PartInfo]) -> ObjectInfo: ...
+    def complete_upload(self, session: UploadSession, parts: Parts) -> ObjectInfo: ...
 
     def abort_upload(self, session: UploadSession) -> None: ...

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from shared.errors import BadInput, CredentialsRejected, ObjectNotFound, StorageUnavailable
-from shared.storage.base import ObjectInfo, PartInfo, UploadSession
+from shared.storage.base import ObjectInfo, PartInfo, Parts, UploadSession
 from shared.storage.url import StorageURL
 
 # Staging area for resumable uploads; never listed as content.
@@ -176,7 +176,7 @@ class LocalStorage:
         os.replace(tmp, final)
         return PartInfo(number=number, size=len(data), etag=hashlib.md5(data).hexdigest())
 
-    def list_parts(self, session: UploadSession) -> list[PartInfo]:
+    def list_parts(self, session: UploadSession) -> Parts:
         directory = self._session_dir(session)
         if not directory.is_dir():
             raise ObjectNotFound(f"upload {session.upload_id} for {session.key!r} does not exist")
@@ -186,7 +186,7 @@ class LocalStorage:
             parts.append(PartInfo(int(path.name), len(data), hashlib.md5(data).hexdigest()))
         return parts
 
-    def complete_upload(self, session: UploadSession, parts: list[PartInfo]) -> ObjectInfo:
+    def complete_upload(self, session: UploadSession, parts: Parts) -> ObjectInfo:
         directory = self._session_dir(session)
         target = self._path(session.key)
         target.parent.mkdir(parents=True, exist_ok=True)

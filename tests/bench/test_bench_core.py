@@ -90,8 +90,8 @@ def test_changes_queue_to_catalog_through_a_worker(settings, add_mount, tmp_path
     client = redis_lib.Redis.from_url(own.redis_url)
     queue = ChangeQueue(make_client(own), client, own)
     data = changes("bench-e2e", n)
-    for i in range(0, n, BATCH):
-        queue.enqueue(data[i : i + BATCH])
+    for i in range(0, n, BIG_BATCH):  # the producers' default batch size
+        queue.enqueue(data[i : i + BIG_BATCH])
     worker = WorkerProcess(env_for(own, MOUNTSYNC_FEED_MAXLEN="200000"), tmp_path / "w.log", "changes", 2)
     started = time.perf_counter()
     worker.start()
