@@ -145,8 +145,7 @@ def register(produce_app: typer.Typer) -> None:
                 raise BadInput(f"mount {mount!r}: directory {found.bucket} does not exist")
 
             def rescan(prefix: str) -> None:
-                send(runtime.celery, TASK_REINDEX, mount, prefix, None, "fs-watch",
-                     queue=QUEUE_REINDEX)  # fmt: skip
+                send(runtime.celery, TASK_REINDEX, mount, prefix, None, "fs-watch", queue=QUEUE_REINDEX)
 
             source = WatcherSource(found.bucket, rescan, runtime.settings.fs_rescan_interval_s)
             return source, runtime.pipeline(normalize_fs)

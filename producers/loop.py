@@ -103,8 +103,9 @@ def _paused_for_backpressure(
         return False
     # The cloud queue holds the backlog while Redis drains (design rule 6).
     if stats.paused == 0 or stats.paused % 50 == 0:
-        log.warning("changes queue is deep; pausing pulls", source=name, depth=queued,
-                    limit=settings.max_queue_depth)  # fmt: skip
+        log.warning(
+            "changes queue is deep; pausing pulls", source=name, depth=queued, limit=settings.max_queue_depth
+        )
     metrics.BACKPRESSURE_PAUSES.labels(name).inc()
     stats.paused += 1
     stop.wait(min(1.0, 0.05 * (1 + stats.paused % 20)))
@@ -141,16 +142,20 @@ def _settle(source: EventSource, outcome: Outcome, stats: LoopStats) -> None:
             failed = source.ack(outcome.ack)
         except RetryableError as exc:
             failed = outcome.ack
-            log.warning("ack failed; messages will be redelivered (applying twice is harmless)",
-                        source=name, error=str(exc))  # fmt: skip
+            log.warning(
+                "ack failed; messages will be redelivered (applying twice is harmless)",
+                source=name,
+                error=str(exc),
+            )
         if failed:
             metrics.ACK_FAILURES.labels(name).inc(len(failed))
         metrics.MESSAGES_ACKED.labels(name).inc(len(outcome.ack) - len(failed))
         stats.acked += len(outcome.ack) - len(failed)
 
 
-def _safely(call: Callable[[list[RawMessage]], object], messages: list[RawMessage],
-            what: str, name: str) -> None:  # fmt: skip
+def _safely(
+    call: Callable[[list[RawMessage]], object], messages: list[RawMessage], what: str, name: str
+) -> None:
     try:
         call(messages)
     except RetryableError as exc:

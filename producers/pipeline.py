@@ -72,31 +72,35 @@ class Pipeline:
             reason = str(exc)
         except Exception as exc:  # a normalizer bug must not crash the consumer or lose the message
             reason = f"normalizer failed: {type(exc).__name__}: {exc}"
-            log.exception("normalizer raised", source=message.source.value,
-                          message_id=message.message_id)  # fmt: skip
+            log.exception("normalizer raised", source=message.source.value, message_id=message.message_id)
         self._dead_letter(message, reason, outcome)
         return None
 
     def _dead_letter(self, message: RawMessage, reason: str, outcome: Outcome) -> None:
         try:
             self._deadletters.record(
-                message.source.value, message.message_id, reason, message.body,
+                message.source.value,
+                message.message_id,
+                reason,
+                message.body,
                 dict(message.attributes),
-            )  # fmt: skip
+            )
         except Exception as exc:  # could not record: keep the message for redelivery
-            log.error("dead-letter store unavailable; message will be redelivered",
-                      message_id=message.message_id, error=str(exc))  # fmt: skip
+            log.error(
+                "dead-letter store unavailable; message will be redelivered",
+                message_id=message.message_id,
+                error=str(exc),
+            )
             outcome.nack.append(message)
             return
         metrics.DEAD_LETTERED.labels(message.source.value, reason.split(":")[0][:60]).inc()
-        log.warning("dead-lettered", source=message.source.value,
-                    message_id=message.message_id, reason=reason)  # fmt: skip
+        log.warning(
+            "dead-lettered", source=message.source.value, message_id=message.message_id, reason=reason
+        )
         outcome.reject.append(message)
         outcome.reasons.append(reason)
 
-    def _enqueue(
-        self, carriers: list[RawMessage], changes: list[ObjectChange], outcome: Outcome
-    ) -> None:
+    def _enqueue(self, carriers: list[RawMessage], changes: list[ObjectChange], outcome: Outcome) -> None:
         source = carriers[0].source.value
         try:
             if self._enrich is not None:
@@ -105,12 +109,17 @@ class Pipeline:
                 self._queue.enqueue(changes[start : start + self._batch_size])
         except (RetryableError, OSError) as exc:
             metrics.ENQUEUE_FAILURES.labels(source).inc()
-            log.error("enqueue failed; messages will be redelivered", source=source,
-                      messages=len(carriers), error=str(exc))  # fmt: skip
+            log.error(
+                "enqueue failed; messages will be redelivered",
+                source=source,
+                messages=len(carriers),
+                error=str(exc),
+            )
             outcome.nack.extend(carriers)
             return
         metrics.CHANGES_ENQUEUED.labels(source).inc(len(changes))
         outcome.ack.extend(carriers)
         outcome.changes += len(changes)
-        log.info("enqueued", source=source, changes=len(changes),
-                 source_ids=[m.message_id for m in carriers][:20])  # fmt: skip
+        log.info(
+            "enqueued", source=source, changes=len(changes), source_ids=[m.message_id for m in carriers][:20]
+        )

@@ -27,8 +27,9 @@ class Runtime:
     deadletters: DeadLetters
 
     def pipeline(self, normalize: Normalizer, enrich: Enricher | None = None) -> Pipeline:
-        return Pipeline(normalize, self.queue, self.deadletters, enrich=enrich,
-                        batch_size=self.settings.batch_size)  # fmt: skip
+        return Pipeline(
+            normalize, self.queue, self.deadletters, enrich=enrich, batch_size=self.settings.batch_size
+        )
 
     def close(self) -> None:
         self.pool.close()
@@ -49,6 +50,10 @@ def build_runtime(settings: Settings) -> Runtime:
     pool = open_pool(settings.database_url, min_size=1, max_size=2, name="producer")
     celery = make_client(settings)
     return Runtime(
-        settings=settings, pool=pool, redis=client, celery=celery,
-        queue=ChangeQueue(celery, client, settings), deadletters=DeadLetters(pool),
-    )  # fmt: skip
+        settings=settings,
+        pool=pool,
+        redis=client,
+        celery=celery,
+        queue=ChangeQueue(celery, client, settings),
+        deadletters=DeadLetters(pool),
+    )

@@ -14,6 +14,10 @@ from typing import Any
 import click
 import typer
 
+from shared.config import Settings, load_settings
+from shared.errors import BadInput, MountsyncError
+from shared.output import console, emit, emit_json, err_console
+
 try:  # typer >= 0.20 vendors its own click: its exceptions are not click's
     from typer._click import exceptions as typer_click
 except ImportError:  # pragma: no cover - older typer uses click itself
@@ -24,10 +28,6 @@ _ABORT = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
 _CLICK_ERRORS = (click.ClickException, typer_click.ClickException)
 _USAGE_ERRORS = (click.UsageError, typer_click.UsageError)
 
-from shared.config import Settings, load_settings
-from shared.errors import BadInput, MountsyncError
-from shared.output import console, emit, emit_json, err_console
-
 app = typer.Typer(
     name="mountsync",
     help="Keep buckets and an annotation platform's catalog in step.",
@@ -36,9 +36,7 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Catalog database.", no_args_is_help=True)
-mount_app = typer.Typer(
-    help="Mounts: a bucket prefix or directory mapped to a folder.", no_args_is_help=True
-)
+mount_app = typer.Typer(help="Mounts: a bucket prefix or directory mapped to a folder.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(mount_app, name="mount")
 
@@ -87,17 +85,13 @@ def mount_add(
     ctx: typer.Context,
     name: str,
     url: str,
-    dest_folder: str = typer.Option(
-        "", "--dest-folder", help="Destination folder on the platform."
-    ),
+    dest_folder: str = typer.Option("", "--dest-folder", help="Destination folder on the platform."),
     writable: bool = typer.Option(False, "--writable", help="Mount may be written (migrations)."),
     endpoint_url: str = typer.Option("", "--endpoint-url", help="S3-compatible endpoint (MinIO)."),
     region: str = typer.Option("", "--region"),
     credentials: str = typer.Option("", "--credentials", help="NAME of a credential set."),
     account_url: str = typer.Option("", "--account-url", help="Azure account URL."),
-    reindex_interval: int = typer.Option(
-        0, "--reindex-interval", help="Seconds between reconciles."
-    ),
+    reindex_interval: int = typer.Option(0, "--reindex-interval", help="Seconds between reconciles."),
     initial_reindex: bool = typer.Option(True, "--initial-reindex/--no-initial-reindex"),
     as_json: bool = JSON,
 ) -> None:
@@ -108,22 +102,34 @@ def mount_add(
     settings = settings_of(ctx)
     validate_name(name)
     parsed = parse_storage_url(url)
-    options = validate_options({"endpoint_url": endpoint_url, "region": region,
-                                "credentials": credentials, "account_url": account_url})  # fmt: skip
+    options = validate_options(
+        {
+            "endpoint_url": endpoint_url,
+            "region": region,
+            "credentials": credentials,
+            "account_url": account_url,
+        }
+    )
     open_storage(parsed, options).check(writable=writable)
     with connect_catalog(settings) as conn:
-        mount = Mounts(conn).add(name, url, dest_folder=dest_folder, writable=writable,
-                                 options=options, reindex_interval_s=reindex_interval or None)  # fmt: skip
+        mount = Mounts(conn).add(
+            name,
+            url,
+            dest_folder=dest_folder,
+            writable=writable,
+            options=options,
+            reindex_interval_s=reindex_interval or None,
+        )
         run_id = (
-            _queue_reindex(settings, conn, mount.name, mount.id, "", "mount-add")
-            if initial_reindex
-            else None
+            _queue_reindex(settings, conn, mount.name, mount.id, "", "mount-add") if initial_reindex else None
         )
     if as_json:
         emit_json({**mount.describe(), "initial_reindex_run": run_id})
     else:
-        console.print(f"mount {mount.name!r} added: {mount.url} -> {mount.dest_folder}"
-                      + (f" (initial reindex queued as run {run_id})" if run_id else ""))  # fmt: skip
+        console.print(
+            f"mount {mount.name!r} added: {mount.url} -> {mount.dest_folder}"
+            + (f" (initial reindex queued as run {run_id})" if run_id else "")
+        )
 
 
 @mount_app.command("list")
@@ -145,16 +151,22 @@ def mount_show(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
         mount = Mounts(conn).get(name)
         row = conn.execute(
             "SELECT coalesce(sum(live_objects), 0), coalesce(sum(live_bytes), 0), count(*) "
-            "FROM folders WHERE mount_id = %s AND live_objects > 0", (mount.id,),
-        ).fetchone()  # fmt: skip
+            "FROM folders WHERE mount_id = %s AND live_objects > 0",
+            (mount.id,),
+        ).fetchone()
         last = conn.execute(
             "SELECT id FROM reindex_runs WHERE mount_id = %s ORDER BY id DESC LIMIT 1", (mount.id,)
         ).fetchone()
         from shared.catalog.runs import get_run
 
         run = get_run(conn, last[0]) if last else None
-    data = {**mount.describe(), "objects": int(row[0]), "bytes": int(row[1]),
-            "folders": int(row[2]), "last_reindex": run.describe() if run else None}  # fmt: skip
+    data = {
+        **mount.describe(),
+        "objects": int(row[0]),
+        "bytes": int(row[1]),
+        "folders": int(row[2]),
+        "last_reindex": run.describe() if run else None,
+    }
     emit(data, as_json=as_json)
 
 
@@ -170,9 +182,7 @@ def mount_check(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
     if as_json:
         emit_json({"mount": name, "ok": True, "writable": mount.writable})
     else:
-        console.print(
-            f"mount {name!r}: credentials OK ({'read-write' if mount.writable else 'read-only'})"
-        )
+        console.print(f"mount {name!r}: credentials OK ({'read-write' if mount.writable else 'read-only'})")
 
 
 @mount_app.command("remove")
@@ -188,9 +198,7 @@ def mount_remove(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
         console.print(f"mount {name!r} removed")
 
 
-def _queue_reindex(
-    settings: Settings, conn: Any, name: str, mount_id: int, prefix: str, trigger: str
-) -> int:
+def _queue_reindex(settings: Settings, conn: Any, name: str, mount_id: int, prefix: str, trigger: str) -> int:
     from shared.catalog.runs import create_run
     from shared.queues import QUEUE_REINDEX, TASK_REINDEX, make_client, send
 
@@ -247,8 +255,10 @@ def ls(
 
     with connect_catalog(settings_of(ctx)) as conn:
         mount = Mounts(conn).get(name)
-        sql = ("SELECT key, size, etag, version FROM objects WHERE mount_id = %s AND NOT deleted "
-               "AND starts_with(key, %s) ORDER BY key" + (" LIMIT %s" if limit else ""))  # fmt: skip
+        sql = (
+            "SELECT key, size, etag, version FROM objects WHERE mount_id = %s AND NOT deleted "
+            "AND starts_with(key, %s) ORDER BY key" + (" LIMIT %s" if limit else "")
+        )
         params: tuple[Any, ...] = (mount.id, mount.prefix + prefix)
         rows = conn.execute(sql, (*params, limit) if limit else params).fetchall()
     data = [{"key": r[0], "size": r[1], "etag": r[2], "version": r[3]} for r in rows]
@@ -261,16 +271,13 @@ def demo(
     data_dir: str = typer.Option(
         ".mountsync", "--data-dir", help="Where embedded servers and sample files live."
     ),
-    keep_running: bool = typer.Option(
-        False, "--keep-running", help="Stay up with Flower afterwards."
-    ),
+    keep_running: bool = typer.Option(False, "--keep-running", help="Stay up with Flower afterwards."),
     as_json: bool = JSON,
 ) -> None:
     """Mirror a sample image tree end to end: servers, worker, producer, changes, catalog."""
     from shared.demo import run_demo
 
-    summary = run_demo(settings_of(ctx), os.path.abspath(data_dir), keep_running=keep_running,
-                       quiet=as_json)  # fmt: skip
+    summary = run_demo(settings_of(ctx), os.path.abspath(data_dir), keep_running=keep_running, quiet=as_json)
     if as_json:
         emit_json(summary)
 
@@ -289,8 +296,9 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     started = time.monotonic()
     try:
-        command.main(args=argv if argv is not None else sys.argv[1:], prog_name="mountsync",
-                     standalone_mode=False)  # fmt: skip
+        command.main(
+            args=argv if argv is not None else sys.argv[1:], prog_name="mountsync", standalone_mode=False
+        )
     except _EXIT as exc:
         sys.exit(exc.exit_code)
     except _CLICK_ERRORS as exc:

@@ -95,9 +95,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         try:
             values[name] = kind(raw)
         except ValueError:
-            raise ConfigError(
-                f"{var}={raw!r} is not a valid {kind.__name__}; fix or unset it"
-            ) from None
+            raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}; fix or unset it") from None
     extra = {k: v for k, v in environ.items() if k.startswith("MOUNTSYNC_") and k not in _ENV}
     settings = Settings(**values, extra=extra)
     if settings.visibility_timeout_s <= settings.task_time_limit_s:
@@ -110,7 +108,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             raise ConfigError(f"{var} must be a redis:// URL, got {redact_url(url)!r}")
     if not settings.database_url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
-            f"MOUNTSYNC_DATABASE_URL must be a postgresql:// URL, "
-            f"got {redact_url(settings.database_url)!r}"
+            f"MOUNTSYNC_DATABASE_URL must be a postgresql:// URL, got {redact_url(settings.database_url)!r}"
         )
     return settings

@@ -30,11 +30,14 @@ class DeadLetter:
 
     def describe(self, *, with_payload: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "source": self.source, "message_id": self.message_id,
-            "reason": self.reason, "bytes": len(self.payload),
+            "id": self.id,
+            "source": self.source,
+            "message_id": self.message_id,
+            "reason": self.reason,
+            "bytes": len(self.payload),
             "created_at": self.created_at.isoformat(),
             "replayed_at": self.replayed_at.isoformat() if self.replayed_at else None,
-        }  # fmt: skip
+        }
         if with_payload:
             out["payload"] = self.payload.decode("utf-8", "replace")
             out["attributes"] = self.attributes
@@ -93,14 +96,18 @@ class DeadLetters:
 
     def count_open(self) -> int:
         with self._pool.connection() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL"
-            ).fetchone()
+            row = conn.execute("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL").fetchone()
         return int(row[0]) if row else 0
 
 
 def _row(r: Any) -> DeadLetter:
     return DeadLetter(
-        id=r[0], source=r[1], message_id=r[2], reason=r[3], payload=bytes(r[4]),
-        attributes=dict(r[5] or {}), created_at=r[6], replayed_at=r[7],
-    )  # fmt: skip
+        id=r[0],
+        source=r[1],
+        message_id=r[2],
+        reason=r[3],
+        payload=bytes(r[4]),
+        attributes=dict(r[5] or {}),
+        created_at=r[6],
+        replayed_at=r[7],
+    )

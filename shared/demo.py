@@ -8,6 +8,7 @@ change feed following each one -> a reconcile that finds nothing missed -> clean
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -82,14 +83,20 @@ class Processes:
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen([sys.executable, "-m", "shared", *args], env=self.env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shared", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append((name, proc))
         return proc
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "shared", *args], env=self.env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "shared", *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
 
     def stop(self) -> None:
         for _, proc in reversed(self.procs):
@@ -133,9 +140,14 @@ def _feed_after_commit(read_feed: Callable[[], list[dict[str, str]]]) -> list[di
 
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(MOUNTSYNC_REDIS_URL=settings.redis_url, MOUNTSYNC_DATABASE_URL=settings.database_url,
-               MOUNTSYNC_REDIS_PREFIX=settings.redis_prefix, MOUNTSYNC_BATCH_WINDOW="0.2",
-               MOUNTSYNC_LOG_FORMAT="json", PYTHONUNBUFFERED="1")  # fmt: skip
+    env.update(
+        MOUNTSYNC_REDIS_URL=settings.redis_url,
+        MOUNTSYNC_DATABASE_URL=settings.database_url,
+        MOUNTSYNC_REDIS_PREFIX=settings.redis_prefix,
+        MOUNTSYNC_BATCH_WINDOW="0.2",
+        MOUNTSYNC_LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
@@ -143,14 +155,23 @@ def _steps(root: Path) -> list[tuple[str, Callable[[], object]]]:
     reef_a = root / "survey_2024" / "reef_a"
     return [
         ("add a frame at the end of reef_a", lambda: (reef_a / "frame_13.png").write_bytes(b"new frame")),
-        ("overwrite reef_b/frame_3.png", lambda: (root / "survey_2024/reef_b/frame_3.png").write_bytes(b"v2")),
+        (
+            "overwrite reef_b/frame_3.png",
+            lambda: (root / "survey_2024/reef_b/frame_3.png").write_bytes(b"v2"),
+        ),
         ("delete drone/flight_1/frame_10.png", lambda: (root / "drone/flight_1/frame_10.png").unlink()),
-        ("rename reef_b/frame_8.png -> frame_8_fixed.png",
-         lambda: (root / "survey_2024/reef_b/frame_8.png").rename(root / "survey_2024/reef_b/frame_8_fixed.png")),
-        ("insert a frame into annotated reef_a (shifts frames 3..)",
-         lambda: (reef_a / "frame_2b.png").write_bytes(b"inserted")),
+        (
+            "rename reef_b/frame_8.png -> frame_8_fixed.png",
+            lambda: (root / "survey_2024/reef_b/frame_8.png").rename(
+                root / "survey_2024/reef_b/frame_8_fixed.png"
+            ),
+        ),
+        (
+            "insert a frame into annotated reef_a (shifts frames 3..)",
+            lambda: (reef_a / "frame_2b.png").write_bytes(b"inserted"),
+        ),
         ("a new folder survey_2025/reef_c", lambda: _new_folder(root / "survey_2025" / "reef_c")),
-    ]  # fmt: skip
+    ]
 
 
 def _new_folder(path: Path) -> None:
@@ -174,10 +195,8 @@ def run_demo(settings: Settings, data_dir: str, *, keep_running: bool, quiet: bo
     root = base / "sample"
     _make_sample(root)
     with connect(settings.database_url) as conn:
-        try:
+        with contextlib.suppress(MountNotFound):
             Mounts(conn).remove(MOUNT)
-        except MountNotFound:
-            pass
         Mounts(conn).add(MOUNT, f"file://{root}", dest_folder="demo")
     say(f"[bold]mount[/bold]    {MOUNT}: file://{root}")
     procs = Processes(_env(settings), base)
@@ -213,8 +232,11 @@ def _run(
         feed = _feed_after_commit(read_feed)
         steps.append({"step": title, "seconds": round(took, 3), "feed": feed})
         if not quiet:
-            emit_table(("kind", "key", "size"), [(f.get("kind"), f.get("key"), f.get("size")) for f in feed],
-                       title=f"{title}  ({took:.2f}s)")  # fmt: skip
+            emit_table(
+                ("kind", "key", "size"),
+                [(f.get("kind"), f.get("key"), f.get("size")) for f in feed],
+                title=f"{title}  ({took:.2f}s)",
+            )
     alerts = procs.run("alerts", MOUNT, "--json")
     if alerts.returncode == 0 and not quiet:
         say("[bold]alignment alerts[/bold]")
@@ -223,8 +245,12 @@ def _run(
     if check.returncode != 0:
         raise DemoFailed(f"reconcile failed: {check.stderr.strip()}")
     say(f"[bold]reconcile[/bold] {check.stdout.strip()}")
-    return {"imported": imported, "steps": steps, "reconcile": check.stdout.strip(),
-            "alerts": alerts.stdout.strip() if alerts.returncode == 0 else None}  # fmt: skip
+    return {
+        "imported": imported,
+        "steps": steps,
+        "reconcile": check.stdout.strip(),
+        "alerts": alerts.stdout.strip() if alerts.returncode == 0 else None,
+    }
 
 
 def _stay_up(procs: Processes, say: Callable[..., None]) -> None:

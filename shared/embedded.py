@@ -66,8 +66,9 @@ class EmbeddedServers:
             ) from exc
         directory = os.path.join(self.data_dir, "valkey")
         # Persistence on, no eviction: the demo shows the settings production needs.
-        server = ValkeyServer(data_dir=directory, persist=True,
-                              config={"appendonly": "yes", "maxmemory-policy": "noeviction"})  # fmt: skip
+        server = ValkeyServer(
+            data_dir=directory, persist=True, config={"appendonly": "yes", "maxmemory-policy": "noeviction"}
+        )
         server.start()
         self._handles.append(server)
         self.started.append(f"embedded valkey on 127.0.0.1:{server.port}")

@@ -20,9 +20,7 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def emit_table(
-    columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None
-) -> None:
+def emit_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
         table.add_column(column)
@@ -31,9 +29,7 @@ def emit_table(
     console.print(table)
 
 
-def emit(
-    data: Any, *, as_json: bool, columns: Sequence[str] | None = None, title: str | None = None
-) -> None:
+def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, title: str | None = None) -> None:
     """Rows of dicts as a table (columns picked) or the whole value as JSON."""
     if as_json:
         emit_json(data)

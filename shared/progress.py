@@ -21,14 +21,14 @@ class WaitTimedOut(MountsyncError):
 
 def _describe(run: ReindexRun) -> str:
     c = run.counts
-    return (f"{run.state}: listed {c['listed']:,}  created {c['created']:,}  "
-            f"updated {c['updated']:,}  deleted {c['deleted']:,}  "
-            f"folders {c['folders_checked']:,} checked / {c['folders_skipped']:,} in sync")  # fmt: skip
+    return (
+        f"{run.state}: listed {c['listed']:,}  created {c['created']:,}  "
+        f"updated {c['updated']:,}  deleted {c['deleted']:,}  "
+        f"folders {c['folders_checked']:,} checked / {c['folders_skipped']:,} in sync"
+    )
 
 
-def wait_for_run(
-    conn: psycopg.Connection, run_id: int, *, timeout: float | None, quiet: bool
-) -> ReindexRun:
+def wait_for_run(conn: psycopg.Connection, run_id: int, *, timeout: float | None, quiet: bool) -> ReindexRun:
     """Poll the run until it finishes; progress goes to stderr so ``--json`` stdout stays clean."""
     started = time.monotonic()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())

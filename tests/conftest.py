@@ -53,9 +53,12 @@ def settings() -> Iterator[Settings]:
     url = f"{PG_BASE}/mountsync_test_{tag}"
     catalog_db.upgrade(url)
     s = Settings(
-        redis_url=REDIS_URL, database_url=url, redis_prefix=f"mstest:{tag}:",
-        batch_window_s=0.1, fs_rescan_interval_s=3600,
-    )  # fmt: skip
+        redis_url=REDIS_URL,
+        database_url=url,
+        redis_prefix=f"mstest:{tag}:",
+        batch_window_s=0.1,
+        fs_rescan_interval_s=3600,
+    )
     yield s
     client = redis_lib.Redis.from_url(REDIS_URL)
     for key in client.scan_iter(match=f"{s.redis_prefix}*", count=1000):
@@ -101,9 +104,12 @@ def redis_client(settings: Settings) -> Iterator[redis_lib.Redis]:
 def catalog(settings: Settings, redis_client: redis_lib.Redis) -> Iterator[psycopg.Connection]:
     """A catalog emptied for this test (all tables but the schema version; our Redis keys)."""
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        )]  # fmt: skip
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+        ]
         if tables:
             conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         for key in redis_client.scan_iter(match=f"{settings.redis_prefix}mountsync:*", count=1000):
@@ -140,9 +146,13 @@ class Cli:
 
     def __call__(self, *args: str, check: bool = False, timeout: float = 120, **env: str) -> Any:
         proc = subprocess.run(
-            [sys.executable, "-m", "shared", *args], env={**self.env, **env}, capture_output=True,
-            text=True, timeout=timeout, cwd=ROOT,
-        )  # fmt: skip
+            [sys.executable, "-m", "shared", *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"mountsync {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
         return proc
@@ -164,12 +174,29 @@ class WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the subprocess
         start_at = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shared", "worker", "-Q", self.queues, "-c", str(self.concurrency),
-             "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-        )  # fmt: skip
-        wait_for(lambda: b" ready." in self.log_path.read_bytes()[start_at:] or self._died(),
-                 timeout=60, what="celery worker to be ready")  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "shared",
+                "worker",
+                "-Q",
+                self.queues,
+                "-c",
+                str(self.concurrency),
+                "--hostname",
+                f"test-{uuid.uuid4().hex[:6]}@%h",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        wait_for(
+            lambda: b" ready." in self.log_path.read_bytes()[start_at:] or self._died(),
+            timeout=60,
+            what="celery worker to be ready",
+        )
         assert not self._died(), f"worker exited: {self.log_tail()}"
         return self
 

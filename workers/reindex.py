@@ -61,11 +61,15 @@ class ReindexSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "listed": self.listed, "created": self.created, "updated": self.updated,
-            "deleted": self.deleted, "unchanged": self.unchanged,
-            "folders_checked": self.folders_checked, "folders_skipped": self.folders_skipped,
+            "listed": self.listed,
+            "created": self.created,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "folders_checked": self.folders_checked,
+            "folders_skipped": self.folders_skipped,
             "seconds": round(self.seconds, 3),
-        }  # fmt: skip
+        }
 
 
 def folder_of(key: str) -> str:
@@ -138,20 +142,23 @@ def diff_folder(
         yield _change(mount, key, Kind.DELETED, observed_ns, None)
 
 
-def _change(
-    mount: Mount, key: str, kind: Kind, observed_ns: int, info: ObjectInfo | None
-) -> ObjectChange:
+def _change(mount: Mount, key: str, kind: Kind, observed_ns: int, info: ObjectInfo | None) -> ObjectChange:
     return ObjectChange(
-        provider=mount.provider, bucket=mount.bucket, key=key, kind=kind, event_ns=observed_ns,
-        source=Source.REINDEX, size=info.size if info else None,
-        etag=info.etag if info else None, version=info.version if info else None,
-        sequencer=info.sequencer if info else "", source_id=f"reindex:{mount.name}",
-    )  # fmt: skip
+        provider=mount.provider,
+        bucket=mount.bucket,
+        key=key,
+        kind=kind,
+        event_ns=observed_ns,
+        source=Source.REINDEX,
+        size=info.size if info else None,
+        etag=info.etag if info else None,
+        version=info.version if info else None,
+        sequencer=info.sequencer if info else "",
+        source_id=f"reindex:{mount.name}",
+    )
 
 
-def live_rows(
-    ctx: WorkerContext, mount: Mount, folder: str
-) -> dict[str, tuple[int | None, str | None]]:
+def live_rows(ctx: WorkerContext, mount: Mount, folder: str) -> dict[str, tuple[int | None, str | None]]:
     with ctx.pool.connection() as conn:
         rows = conn.execute(
             "SELECT key, size, etag FROM objects WHERE mount_id = %s AND folder = %s AND NOT deleted",
@@ -227,10 +234,12 @@ def _flush(ctx: WorkerContext, summary: ReindexSummary) -> None:
 
 
 def _record_differences(mount: Mount, summary: ReindexSummary) -> None:
-    for kind, count in (("created", summary.created), ("updated", summary.updated),
-                        ("deleted", summary.deleted)):  # fmt: skip
+    for kind, count in (
+        ("created", summary.created),
+        ("updated", summary.updated),
+        ("deleted", summary.deleted),
+    ):
         if count:
             metrics.REINDEX_DIFFERENCES.labels(mount.name, kind).inc(count)
     if summary.created or summary.updated or summary.deleted:
-        log.warning("reindex found differences the events missed", mount=mount.name,
-                    **summary.as_dict())  # fmt: skip
+        log.warning("reindex found differences the events missed", mount=mount.name, **summary.as_dict())

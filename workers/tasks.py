@@ -54,9 +54,11 @@ def decode_batch(ctx: WorkerContext, batch: list[Any], task_id: str | None) -> l
             changes.append(ObjectChange.from_wire(item))
         except InvalidEvent as exc:
             DeadLetters(ctx.pool).record(
-                source="changes-queue", message_id=task_id, reason=str(exc),
+                source="changes-queue",
+                message_id=task_id,
+                reason=str(exc),
                 payload=json.dumps(item, default=str).encode(),
-            )  # fmt: skip
+            )
     return changes
 
 
@@ -72,12 +74,22 @@ def apply_changes_task(self: Task, batch: list[Any]) -> dict[str, int]:
         raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60), max_retries=20) from exc
     finally:
         structlog.contextvars.unbind_contextvars("task_id")
-    log.info("applied", task_id=self.request.id, received=result.received,
-             applied=len(result.applied), stale=result.stale, dropped=result.dropped,
-             source_ids=sorted({c.source_id for c in changes if c.source_id})[:20])  # fmt: skip
+    log.info(
+        "applied",
+        task_id=self.request.id,
+        received=result.received,
+        applied=len(result.applied),
+        stale=result.stale,
+        dropped=result.dropped,
+        source_ids=sorted({c.source_id for c in changes if c.source_id})[:20],
+    )
     _done(ctx, self)
-    return {"received": result.received, "applied": len(result.applied),
-            "stale": result.stale, "dropped": result.dropped}  # fmt: skip
+    return {
+        "received": result.received,
+        "applied": len(result.applied),
+        "stale": result.stale,
+        "dropped": result.dropped,
+    }
 
 
 def reindex_mount_task(

@@ -40,11 +40,14 @@ def normalize_fs(message: RawMessage) -> list[ObjectChange]:
         raise InvalidEvent(f"fs observation key {key!r} is not a relative path inside the root")
     return [
         ObjectChange(
-            provider=Provider.FS, bucket=root, key=key,
+            provider=Provider.FS,
+            bucket=root,
+            key=key,
             kind=Kind.CREATED if exists else Kind.DELETED,
-            event_ns=_field(body, "observed_ns", int), source=Source.FS,
+            event_ns=_field(body, "observed_ns", int),
+            source=Source.FS,
             size=_field(body, "size", int) if exists else None,
             etag=_field(body, "etag", str) if exists else None,
             source_id=message.message_id,
         )
-    ]  # fmt: skip
+    ]

@@ -42,9 +42,7 @@ CREATE TEMP TABLE IF NOT EXISTS routed_changes (
 ) ON COMMIT DELETE ROWS
 """
 
-STAGE_COLUMNS = (
-    "provider, bucket, key, folder, kind, size, etag, version, seq, event_ns, source, source_id"
-)
+STAGE_COLUMNS = "provider, bucket, key, folder, kind, size, etag, version, seq, event_ns, source, source_id"
 
 # 64-bit hash of a live object's identity and content token, identical to ``fingerprint_hash``.
 _FP = (
@@ -201,9 +199,19 @@ def fingerprint_hash(key: str, size: int | None, etag: str | None) -> int:
 
 def _stage_row(c: ObjectChange) -> tuple[Any, ...]:
     return (
-        c.provider.value, c.bucket, c.key, c.folder, c.kind.value, c.size, c.etag,
-        c.version, c.sequencer, c.event_ns, c.source.value, c.source_id,
-    )  # fmt: skip
+        c.provider.value,
+        c.bucket,
+        c.key,
+        c.folder,
+        c.kind.value,
+        c.size,
+        c.etag,
+        c.version,
+        c.sequencer,
+        c.event_ns,
+        c.source.value,
+        c.source_id,
+    )
 
 
 def _lock_mounts(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> None:
@@ -255,10 +263,20 @@ def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> 
 
 def _applied(row: Any) -> AppliedChange:
     return AppliedChange(
-        mount_id=row[0], mount_name=row[1], key=row[2], folder=row[3], kind=Kind(row[4]),
-        size=row[5], etag=row[6], version=row[7], sequencer=row[8], source_id=row[9],
-        was_live=row[10], prev_etag=row[11], prev_version=row[12],
-    )  # fmt: skip
+        mount_id=row[0],
+        mount_name=row[1],
+        key=row[2],
+        folder=row[3],
+        kind=Kind(row[4]),
+        size=row[5],
+        etag=row[6],
+        version=row[7],
+        sequencer=row[8],
+        source_id=row[9],
+        was_live=row[10],
+        prev_etag=row[11],
+        prev_version=row[12],
+    )
 
 
 def drain_feed(conn: psycopg.Connection, redis: Any, stream: str, maxlen: int) -> int:

@@ -36,9 +36,7 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection:
         ) from exc
 
 
-def open_pool(
-    url: str, *, min_size: int = 1, max_size: int = 4, name: str = "mountsync"
-) -> ConnectionPool:
+def open_pool(url: str, *, min_size: int = 1, max_size: int = 4, name: str = "mountsync") -> ConnectionPool:
     """A pool that checks connections on checkout; open it in each process (never across fork)."""
     with connect(url):
         pass  # fail fast with a clear message rather than a pool timeout later
@@ -80,9 +78,7 @@ def create_database(url: str) -> bool:
 def drop_database(url: str) -> None:
     name, admin = _split_dbname(url)
     with connect(admin) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _alembic_config(url: str):  # type: ignore[no-untyped-def]

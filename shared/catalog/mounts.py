@@ -38,11 +38,16 @@ class Mount:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.name, "url": self.url, "provider": self.provider.value,
-            "bucket": self.bucket, "prefix": self.prefix, "dest_folder": self.dest_folder,
-            "writable": self.writable, "options": self.options,
+            "name": self.name,
+            "url": self.url,
+            "provider": self.provider.value,
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "dest_folder": self.dest_folder,
+            "writable": self.writable,
+            "options": self.options,
             "reindex_interval_s": self.reindex_interval_s,
-        }  # fmt: skip
+        }
 
 
 def validate_name(name: str) -> str:
@@ -66,11 +71,17 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def _row_to_mount(row: dict[str, Any]) -> Mount:
     return Mount(
-        id=row["id"], name=row["name"], url=row["url"], provider=Provider(row["provider"]),
-        bucket=row["bucket"], prefix=row["prefix"], dest_folder=row["dest_folder"],
-        writable=row["writable"], options=dict(row["options"] or {}),
+        id=row["id"],
+        name=row["name"],
+        url=row["url"],
+        provider=Provider(row["provider"]),
+        bucket=row["bucket"],
+        prefix=row["prefix"],
+        dest_folder=row["dest_folder"],
+        writable=row["writable"],
+        options=dict(row["options"] or {}),
         reindex_interval_s=row["reindex_interval_s"],
-    )  # fmt: skip
+    )
 
 
 class Mounts:
@@ -100,9 +111,18 @@ class Mounts:
                                         options, reindex_interval_s)
                     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *
                     """,
-                    (name, str(parsed), parsed.provider.value, parsed.bucket, parsed.prefix,
-                     dest_folder or name, writable, Jsonb(opts), reindex_interval_s),
-                )  # fmt: skip
+                    (
+                        name,
+                        str(parsed),
+                        parsed.provider.value,
+                        parsed.bucket,
+                        parsed.prefix,
+                        dest_folder or name,
+                        writable,
+                        Jsonb(opts),
+                        reindex_interval_s,
+                    ),
+                )
             except psycopg.errors.UniqueViolation:
                 raise MountExists(
                     f"a mount named {name!r} exists already; pick another name or "

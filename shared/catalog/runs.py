@@ -44,8 +44,15 @@ class ReindexRun:
         return (end - self.started_at).total_seconds()
 
     def describe(self) -> dict[str, Any]:
-        return {"run": self.id, "state": self.state, "prefix": self.prefix, "trigger": self.trigger,
-                **self.counts, "seconds": round(self.seconds, 3), "error": self.error}  # fmt: skip
+        return {
+            "run": self.id,
+            "state": self.state,
+            "prefix": self.prefix,
+            "trigger": self.trigger,
+            **self.counts,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+        }
 
 
 def create_run(conn: psycopg.Connection, mount_id: int, prefix: str, trigger: str) -> int:
@@ -75,8 +82,7 @@ def update_run(
     sets = ", ".join(f"{f} = %s" for f in FIELDS)
     finished = ", finished_at = now()" if state in ("succeeded", "failed") else ""
     conn.execute(
-        f"UPDATE reindex_runs SET {sets}, state = coalesce(%s, state), error = %s{finished} "
-        "WHERE id = %s",
+        f"UPDATE reindex_runs SET {sets}, state = coalesce(%s, state), error = %s{finished} WHERE id = %s",
         (*values, state, error, run_id),
     )
 
@@ -91,10 +97,17 @@ def get_run(conn: psycopg.Connection, run_id: int) -> ReindexRun | None:
         return None
     n = len(FIELDS)
     return ReindexRun(
-        id=row[0], mount_id=row[1], prefix=row[2], trigger=row[3], state=row[4],
-        counts=dict(zip(FIELDS, (int(v) for v in row[5:5 + n]), strict=True)),
-        error=row[5 + n], queued_at=row[6 + n], started_at=row[7 + n], finished_at=row[8 + n],
-    )  # fmt: skip
+        id=row[0],
+        mount_id=row[1],
+        prefix=row[2],
+        trigger=row[3],
+        state=row[4],
+        counts=dict(zip(FIELDS, (int(v) for v in row[5 : 5 + n]), strict=True)),
+        error=row[5 + n],
+        queued_at=row[6 + n],
+        started_at=row[7 + n],
+        finished_at=row[8 + n],
+    )
 
 
 def due_mounts(conn: psycopg.Connection, default_interval_s: int) -> list[tuple[int, str]]:

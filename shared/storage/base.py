@@ -6,9 +6,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
-Parts = list["PartInfo"]
-
 from shared.storage.url import StorageURL
+
+Parts = list["PartInfo"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,8 +31,15 @@ class Row:
 class BenchReport:
     rows: list[Row] = field(default_factory=list)
 
-    def row(self, name: str, value: float, unit: str, baseline_name: str = "",
-            baseline_value: float | None = None, target: str = "") -> Row:  # fmt: skip
+    def row(
+        self,
+        name: str,
+        value: float,
+        unit: str,
+        baseline_name: str = "",
+        baseline_value: float | None = None,
+        target: str = "",
+    ) -> Row:
         added = Row(name, float(value), unit, baseline_name, baseline_value, target)
         self.rows.append(added)
         return added
@@ -62,8 +69,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tr.write_line("-" * len(header))
     for r in _REPORT.rows:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
-        tr.write_line(f"{r.name:44} {_fmt(r.value):>14} {r.unit:10} {r.baseline_name:34} "
-                      f"{_fmt(r.baseline_value):>14} {ratio:>7}  {r.target}")  # fmt: skip
+        tr.write_line(
+            f"{r.name:44} {_fmt(r.value):>14} {r.unit:10} {r.baseline_name:34} "
+            f"{_fmt(r.baseline_value):>14} {ratio:>7}  {r.target}"
+        )
     out = Path(os.environ.get("MOUNTSYNC_BENCH_JSON", ".mountsync/bench.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps([asdict(r) | {"ratio": r.ratio} for r in _REPORT.rows], indent=2))

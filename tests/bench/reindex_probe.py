@@ -47,8 +47,13 @@ def reindex(database_url: str, mount_name: str) -> dict[str, object]:
     from workers.reindex import run_reindex
 
     settings = Settings(database_url=database_url, redis_prefix=os.environ.get("PROBE_PREFIX", "probe:"))
-    ctx = WorkerContext(settings, open_pool(database_url), redis.Redis.from_url(settings.redis_url),
-                        make_client(settings), SystemClock())  # fmt: skip
+    ctx = WorkerContext(
+        settings,
+        open_pool(database_url),
+        redis.Redis.from_url(settings.redis_url),
+        make_client(settings),
+        SystemClock(),
+    )
     with ctx.pool.connection() as conn:
         mount = Mounts(conn).get(mount_name)
     storage = open_storage(mount.storage_url)

@@ -25,9 +25,20 @@ BIG_BATCH = 2000
 
 
 def changes(bucket: str, n: int, offset: int = 0) -> list[ObjectChange]:
-    return [ObjectChange(Provider.S3, bucket, f"f{i % 200}/obj_{i:07d}.jpg", Kind.CREATED, 1 + i,
-                         Source.S3_SQS, size=i, etag=f"e{i}", sequencer=f"{i:016X}")
-            for i in range(offset, offset + n)]  # fmt: skip
+    return [
+        ObjectChange(
+            Provider.S3,
+            bucket,
+            f"f{i % 200}/obj_{i:07d}.jpg",
+            Kind.CREATED,
+            1 + i,
+            Source.S3_SQS,
+            size=i,
+            etag=f"e{i}",
+            sequencer=f"{i:016X}",
+        )
+        for i in range(offset, offset + n)
+    ]
 
 
 def one_insert_per_change(conn: psycopg.Connection, mount_id: int, batch: list[ObjectChange]) -> None:
@@ -40,9 +51,19 @@ def one_insert_per_change(conn: psycopg.Connection, mount_id: int, batch: list[O
                    ON CONFLICT (mount_id, key) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag,
                        seq = EXCLUDED.seq, event_ns = EXCLUDED.event_ns
                    WHERE EXCLUDED.seq > t.seq""",
-                (mount_id, c.key, c.folder, c.size, c.etag, c.version, c.sequencer, c.event_ns,
-                 c.source.value, c.source_id),
-            )  # fmt: skip
+                (
+                    mount_id,
+                    c.key,
+                    c.folder,
+                    c.size,
+                    c.etag,
+                    c.version,
+                    c.sequencer,
+                    c.event_ns,
+                    c.source.value,
+                    c.source_id,
+                ),
+            )
 
 
 def test_apply_changes_throughput(settings, add_mount, catalog, bench_report) -> None:
@@ -75,12 +96,25 @@ def test_apply_changes_throughput(settings, add_mount, catalog, bench_report) ->
         catalog.execute("SELECT count(*) FROM objects WHERE mount_id = %s", (ours.id,)).fetchone()[0]
         == CHANGES
     )
-    bench_report.row("apply_changes (batches of 500, new keys)", apply_rate, "changes/s",
-                     "one INSERT per change", base_rate, ">= 20,000/s")  # fmt: skip
-    bench_report.row(f"apply_changes (batches of {BIG_BATCH}, new keys)", big_rate, "changes/s",
-                     "one INSERT per change", base_rate, ">= 20,000/s")  # fmt: skip
-    bench_report.row("apply_changes, redelivered duplicates", dup_rate, "changes/s",
-                     "one INSERT per change", base_rate, "")  # fmt: skip
+    bench_report.row(
+        "apply_changes (batches of 500, new keys)",
+        apply_rate,
+        "changes/s",
+        "one INSERT per change",
+        base_rate,
+        ">= 20,000/s",
+    )
+    bench_report.row(
+        f"apply_changes (batches of {BIG_BATCH}, new keys)",
+        big_rate,
+        "changes/s",
+        "one INSERT per change",
+        base_rate,
+        ">= 20,000/s",
+    )
+    bench_report.row(
+        "apply_changes, redelivered duplicates", dup_rate, "changes/s", "one INSERT per change", base_rate, ""
+    )
 
 
 def test_changes_queue_to_catalog_through_a_worker(settings, add_mount, tmp_path, bench_report) -> None:
@@ -98,8 +132,9 @@ def test_changes_queue_to_catalog_through_a_worker(settings, add_mount, tmp_path
 
     def applied() -> bool:
         with psycopg.connect(own.database_url) as conn:
-            row = conn.execute("SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
-                               "WHERE m.name = 'bench-e2e'").fetchone()  # fmt: skip
+            row = conn.execute(
+                "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = 'bench-e2e'"
+            ).fetchone()
         return bool(row and row[0] == n)
 
     try:
@@ -108,13 +143,25 @@ def test_changes_queue_to_catalog_through_a_worker(settings, add_mount, tmp_path
         elapsed = time.perf_counter() - started
         worker.stop()
         client.close()
-    bench_report.row("changes queue -> catalog (2 worker processes)", n / elapsed, "changes/s",
-                     "", None, "incl. worker start-up")  # fmt: skip
+    bench_report.row(
+        "changes queue -> catalog (2 worker processes)",
+        n / elapsed,
+        "changes/s",
+        "",
+        None,
+        "incl. worker start-up",
+    )
 
 
 def probe(*args: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-m", "tests.bench.reindex_probe", *args], cwd=ROOT,
-                         capture_output=True, text=True, check=True, timeout=900)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.bench.reindex_probe", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -129,14 +176,40 @@ def test_reindex_100k_files(settings, add_mount, tmp_path, bench_report) -> None
     walk = min((probe("walk", str(root)) for _ in range(3)), key=lambda r: r["wall_s"])
     first = probe("reindex", str(root), settings.database_url, "bench-tree")
     assert first["created"] == 100_000
-    steady = min((probe("reindex", str(root), settings.database_url, "bench-tree") for _ in range(3)),
-                 key=lambda r: r["wall_s"])  # fmt: skip
+    steady = min(
+        (probe("reindex", str(root), settings.database_url, "bench-tree") for _ in range(3)),
+        key=lambda r: r["wall_s"],
+    )
     assert steady["created"] == steady["updated"] == steady["deleted"] == 0
-    bench_report.row("reindex 100k files, in sync (reconcile)", steady["wall_s"], "s",
-                     "os.scandir walk + stat", walk["wall_s"], "<= 1.5x")  # fmt: skip
-    bench_report.row("reindex 100k files, in sync: peak RSS", steady["max_rss_mb"], "MB",
-                     "walk peak RSS", walk["max_rss_mb"], "< 200 MB")  # fmt: skip
-    bench_report.row("reindex 100k files, first import", first["wall_s"], "s",
-                     "os.scandir walk + stat", walk["wall_s"], "informational")  # fmt: skip
-    bench_report.row("reindex 100k files, first import: peak RSS", first["max_rss_mb"], "MB",
-                     "walk peak RSS", walk["max_rss_mb"], "< 200 MB")  # fmt: skip
+    bench_report.row(
+        "reindex 100k files, in sync (reconcile)",
+        steady["wall_s"],
+        "s",
+        "os.scandir walk + stat",
+        walk["wall_s"],
+        "<= 1.5x",
+    )
+    bench_report.row(
+        "reindex 100k files, in sync: peak RSS",
+        steady["max_rss_mb"],
+        "MB",
+        "walk peak RSS",
+        walk["max_rss_mb"],
+        "< 200 MB",
+    )
+    bench_report.row(
+        "reindex 100k files, first import",
+        first["wall_s"],
+        "s",
+        "os.scandir walk + stat",
+        walk["wall_s"],
+        "informational",
+    )
+    bench_report.row(
+        "reindex 100k files, first import: peak RSS",
+        first["max_rss_mb"],
+        "MB",
+        "walk peak RSS",
+        walk["max_rss_mb"],
+        "< 200 MB",
+    )

@@ -14,12 +14,27 @@ from shared.config import Settings
 from shared.events import Kind, ObjectChange, Provider, Source
 
 
-def s3(key: str, kind: str, seq: str = "", ns: int = 1, size: int | None = 1, etag: str | None = "e",
-       bucket: str = "bkt") -> ObjectChange:  # fmt: skip
+def s3(
+    key: str,
+    kind: str,
+    seq: str = "",
+    ns: int = 1,
+    size: int | None = 1,
+    etag: str | None = "e",
+    bucket: str = "bkt",
+) -> ObjectChange:
     removes = kind in ("deleted", "archived")
-    return ObjectChange(Provider.S3, bucket, key, Kind(kind), ns, Source.S3_SQS,
-                        size=None if removes else size, etag=None if removes else etag,
-                        sequencer=seq)  # fmt: skip
+    return ObjectChange(
+        Provider.S3,
+        bucket,
+        key,
+        Kind(kind),
+        ns,
+        Source.S3_SQS,
+        size=None if removes else size,
+        etag=None if removes else etag,
+        sequencer=seq,
+    )
 
 
 @pytest.fixture
@@ -127,7 +142,10 @@ def test_feed_gets_every_applied_change_once(apply, add_mount, catalog, settings
     assert drain_feed(catalog, redis_client, stream, 1000) == 0
     entries = [e for _, e in redis_client.xrange(stream)]
     assert [(e[b"key"], e[b"kind"]) for e in entries] == [
-        (b"a.jpg", b"created"), (b"b.jpg", b"created"), (b"a.jpg", b"deleted")]  # fmt: skip
+        (b"a.jpg", b"created"),
+        (b"b.jpg", b"created"),
+        (b"a.jpg", b"deleted"),
+    ]
     assert entries[0][b"mount"] == b"m" and entries[0][b"sequencer"] == b"1"
 
 

@@ -65,17 +65,32 @@ def test_usage_errors_exit_2(cli) -> None:
 
 def test_scheduled_reconcile_queues_due_mounts(cli, catalog, tmp_path, worker, db) -> None:
     (tmp_path / "f.png").write_bytes(b"x")
-    cli("mount", "add", "sched", f"file://{tmp_path}", "--no-initial-reindex",
-        "--reindex-interval", "1", check=True)  # fmt: skip
+    cli(
+        "mount",
+        "add",
+        "sched",
+        f"file://{tmp_path}",
+        "--no-initial-reindex",
+        "--reindex-interval",
+        "1",
+        check=True,
+    )
     from shared.config import Settings
     from shared.queues import TASK_RECONCILE_ALL, make_client, send
 
-    settings = Settings(redis_url=cli.env["MOUNTSYNC_REDIS_URL"], database_url=cli.env["MOUNTSYNC_DATABASE_URL"],
-                        redis_prefix=cli.env["MOUNTSYNC_REDIS_PREFIX"])  # fmt: skip
+    settings = Settings(
+        redis_url=cli.env["MOUNTSYNC_REDIS_URL"],
+        database_url=cli.env["MOUNTSYNC_DATABASE_URL"],
+        redis_prefix=cli.env["MOUNTSYNC_REDIS_PREFIX"],
+    )
     send(make_client(settings), TASK_RECONCILE_ALL, queue="reindex")
-    run = wait_for(lambda: db.execute("SELECT state, created FROM reindex_runs WHERE trigger = 'schedule' "
-                                      "AND state = 'succeeded'").fetchone(), timeout=60,
-                   what="scheduled reconcile to run")  # fmt: skip
+    run = wait_for(
+        lambda: db.execute(
+            "SELECT state, created FROM reindex_runs WHERE trigger = 'schedule' AND state = 'succeeded'"
+        ).fetchone(),
+        timeout=60,
+        what="scheduled reconcile to run",
+    )
     assert run == ("succeeded", 1)
 
 

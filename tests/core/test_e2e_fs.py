@@ -21,7 +21,11 @@ def dir_state(root: Path) -> dict[str, dict[str, object]]:
     for path in root.rglob("*"):
         if path.is_file():
             st = path.stat()
-            state[path.relative_to(root).as_posix()] = {"size": st.st_size, "etag": fs_etag(st), "version": None}
+            state[path.relative_to(root).as_posix()] = {
+                "size": st.st_size,
+                "etag": fs_etag(st),
+                "version": None,
+            }
     return state
 
 
@@ -78,26 +82,39 @@ def random_changes(root: Path, rng: random.Random, count: int) -> None:
 
 
 @pytest.mark.slow
-def test_500_random_changes_through_the_fs_producer_converge(tmp_path, add_mount, catalog_state,
-                                                            test_env, worker) -> None:  # fmt: skip
+def test_500_random_changes_through_the_fs_producer_converge(
+    tmp_path, add_mount, catalog_state, test_env, worker
+) -> None:
     root = tmp_path / "watched"
     root.mkdir()
     make_tree(root, folders=3, per_folder=20)
     add_mount("watched", f"file://{root}")
     producer = subprocess.Popen(
         [sys.executable, "-m", "shared", "produce", "fs", "--mount", "watched"],
-        env=test_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        env=test_env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
-        wait_for(lambda: catalog_state("watched") == dir_state(root), timeout=60,
-                 what="start-up reindex to import the tree")  # fmt: skip
+        wait_for(
+            lambda: catalog_state("watched") == dir_state(root),
+            timeout=60,
+            what="start-up reindex to import the tree",
+        )
         random_changes(root, random.Random(11), 500)
-        wait_for(lambda: catalog_state("watched") == dir_state(root), timeout=90,
-                 what="catalog to equal the directory after 500 changes")  # fmt: skip
+        wait_for(
+            lambda: catalog_state("watched") == dir_state(root),
+            timeout=90,
+            what="catalog to equal the directory after 500 changes",
+        )
         # Moving a whole directory out of the tree is one inotify event: it must still converge.
         (root / "d1").rename(tmp_path / "moved_out")
-        wait_for(lambda: catalog_state("watched") == dir_state(root), timeout=60,
-                 what="catalog to drop a directory moved out")  # fmt: skip
+        wait_for(
+            lambda: catalog_state("watched") == dir_state(root),
+            timeout=60,
+            what="catalog to drop a directory moved out",
+        )
     finally:
         producer.send_signal(signal.SIGTERM)
         _, err = producer.communicate(timeout=30)

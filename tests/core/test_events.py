@@ -12,9 +12,18 @@ from shared.events import Kind, ObjectChange, Provider, Source, normalize_etag, 
 
 def change(**over: object) -> ObjectChange:
     base: dict[str, object] = dict(
-        provider=Provider.S3, bucket="b", key="a/1.jpg", kind=Kind.CREATED, event_ns=5,
-        source=Source.S3_SQS, size=3, etag="e", version="v1", sequencer="0A", source_id="m1",
-    )  # fmt: skip
+        provider=Provider.S3,
+        bucket="b",
+        key="a/1.jpg",
+        kind=Kind.CREATED,
+        event_ns=5,
+        source=Source.S3_SQS,
+        size=3,
+        etag="e",
+        version="v1",
+        sequencer="0A",
+        source_id="m1",
+    )
     base.update(over)
     return ObjectChange(**base)  # type: ignore[arg-type]
 

@@ -60,8 +60,14 @@ class ListSource:
 
 
 def observation(i: int, **over: object) -> RawMessage:
-    body = {"root": "/data", "key": f"a/{i}.jpg", "exists": True, "size": i, "etag": f"e{i}",
-            "observed_ns": 1000 + i} | over  # fmt: skip
+    body = {
+        "root": "/data",
+        "key": f"a/{i}.jpg",
+        "exists": True,
+        "size": i,
+        "etag": f"e{i}",
+        "observed_ns": 1000 + i,
+    } | over
     return RawMessage(Source.FS, f"m{i}", json.dumps(body).encode())
 
 
@@ -93,8 +99,13 @@ def test_acks_only_what_was_enqueued_and_dead_letters_bad_input(settings, parts,
     good = [observation(i) for i in range(5)]
     bad = [RawMessage(Source.FS, "bad-json", b"{not json"), observation(9, key="../escape")]
     source = ListSource(good + bad, stop)
-    stats = run_source(source, Pipeline(normalize_fs, queue, DeadLetters(pool)),
-                       replace(settings, batch_window_s=0.01), stop, depth=queue.depth)  # fmt: skip
+    stats = run_source(
+        source,
+        Pipeline(normalize_fs, queue, DeadLetters(pool)),
+        replace(settings, batch_window_s=0.01),
+        stop,
+        depth=queue.depth,
+    )
     assert sorted(source.acked) == sorted(m.message_id for m in good)
     assert sorted(source.rejected) == ["bad-json", "m9"] and source.closed
     assert sorted(c["key"] for c in queued_changes(client, settings)) == [f"a/{i}.jpg" for i in range(5)]
@@ -131,8 +142,14 @@ def test_backpressure_pauses_pulling_while_the_queue_is_deep(settings, parts) ->
             stop.set()
         return 10_000
 
-    stats = run_source(source, Pipeline(normalize_fs, queue, DeadLetters(pool)),
-                       replace(settings, max_queue_depth=100), stop, depth=deep, stats=LoopStats())  # fmt: skip
+    stats = run_source(
+        source,
+        Pipeline(normalize_fs, queue, DeadLetters(pool)),
+        replace(settings, max_queue_depth=100),
+        stop,
+        depth=deep,
+        stats=LoopStats(),
+    )
     assert stats.paused >= 4 and source.pending == [observation(1)] and source.acked == []
 
 

@@ -17,10 +17,16 @@ def message(body: object) -> RawMessage:
 
 
 def test_existing_file_is_created_with_observation_time() -> None:
-    [change] = normalize_fs(message({"root": "/r", "key": "a/1.jpg", "exists": True, "size": 3,
-                                     "etag": "x-3", "observed_ns": 42}))  # fmt: skip
+    [change] = normalize_fs(
+        message({"root": "/r", "key": "a/1.jpg", "exists": True, "size": 3, "etag": "x-3", "observed_ns": 42})
+    )
     assert (change.kind, change.bucket, change.key, change.size, change.event_ns) == (
-        Kind.CREATED, "/r", "a/1.jpg", 3, 42)  # fmt: skip
+        Kind.CREATED,
+        "/r",
+        "a/1.jpg",
+        3,
+        42,
+    )
     assert change.sequencer == ""
 
 

@@ -26,9 +26,19 @@ def enqueue_burst(settings: Settings, bucket: str) -> set[str]:
     queue = ChangeQueue(make_client(settings), client, settings)
     keys: set[str] = set()
     for b in range(BATCHES):
-        batch = [ObjectChange(Provider.S3, bucket, f"f{b % 10}/{b:04d}_{i:04d}.jpg", Kind.CREATED,
-                              1_000 + b, Source.S3_SQS, size=i, etag=f"e{b}.{i}")
-                 for i in range(PER_BATCH)]  # fmt: skip
+        batch = [
+            ObjectChange(
+                Provider.S3,
+                bucket,
+                f"f{b % 10}/{b:04d}_{i:04d}.jpg",
+                Kind.CREATED,
+                1_000 + b,
+                Source.S3_SQS,
+                size=i,
+                etag=f"e{b}.{i}",
+            )
+            for i in range(PER_BATCH)
+        ]
         queue.enqueue(batch)
         keys.update(c.key for c in batch)
     client.close()
@@ -37,8 +47,11 @@ def enqueue_burst(settings: Settings, bucket: str) -> set[str]:
 
 def live_count(settings: Settings, mount: str) -> int:
     with psycopg.connect(settings.database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
-                           "WHERE m.name = %s AND NOT deleted", (mount,)).fetchone()  # fmt: skip
+        row = conn.execute(
+            "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
+            "WHERE m.name = %s AND NOT deleted",
+            (mount,),
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -53,8 +66,11 @@ def feed_length(settings: Settings) -> int:
 @pytest.fixture
 def own_settings(settings: Settings) -> Settings:
     """Same database, separate Redis prefix: no other worker consumes these queues."""
-    return replace(settings, redis_prefix=f"{settings.redis_prefix}kill{uuid.uuid4().hex[:6]}:",
-                   feed_maxlen=10 * BATCHES * PER_BATCH)  # fmt: skip
+    return replace(
+        settings,
+        redis_prefix=f"{settings.redis_prefix}kill{uuid.uuid4().hex[:6]}:",
+        feed_maxlen=10 * BATCHES * PER_BATCH,
+    )
 
 
 def pool_children(proc: WorkerProcess) -> list[psutil.Process]:
@@ -69,14 +85,20 @@ def test_sigkill_of_a_pool_child_mid_batch_loses_nothing(own_settings, add_mount
     env = env_for(own_settings, MOUNTSYNC_FEED_MAXLEN=str(own_settings.feed_maxlen))
     worker = WorkerProcess(env, tmp_path / "w.log", "changes", 2).start()
     try:
-        wait_for(lambda: live_count(own_settings, "killed") >= 5 * PER_BATCH, timeout=60,
-                 what="first batches applied")  # fmt: skip
+        wait_for(
+            lambda: live_count(own_settings, "killed") >= 5 * PER_BATCH,
+            timeout=60,
+            what="first batches applied",
+        )
         victims = pool_children(worker)
         assert victims, "prefork worker has no children"
         for child in victims:
             os.kill(child.pid, signal.SIGKILL)
-        wait_for(lambda: live_count(own_settings, "killed") == len(keys), timeout=120,
-                 what=f"all {len(keys)} changes applied after the kill")  # fmt: skip
+        wait_for(
+            lambda: live_count(own_settings, "killed") == len(keys),
+            timeout=120,
+            what=f"all {len(keys)} changes applied after the kill",
+        )
         assert "WorkerLostError" in worker.log_tail(200_000)  # the failure was visible
     finally:
         worker.stop()
@@ -90,16 +112,24 @@ def test_sigkill_of_the_whole_worker_is_redelivered_after_visibility_timeout(
 ) -> None:
     add_mount("killed2", "s3://kill-bucket-2/")
     keys = enqueue_burst(own_settings, "kill-bucket-2")
-    env = env_for(own_settings, MOUNTSYNC_VISIBILITY_TIMEOUT="6", MOUNTSYNC_TASK_TIME_LIMIT="5",
-                  MOUNTSYNC_FEED_MAXLEN=str(own_settings.feed_maxlen))  # fmt: skip
+    env = env_for(
+        own_settings,
+        MOUNTSYNC_VISIBILITY_TIMEOUT="6",
+        MOUNTSYNC_TASK_TIME_LIMIT="5",
+        MOUNTSYNC_FEED_MAXLEN=str(own_settings.feed_maxlen),
+    )
     first = WorkerProcess(env, tmp_path / "w1.log", "changes", 1).start()
-    wait_for(lambda: live_count(own_settings, "killed2") >= 3 * PER_BATCH, timeout=60,
-             what="first batches applied")  # fmt: skip
+    wait_for(
+        lambda: live_count(own_settings, "killed2") >= 3 * PER_BATCH, timeout=60, what="first batches applied"
+    )
     first.kill()  # main process and children, no chance to requeue anything
     second = WorkerProcess(env, tmp_path / "w2.log", "changes", 2).start()
     try:
-        wait_for(lambda: live_count(own_settings, "killed2") == len(keys), timeout=120,
-                 what=f"all {len(keys)} changes applied after restart")  # fmt: skip
+        wait_for(
+            lambda: live_count(own_settings, "killed2") == len(keys),
+            timeout=120,
+            what=f"all {len(keys)} changes applied after restart",
+        )
     finally:
         second.stop()
     assert feed_length(own_settings) == len(keys)
