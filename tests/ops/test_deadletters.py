@@ -55,7 +55,11 @@ def test_letters_are_listed_shown_and_replayed_through_their_own_path(
 
     listed = run_json(cli, "deadletters", "list")
     assert [(r["id"], r["source"]) for r in listed] == [
-        (future, "changes-queue"), (task, "task:mountsync.apply_changes"), (bad_fs, "fs"), (s3, "s3-sqs")]
+        (future, "changes-queue"),
+        (task, "task:mountsync.apply_changes"),
+        (bad_fs, "fs"),
+        (s3, "s3-sqs"),
+    ]
     assert [r["id"] for r in run_json(cli, "deadletters", "list", "--source", "task:")] == [task]
     shown = run_json(cli, "deadletters", "show", str(s3))
     assert json.loads(shown["payload"]) == json.loads(S3_PAYLOAD)
@@ -78,7 +82,9 @@ def test_letters_are_listed_shown_and_replayed_through_their_own_path(
 
     still_open = run_json(cli, "deadletters", "list")
     assert {r["id"]: r["reason"] for r in still_open} == {
-        future: by_id[future]["reason"], bad_fs: by_id[bad_fs]["reason"]}  # the new reasons
+        future: by_id[future]["reason"],
+        bad_fs: by_id[bad_fs]["reason"],
+    }  # the new reasons
     assert len(run_json(cli, "deadletters", "list", "--all")) == 4
     again = run_json(cli, "deadletters", "replay", str(s3))
     assert again["results"] == [{"id": s3, "source": "s3-sqs", "status": "skipped", "changes": 0,

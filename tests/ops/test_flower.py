@@ -87,8 +87,13 @@ def test_flower_answers_with_auth_and_shows_workers_tasks_and_queues(
     for name, secret in {**CANARIES, "FLOWER_BASIC_AUTH": PASSWORD}.items():
         assert secret not in shown, f"{name} shows in Flower's task list"
     metrics = samples(http_get(f"{base}/metrics").body.decode())
-    succeeded = [v for (name, labels), v in metrics.items() if name == "flower_events_total"
-                 and ("task", "mountsync.apply_changes") in labels and ("type", "task-succeeded") in labels]
+    succeeded = [
+        v
+        for (name, labels), v in metrics.items()
+        if name == "flower_events_total"
+        and ("task", "mountsync.apply_changes") in labels
+        and ("type", "task-succeeded") in labels
+    ]
     assert sum(succeeded) == 3
 
 

@@ -37,4 +37,5 @@ def test_minio_webhook_events_reach_the_catalog(
     bad = http_post(url, b'{"EventName": "s3:ObjectCreated:Put"}', {"Authorization": TOKEN})
     assert (bad.status, bad.json()) == (200, {"queued": 0, "dead_lettered": 1})
     assert catalog.execute("SELECT source, reason FROM dead_letters").fetchall() == [
-        ("s3-sqs", "not an S3 event: no 'Records', no EventBridge 'detail-type'")]
+        ("s3-sqs", "not an S3 event: no 'Records', no EventBridge 'detail-type'")
+    ]
