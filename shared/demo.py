@@ -9,6 +9,7 @@ change feed following each one -> a reconcile that finds nothing missed -> clean
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -237,10 +238,11 @@ def _run(
                 [(f.get("kind"), f.get("key"), f.get("size")) for f in feed],
                 title=f"{title}  ({took:.2f}s)",
             )
-    alerts = procs.run("alerts", MOUNT, "--json")
-    if alerts.returncode == 0 and not quiet:
-        say("[bold]alignment alerts[/bold]")
+    alerts = _wait_for_alerts(procs) if pinned.returncode == 0 else []
+    if alerts and not quiet:
+        say("[bold]alignment[/bold] the insert into the annotated folder raised an alert:")
         console.print(procs.run("alerts", MOUNT).stdout)
+        console.print(procs.run("datasets", MOUNT).stdout)
     check = procs.run("reindex", MOUNT, "--wait", "--json", "--timeout", "60")
     if check.returncode != 0:
         raise DemoFailed(f"reconcile failed: {check.stderr.strip()}")
@@ -249,8 +251,19 @@ def _run(
         "imported": imported,
         "steps": steps,
         "reconcile": check.stdout.strip(),
-        "alerts": alerts.stdout.strip() if alerts.returncode == 0 else None,
+        "alerts": alerts,
     }
+
+
+def _wait_for_alerts(procs: Processes) -> list[Any]:
+    """Alignment checks are debounced per folder: wait (bounded) for the alert to be queryable."""
+    deadline = time.monotonic() + 20.0
+    while True:
+        proc = procs.run("alerts", MOUNT, "--json")
+        alerts = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else []
+        if alerts or time.monotonic() > deadline:
+            return list(alerts)
+        time.sleep(0.25)
 
 
 def _stay_up(procs: Processes, say: Callable[..., None]) -> None:

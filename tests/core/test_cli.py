@@ -102,3 +102,5 @@ def test_demo_runs_start_to_finish(cli, catalog, tmp_path) -> None:
     assert summary["imported"] == 32 and len(summary["steps"]) == 6
     assert json.loads(summary["reconcile"])["state"] == "succeeded"
     assert all(step["feed"] for step in summary["steps"])
+    [alert] = summary["alerts"]  # the insert into the pinned, annotated folder
+    assert alert["dataset"] == "survey_2024/reef_a" and "insert" in alert["kinds"]
