@@ -34,21 +34,24 @@ def test_one_change_is_followed_from_notification_to_catalog_row(
     add_mount("logfs", f"file://{root}")
     producer = spawn("produce", "fs", "--mount", "logfs", env=env_for(settings, MOUNTSYNC_LOG_FORMAT="json"))
     rescan = "SELECT state FROM reindex_runs r JOIN mounts m ON m.id = r.mount_id WHERE m.name = 'logfs'"
-    wait_for(lambda: catalog.execute(rescan).fetchall() == [("succeeded",)], what="the start-up rescan")
+    try:  # generous deadlines: the machine is shared with other suites
+        wait_for(lambda: catalog.execute(rescan).fetchall() == [("succeeded",)], 90, "the start-up rescan")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nproducer: {producer.output()[-2000:]}") from None
     (root / "cam" / "one.jpg").write_bytes(b"frame")
     row = wait_for(lambda: catalog.execute(
         "SELECT o.source, o.source_id FROM objects o JOIN mounts m ON m.id = o.mount_id "
-        "WHERE m.name = 'logfs' AND o.key = 'cam/one.jpg'").fetchone(), what="the catalog row")  # fmt: skip
+        "WHERE m.name = 'logfs' AND o.key = 'cam/one.jpg'").fetchone(), 90, "the catalog row")  # fmt: skip
     source, source_id = row
-    assert source == "fs" and source_id
+    assert source == "fs" and source_id, (row, producer.output()[-2000:])
 
     def logged(lines: list[dict[str, Any]], event: str) -> dict[str, Any] | None:
         found = (e for e in lines if e.get("event") == event and source_id in e.get("source_ids", []))
         return next(found, None)
 
-    enqueued = wait_for(lambda: logged(json_lines(producer.output()), "enqueued"), what="the producer line")
+    enqueued = wait_for(lambda: logged(json_lines(producer.output()), "enqueued"), 60, "the producer line")
     worker_lines = lambda: json_lines(worker.log_path.read_text("utf-8", "replace"))  # noqa: E731
-    applied = wait_for(lambda: logged(worker_lines(), "applied"), what="the worker line")
+    applied = wait_for(lambda: logged(worker_lines(), "applied"), 60, "the worker line")
     assert enqueued["source"] == "fs" and enqueued["level"] == "info" and "timestamp" in enqueued
     assert applied["task_id"] and applied["applied"] >= 1
     # The task id leads to the task in Flower; every line of that task carries it.
