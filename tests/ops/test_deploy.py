@@ -49,20 +49,17 @@ def compose() -> dict[str, Any]:
     return json.loads(proc.stdout)
 
 
-def test_compose_file_is_valid_for_docker_compose(compose: dict[str, Any]) -> None:
+def test_compose_file_is_valid_for_docker_compose(compose: dict[str, Any], tmp_path: Path) -> None:
     assert proc_ok(compose_config(env={"FLOWER_BASIC_AUTH": "ops:test"}))
     refused = compose_config()
     assert refused.returncode != 0 and "FLOWER_BASIC_AUTH" in refused.stderr  # no open Flower by default
     broken = yaml.safe_load(COMPOSE_FILE.read_text())
     broken["services"]["serve"]["depends_on"] = {"nosuch": {"condition": "service_started"}}
-    bad = ROOT / "tests" / "ops" / ".compose-broken.yml"
+    bad = tmp_path / "docker-compose.yml"
     bad.write_text(yaml.safe_dump(broken))
-    try:
-        env = {"FLOWER_BASIC_AUTH": "a:b", "PATH": "/usr/bin:/bin"}
-        proc = subprocess.run([str(compose_binary()), "-f", str(bad), "config", "-q"], capture_output=True,
-                              text=True, env=env, timeout=60)  # fmt: skip
-    finally:
-        bad.unlink()
+    env = {"FLOWER_BASIC_AUTH": "a:b", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([str(compose_binary()), "-f", str(bad), "config", "-q"], capture_output=True,
+                          text=True, env=env, timeout=60)  # fmt: skip
     assert proc.returncode != 0 and "nosuch" in proc.stderr  # the loader does catch mistakes
 
 
