@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     started = time.monotonic()
     try:
-        command.main(
+        code = command.main(
             args=argv if argv is not None else sys.argv[1:], prog_name="mountsync", standalone_mode=False
         )
     except _EXIT as exc:
@@ -310,3 +310,5 @@ def main(argv: list[str] | None = None) -> None:
     except MountsyncError as exc:
         print(f"mountsync: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    # With standalone_mode=False a ``typer.Exit(n)`` inside a command comes back as the return value.
+    sys.exit(code if isinstance(code, int) else 0)

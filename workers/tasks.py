@@ -16,34 +16,12 @@ from shared.events import ObjectChange
 from shared.queues import QUEUE_REINDEX, TASK_APPLY, TASK_RECONCILE_ALL, TASK_REINDEX, send
 from shared.storage import open_storage
 from workers.context import WorkerContext, current
+from workers.deliveries import finished, too_many_deliveries
 from workers.reindex import ReindexSummary, run_reindex
 from workers.service import apply_batch
 
 log = structlog.get_logger("mountsync.tasks")
 PROGRESS_EVERY_S = 0.5
-
-
-def _too_many_deliveries(ctx: WorkerContext, task: Task, args: Any) -> bool:
-    """Poison guard: Redis has no delivery limit, so count deliveries per task id ourselves."""
-    key = ctx.key(f"mountsync:deliveries:{task.request.id}")
-    pipe = ctx.redis.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, ctx.settings.visibility_timeout_s * 4)
-    count = int(pipe.execute()[0])
-    if count <= ctx.settings.max_deliveries:
-        return False
-    DeadLetters(ctx.pool).record(
-        source=f"task:{task.name}",
-        message_id=task.request.id,
-        reason=f"delivered {count} times without finishing (worker killed each time?)",
-        payload=json.dumps(args).encode(),
-    )
-    log.error("task dead-lettered after repeated deliveries", task=task.name, deliveries=count)
-    return True
-
-
-def _done(ctx: WorkerContext, task: Task) -> None:
-    ctx.redis.delete(ctx.key(f"mountsync:deliveries:{task.request.id}"))
 
 
 def decode_batch(ctx: WorkerContext, batch: list[Any], task_id: str | None) -> list[ObjectChange]:
@@ -64,7 +42,7 @@ def decode_batch(ctx: WorkerContext, batch: list[Any], task_id: str | None) -> l
 
 def apply_changes_task(self: Task, batch: list[Any]) -> dict[str, int]:
     ctx = current()
-    if _too_many_deliveries(ctx, self, [batch]):
+    if too_many_deliveries(ctx, self, [batch]):
         return {"dead_lettered": len(batch)}
     changes = decode_batch(ctx, batch, self.request.id)
     structlog.contextvars.bind_contextvars(task_id=self.request.id)
@@ -83,7 +61,7 @@ def apply_changes_task(self: Task, batch: list[Any]) -> dict[str, int]:
         dropped=result.dropped,
         source_ids=sorted({c.source_id for c in changes if c.source_id})[:20],
     )
-    _done(ctx, self)
+    finished(ctx, self)
     return {
         "received": result.received,
         "applied": len(result.applied),
@@ -96,7 +74,7 @@ def reindex_mount_task(
     self: Task, name: str, prefix: str = "", run_id: int | None = None, trigger: str = "manual"
 ) -> dict[str, Any]:
     ctx = current()
-    if _too_many_deliveries(ctx, self, [name, prefix, run_id, trigger]):
+    if too_many_deliveries(ctx, self, [name, prefix, run_id, trigger]):
         return {"dead_lettered": True}
     with ctx.pool.connection() as conn:
         try:
@@ -106,12 +84,12 @@ def reindex_mount_task(
             if run_id:
                 runs.update_run(conn, run_id, {}, state="failed", error=str(exc))
             conn.commit()
-            _done(ctx, self)
+            finished(ctx, self)
             return {"error": str(exc)}
         run_id = run_id or runs.create_run(conn, mount.id, prefix, trigger)
         runs.start_run(conn, run_id)
     summary = _run_with_progress(ctx, mount, prefix, run_id)
-    _done(ctx, self)
+    finished(ctx, self)
     return {"run": run_id, **summary}
 
 

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,13 +20,13 @@ import structlog
 from celery import Celery, Task
 
 from shared.catalog.mounts import Mount, Mounts
-from shared.deadletter import DeadLetters
 from shared.errors import BadInput, MountNotFound, RetryableError
 from shared.queues import QUEUE_ALIGNMENT, send
 from workers.alignment import hooks, notify, service, store
 from workers.alignment.config import AlignmentConfig
 from workers.alignment.mountio import StorageIO
 from workers.context import WorkerContext, current
+from workers.deliveries import too_many_deliveries
 
 log = structlog.get_logger("mountsync.alignment")
 SWEEP_EVERY_S = 30.0
@@ -46,23 +45,6 @@ def _autocommit(ctx: WorkerContext) -> Iterator[psycopg.Connection]:
             conn.autocommit = False
 
 
-def _poisoned(ctx: WorkerContext, task: Task, args: list[Any]) -> bool:
-    """Dead-letter a task delivered too often (Redis has no delivery limit of its own)."""
-    key = ctx.key(f"mountsync:deliveries:{task.request.id}")
-    pipe = ctx.redis.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, ctx.settings.visibility_timeout_s * 4)
-    count = int(pipe.execute()[0])
-    if count <= ctx.settings.max_deliveries:
-        return False
-    DeadLetters(ctx.pool).record(
-        source=f"task:{task.name}", message_id=task.request.id,
-        reason=f"delivered {count} times without finishing", payload=json.dumps(args).encode(),
-    )  # fmt: skip
-    log.error("alignment task dead-lettered", task=task.name, deliveries=count, args=args)
-    return True
-
-
 def _retry(task: Task, exc: Exception, max_retries: int = 10) -> Exception:
     countdown = min(2**task.request.retries, 300)
     return task.retry(exc=exc, countdown=countdown, max_retries=max_retries)  # type: ignore[no-any-return]
@@ -71,7 +53,7 @@ def _retry(task: Task, exc: Exception, max_retries: int = 10) -> Exception:
 def check_folder_task(self: Task, mount_id: int, folder: str) -> dict[str, Any]:
     """Check every due folder (``mount_id``/``folder`` name the one that sent this task)."""
     ctx = current()
-    if _poisoned(ctx, self, [mount_id, folder]):
+    if too_many_deliveries(ctx, self, [mount_id, folder]):
         return {"dead_lettered": True}
     config = hooks.config_for(ctx)
     claims = hooks.claim_due(ctx, MAX_PER_DRAIN)
