@@ -48,9 +48,7 @@ API_VERSION = "2024-06-01"  # the namespace data-plane version azure-eventgrid 4
 def check_endpoint(endpoint: str) -> str:
     """The namespace endpoint must carry its scheme: without it the SDK builds a bad URL (G24)."""
     if not endpoint.startswith(("https://", "http://")):
-        raise BadInput(
-            f"--endpoint {endpoint!r} needs its scheme: https://NAMESPACE.REGION-1.eventgrid.azure.net"
-        )
+        raise BadInput(f"--endpoint {endpoint!r} needs its scheme: https://NAMESPACE.REGION-1.eventgrid.azure.net")
     return endpoint.rstrip("/")
 
 
@@ -126,9 +124,7 @@ class EventGridPullSource:
         props = detail.get("brokerProperties") if isinstance(detail, dict) else None
         token = props.get("lockToken") if isinstance(props, dict) else None
         if not token or not isinstance(props, dict):
-            log.error(
-                "received an event without a lock token; it cannot be settled", detail=str(detail)[:300]
-            )
+            log.error("received an event without a lock token; it cannot be settled", detail=str(detail)[:300])
             return None
         event = detail.get("event")
         count = int(props.get("deliveryCount") or 1)
@@ -248,16 +244,12 @@ def register(produce_app: typer.Typer) -> None:
     @produce_app.command("azure-eventgrid")
     def produce_azure_eventgrid(
         ctx: typer.Context,
-        endpoint: str = typer.Option(
-            ..., "--endpoint", help="https://NAMESPACE.REGION-1.eventgrid.azure.net"
-        ),
+        endpoint: str = typer.Option(..., "--endpoint", help="https://NAMESPACE.REGION-1.eventgrid.azure.net"),
         topic: str = typer.Option(..., "--topic", help="Namespace topic name."),
         subscription: str = typer.Option(..., "--subscription", help="Event subscription (pull)."),
         credentials: str = typer.Option("", "--credentials", help="Named key: AZURE_EVENTGRID_KEY_<NAME>."),
         account: list[str] | None = ACCOUNT_OPTION,
-        release_delay: int = typer.Option(
-            10, "--release-delay", help="Seconds before a released event returns."
-        ),
+        release_delay: int = typer.Option(10, "--release-delay", help="Seconds before a released event returns."),
         renew_every: float = typer.Option(20.0, "--renew-every", help="Renew held locks this often (s)."),
     ) -> None:
         """Pull blob events from an Event Grid namespace subscription (key: AZURE_EVENTGRID_KEY)."""

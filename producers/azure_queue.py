@@ -186,18 +186,12 @@ def register(produce_app: typer.Typer) -> None:
     @produce_app.command("azure-queue")
     def produce_azure_queue(
         ctx: typer.Context,
-        queue: str = typer.Option(
-            ..., "--queue", help="Storage Queue the Event Grid subscription writes to."
-        ),
+        queue: str = typer.Option(..., "--queue", help="Storage Queue the Event Grid subscription writes to."),
         account_url: str = typer.Option("", "--account-url", help="https://ACCOUNT.queue.core.windows.net"),
         credentials: str = typer.Option("", "--credentials", help="Named credential set (see docs)."),
         account: list[str] | None = ACCOUNT_OPTION,
-        visibility_timeout: int = typer.Option(
-            300, "--visibility-timeout", help="Seconds a message stays hidden."
-        ),
-        max_deliveries: int = typer.Option(
-            10, "--max-deliveries", help="Dead-letter after this many deliveries."
-        ),
+        visibility_timeout: int = typer.Option(300, "--visibility-timeout", help="Seconds a message stays hidden."),
+        max_deliveries: int = typer.Option(10, "--max-deliveries", help="Dead-letter after this many deliveries."),
     ) -> None:
         """Consume blob events from an Azure Storage Queue (credentials as for az:// mounts)."""
         from producers.azure_common import (

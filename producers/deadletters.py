@@ -112,9 +112,7 @@ def replay_letters(
     settings = _settings(ctx)
     runtime = build_runtime(settings)
     try:
-        ids = letter_ids or _letter_ids(
-            runtime.pool, include_replayed=False, source=source or None, limit=limit
-        )
+        ids = letter_ids or _letter_ids(runtime.pool, include_replayed=False, source=source or None, limit=limit)
         options = ReplayOptions(trust_sequencer=trust_sequencer, enrich=enrich,
                                 azure_accounts=tuple(a for a in account or () if a))  # fmt: skip
         replayer = Replayer(runtime, options)

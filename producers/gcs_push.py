@@ -159,8 +159,7 @@ def parse_envelope(body: bytes, received_ns: int) -> RawMessage:
     message = doc.get("message") if isinstance(doc, dict) else None
     if not isinstance(message, dict):
         raise InvalidEvent(
-            "push body has no 'message' object (payload unwrapping must stay off: it drops the "
-            "GCS attributes)"
+            "push body has no 'message' object (payload unwrapping must stay off: it drops the GCS attributes)"
         )
     message_id = message.get("messageId") or message.get("message_id")
     if not isinstance(message_id, str) or not message_id:
@@ -192,9 +191,7 @@ class _Endpoint:
         self.verifier = PushVerifier(self.auth) if self.auth.enabled else None
         runtime = ctx.runtime
         self.deadletters = runtime.deadletters
-        self.pipeline = runtime.pipeline(
-            normalize_gcs, enrich=StatEnricher(mount_options_lookup(runtime.pool))
-        )
+        self.pipeline = runtime.pipeline(normalize_gcs, enrich=StatEnricher(mount_options_lookup(runtime.pool)))
         if self.verifier is None:
             log.warning("POST /push/gcs accepts unauthenticated pushes; set "
                         "MOUNTSYNC_GCS_PUSH_AUDIENCE and MOUNTSYNC_GCS_PUSH_SERVICE_ACCOUNTS")  # fmt: skip

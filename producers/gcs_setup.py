@@ -116,8 +116,7 @@ def plan_notification(
         raise BadInput(f"{topic!r} is not a topic; write projects/PROJECT/topics/NAME")
     if not PROJECT_RE.match(topic_project):
         raise BadInput(
-            f"project id {topic_project!r} is not valid: 6-30 lowercase letters, digits or '-', "
-            "starting with a letter"
+            f"project id {topic_project!r} is not valid: 6-30 lowercase letters, digits or '-', starting with a letter"
         )
     if not TOPIC_NAME_RE.match(topic_name):
         raise BadInput(
@@ -202,9 +201,7 @@ def register_root(app: typer.Typer) -> None:
             [], "--attribute", help="Custom attribute KEY=VALUE added to every message."
         ),
         apply: bool = typer.Option(False, "--apply", help="Create it on the bucket (else print)."),
-        replace: bool = typer.Option(
-            False, "--replace", help="With --apply: delete other configs on the same topic."
-        ),
+        replace: bool = typer.Option(False, "--replace", help="With --apply: delete other configs on the same topic."),
         credentials: str = typer.Option("", "--credentials", help="Named credential set."),
         endpoint_url: str = typer.Option("", "--endpoint-url", help="Another JSON API endpoint."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
@@ -254,8 +251,6 @@ def _print(result: dict[str, Any], console: Any, err_console: Any) -> None:
                 markup=False,
             )
     else:
-        console.print(
-            f"\nAn identical config exists already ({applied['notification_id']}); nothing changed."
-        )
+        console.print(f"\nAn identical config exists already ({applied['notification_id']}); nothing changed.")
     for note in result["notes"]:
         console.print(f"- {note}", markup=False)

@@ -103,9 +103,7 @@ def _paused_for_backpressure(
         return False
     # The cloud queue holds the backlog while Redis drains (design rule 6).
     if stats.paused == 0 or stats.paused % 50 == 0:
-        log.warning(
-            "changes queue is deep; pausing pulls", source=name, depth=queued, limit=settings.max_queue_depth
-        )
+        log.warning("changes queue is deep; pausing pulls", source=name, depth=queued, limit=settings.max_queue_depth)
     metrics.BACKPRESSURE_PAUSES.labels(name).inc()
     stats.paused += 1
     stop.wait(min(1.0, 0.05 * (1 + stats.paused % 20)))
@@ -153,9 +151,7 @@ def _settle(source: EventSource, outcome: Outcome, stats: LoopStats) -> None:
         stats.acked += len(outcome.ack) - len(failed)
 
 
-def _safely(
-    call: Callable[[list[RawMessage]], object], messages: list[RawMessage], what: str, name: str
-) -> None:
+def _safely(call: Callable[[list[RawMessage]], object], messages: list[RawMessage], what: str, name: str) -> None:
     try:
         call(messages)
     except RetryableError as exc:

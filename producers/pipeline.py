@@ -94,9 +94,7 @@ class Pipeline:
             outcome.nack.append(message)
             return
         metrics.DEAD_LETTERED.labels(message.source.value, reason.split(":")[0][:60]).inc()
-        log.warning(
-            "dead-lettered", source=message.source.value, message_id=message.message_id, reason=reason
-        )
+        log.warning("dead-lettered", source=message.source.value, message_id=message.message_id, reason=reason)
         outcome.reject.append(message)
         outcome.reasons.append(reason)
 
@@ -120,6 +118,4 @@ class Pipeline:
         metrics.CHANGES_ENQUEUED.labels(source).inc(len(changes))
         outcome.ack.extend(carriers)
         outcome.changes += len(changes)
-        log.info(
-            "enqueued", source=source, changes=len(changes), source_ids=[m.message_id for m in carriers][:20]
-        )
+        log.info("enqueued", source=source, changes=len(changes), source_ids=[m.message_id for m in carriers][:20])

@@ -27,9 +27,7 @@ class Runtime:
     deadletters: DeadLetters
 
     def pipeline(self, normalize: Normalizer, enrich: Enricher | None = None) -> Pipeline:
-        return Pipeline(
-            normalize, self.queue, self.deadletters, enrich=enrich, batch_size=self.settings.batch_size
-        )
+        return Pipeline(normalize, self.queue, self.deadletters, enrich=enrich, batch_size=self.settings.batch_size)
 
     def close(self) -> None:
         self.pool.close()

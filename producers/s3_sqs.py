@@ -80,9 +80,7 @@ def region_of(queue_url: str) -> str | None:
     return None
 
 
-def make_sqs_client(
-    queue_url: str, *, endpoint_url: str = "", region: str = "", credentials: str = ""
-) -> Any:
+def make_sqs_client(queue_url: str, *, endpoint_url: str = "", region: str = "", credentials: str = "") -> Any:
     """An SQS client for ``queue_url``: explicit endpoint, else boto3's AWS_ENDPOINT_URL
     convention, else the queue URL's own host when it is not AWS (ElasticMQ, moto)."""
     import boto3
@@ -314,9 +312,7 @@ def register(produce_app: typer.Typer) -> None:
         from producers.s3_versions import VersionedDeleteEnricher, mount_options_lookup
 
         def build(runtime: Any) -> tuple[Any, Any]:
-            client = make_sqs_client(
-                queue_url, endpoint_url=endpoint_url, region=region, credentials=credentials
-            )
+            client = make_sqs_client(queue_url, endpoint_url=endpoint_url, region=region, credentials=credentials)
             source = SqsSource(
                 client, queue_url, max_wait_s=wait_seconds,
                 visibility_timeout=visibility_timeout or None,

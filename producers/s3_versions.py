@@ -70,9 +70,7 @@ class VersionedDeleteEnricher:
         log.info("a version was deleted but the key is alive; recording its live state",
                  bucket=change.bucket, key=change.key, deleted_version=change.version,
                  live_version=info.version)  # fmt: skip
-        return dataclasses.replace(
-            change, kind=Kind.CREATED, size=info.size, etag=info.etag, version=info.version
-        )
+        return dataclasses.replace(change, kind=Kind.CREATED, size=info.size, etag=info.etag, version=info.version)
 
 
 def mount_options_lookup(pool: Any, ttl_s: float = 30.0) -> OptionsFor:

@@ -120,9 +120,7 @@ def mount_add(
             options=options,
             reindex_interval_s=reindex_interval or None,
         )
-        run_id = (
-            _queue_reindex(settings, conn, mount.name, mount.id, "", "mount-add") if initial_reindex else None
-        )
+        run_id = _queue_reindex(settings, conn, mount.name, mount.id, "", "mount-add") if initial_reindex else None
     if as_json:
         emit_json({**mount.describe(), "initial_reindex_run": run_id})
     else:
@@ -268,9 +266,7 @@ def ls(
 @app.command("demo")
 def demo(
     ctx: typer.Context,
-    data_dir: str = typer.Option(
-        ".mountsync", "--data-dir", help="Where embedded servers and sample files live."
-    ),
+    data_dir: str = typer.Option(".mountsync", "--data-dir", help="Where embedded servers and sample files live."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Stay up with Flower afterwards."),
     as_json: bool = JSON,
 ) -> None:

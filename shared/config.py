@@ -100,8 +100,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     settings = Settings(**values, extra=extra)
     if settings.visibility_timeout_s <= settings.task_time_limit_s:
         raise ConfigError(
-            "MOUNTSYNC_VISIBILITY_TIMEOUT must be longer than MOUNTSYNC_TASK_TIME_LIMIT, "
-            "or long tasks run twice"
+            "MOUNTSYNC_VISIBILITY_TIMEOUT must be longer than MOUNTSYNC_TASK_TIME_LIMIT, or long tasks run twice"
         )
     for url, var in ((settings.redis_url, "MOUNTSYNC_REDIS_URL"),):
         if not url.startswith(("redis://", "rediss://", "unix://")):

@@ -163,9 +163,7 @@ def _steps(root: Path) -> list[tuple[str, Callable[[], object]]]:
         ("delete drone/flight_1/frame_10.png", lambda: (root / "drone/flight_1/frame_10.png").unlink()),
         (
             "rename reef_b/frame_8.png -> frame_8_fixed.png",
-            lambda: (root / "survey_2024/reef_b/frame_8.png").rename(
-                root / "survey_2024/reef_b/frame_8_fixed.png"
-            ),
+            lambda: (root / "survey_2024/reef_b/frame_8.png").rename(root / "survey_2024/reef_b/frame_8_fixed.png"),
         ),
         (
             "insert a frame into annotated reef_a (shifts frames 3..)",
@@ -213,9 +211,7 @@ def run_demo(settings: Settings, data_dir: str, *, keep_running: bool, quiet: bo
     return summary
 
 
-def _run(
-    settings: Settings, root: Path, procs: Processes, say: Callable[..., None], quiet: bool
-) -> dict[str, Any]:
+def _run(settings: Settings, root: Path, procs: Processes, say: Callable[..., None], quiet: bool) -> dict[str, Any]:
     read_feed = _feed_reader(settings)
     procs.start("worker", "worker", "-c", "2")
     procs.start("producer", "produce", "fs", "--mount", MOUNT)

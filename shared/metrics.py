@@ -8,23 +8,17 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-EVENTS_RECEIVED = Counter(
-    "mountsync_events_received_total", "Transport messages received", ["source"]
-)
+EVENTS_RECEIVED = Counter("mountsync_events_received_total", "Transport messages received", ["source"])
 CHANGES_ENQUEUED = Counter(
     "mountsync_changes_enqueued_total", "Normalized changes put on the changes queue", ["source"]
 )
-MESSAGES_ACKED = Counter(
-    "mountsync_messages_acked_total", "Transport messages acknowledged after enqueue", ["source"]
-)
+MESSAGES_ACKED = Counter("mountsync_messages_acked_total", "Transport messages acknowledged after enqueue", ["source"])
 ACK_FAILURES = Counter(
     "mountsync_ack_failures_total",
     "Acks the transport refused (message will be redelivered)",
     ["source"],
 )
-DEAD_LETTERED = Counter(
-    "mountsync_dead_lettered_total", "Messages recorded as dead letters", ["source", "reason"]
-)
+DEAD_LETTERED = Counter("mountsync_dead_lettered_total", "Messages recorded as dead letters", ["source", "reason"])
 ENQUEUE_FAILURES = Counter(
     "mountsync_enqueue_failures_total", "Batches that could not be enqueued (nacked)", ["source"]
 )
@@ -34,15 +28,9 @@ BACKPRESSURE_PAUSES = Counter(
     ["source"],
 )
 QUEUE_DEPTH = Gauge("mountsync_queue_depth", "Messages waiting in a Redis queue", ["queue"])
-CHANGES_APPLIED = Counter(
-    "mountsync_changes_applied_total", "Changes that altered the catalog", ["mount", "kind"]
-)
-CHANGES_STALE = Counter(
-    "mountsync_changes_stale_total", "Changes ignored as duplicates or older than the catalog"
-)
-CHANGES_DROPPED = Counter(
-    "mountsync_changes_dropped_total", "Changes dropped on purpose", ["reason"]
-)
+CHANGES_APPLIED = Counter("mountsync_changes_applied_total", "Changes that altered the catalog", ["mount", "kind"])
+CHANGES_STALE = Counter("mountsync_changes_stale_total", "Changes ignored as duplicates or older than the catalog")
+CHANGES_DROPPED = Counter("mountsync_changes_dropped_total", "Changes dropped on purpose", ["reason"])
 APPLY_SECONDS = Histogram(
     "mountsync_apply_batch_seconds",
     "Time to apply one batch of changes",

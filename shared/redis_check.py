@@ -82,8 +82,7 @@ def _problems(config: Mapping[str, str]) -> list[str]:
     save = config.get("save")
     if not aof and save == "":
         problems.append(
-            "Redis has no persistence (appendonly no, save ''): a restart loses every queued "
-            "change; set appendonly yes"
+            "Redis has no persistence (appendonly no, save ''): a restart loses every queued change; set appendonly yes"
         )
     elif not aof and save is not None:
         problems.append(

@@ -14,9 +14,7 @@ T = TypeVar("T")
 IN_CI = bool(os.environ.get("CI"))
 
 
-def wait_for(
-    predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.05
-) -> T:
+def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.05) -> T:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     last: T | None = None

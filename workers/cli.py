@@ -18,9 +18,7 @@ def _celery(*args: str) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
-        queues: str = typer.Option(
-            ",".join(ALL_QUEUES), "-Q", "--queues", help="Queues to consume."
-        ),
+        queues: str = typer.Option(",".join(ALL_QUEUES), "-Q", "--queues", help="Queues to consume."),
         concurrency: int = typer.Option(0, "-c", "--concurrency", help="Processes (0 = cores)."),
         pool: str = typer.Option("prefork", "--pool", help="prefork, threads or solo."),
         loglevel: str = typer.Option("INFO", "--loglevel"),
@@ -33,9 +31,7 @@ def register(app: typer.Typer) -> None:
         """Run a Celery worker (late acks, prefetch 1, task events on)."""
         unknown = sorted(set(queues.split(",")) - set(ALL_QUEUES))
         if unknown:
-            raise typer.BadParameter(
-                f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}"
-            )
+            raise typer.BadParameter(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
         args = ["worker", "-Q", queues, "-E", "--pool", pool, "--loglevel", loglevel,
                 "--without-mingle", "--without-gossip"]  # fmt: skip
         if concurrency:

@@ -206,9 +206,7 @@ def run_reindex(
     return summary
 
 
-def _reconcile_folder(
-    ctx: WorkerContext, mount: Mount, storage: Storage, folder: str, summary: ReindexSummary
-) -> None:
+def _reconcile_folder(ctx: WorkerContext, mount: Mount, storage: Storage, folder: str, summary: ReindexSummary) -> None:
     observed_ns = ctx.clock.now_ns()
     listed = {i.key: i for i in storage.list(f"{folder}/" if folder else "", recursive=False)}
     changes = list(diff_folder(mount, listed, live_rows(ctx, mount, folder), observed_ns))

@@ -255,9 +255,7 @@ def _account(event: Event, ref: BlobRef) -> str:
     return event.account_hint or ref.account
 
 
-def event_changes(
-    raw: RawMessage, event: Event, accounts: frozenset[str] | None = None
-) -> list[ObjectChange]:
+def event_changes(raw: RawMessage, event: Event, accounts: frozenset[str] | None = None) -> list[ObjectChange]:
     """The changes one event stands for (``[]`` for events that change no object)."""
     if event.type in IGNORED_TYPES or event.type in DIRECTORY_TYPES:
         return []
@@ -283,8 +281,7 @@ def event_changes(
 def _check_account(event: Event, ref: BlobRef, accounts: frozenset[str] | None) -> None:
     if accounts is not None and _account(event, ref) not in accounts:
         raise InvalidEvent(
-            f"event from storage account {_account(event, ref)!r}; this producer serves "
-            f"{', '.join(sorted(accounts))}"
+            f"event from storage account {_account(event, ref)!r}; this producer serves {', '.join(sorted(accounts))}"
         )
 
 

@@ -118,8 +118,7 @@ def _check_agrees(resource: Mapping[str, Any], bucket: str, name: str, generatio
     for field, expected in (("bucket", bucket), ("name", name)):
         if field in resource and resource[field] != expected:
             raise InvalidEvent(
-                f"GCS notification data {field} {resource[field]!r} disagrees with "
-                f"the attributes ({expected!r})"
+                f"GCS notification data {field} {resource[field]!r} disagrees with the attributes ({expected!r})"
             )
     if "generation" in resource and _int(resource["generation"], "generation") != generation:
         raise InvalidEvent("GCS notification data generation disagrees with objectGeneration")

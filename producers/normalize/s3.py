@@ -183,9 +183,7 @@ def _from_record(record: Any, source_id: str, trust_sequencer: bool) -> ObjectCh
     )
 
 
-def _from_eventbridge(
-    event: Mapping[str, Any], message: RawMessage, trust_sequencer: bool
-) -> ObjectChange | None:
+def _from_eventbridge(event: Mapping[str, Any], message: RawMessage, trust_sequencer: bool) -> ObjectChange | None:
     if event.get("source") != "aws.s3":
         raise InvalidEvent(f"EventBridge event from {event.get('source')!r}, not aws.s3")
     detail_type = event["detail-type"]

@@ -45,10 +45,7 @@ CREATE TEMP TABLE IF NOT EXISTS routed_changes (
 STAGE_COLUMNS = "provider, bucket, key, folder, kind, size, etag, version, seq, event_ns, source, source_id"
 
 # 64-bit hash of a live object's identity and content token, identical to ``fingerprint_hash``.
-_FP = (
-    "('x' || left(md5({k} || '|' || coalesce({s}::text, '') || '|' || coalesce({e}, '')), 16))"
-    "::bit(64)::bigint"
-)
+_FP = "('x' || left(md5({k} || '|' || coalesce({s}::text, '') || '|' || coalesce({e}, '')), 16))::bit(64)::bigint"
 
 # Fan each staged change out to the mounts it belongs to, with the row's state before the batch.
 ROUTE_SQL = """

@@ -31,8 +31,7 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection:
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ServiceUnavailable(
-            f"PostgreSQL at {redact_url(url)} is not reachable ({reason}); "
-            "start it or set MOUNTSYNC_DATABASE_URL"
+            f"PostgreSQL at {redact_url(url)} is not reachable ({reason}); start it or set MOUNTSYNC_DATABASE_URL"
         ) from exc
 
 
@@ -86,9 +85,7 @@ def _alembic_config(url: str):  # type: ignore[no-untyped-def]
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1).replace(
-        "postgres://", "postgresql+psycopg://", 1
-    )
+    sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1).replace("postgres://", "postgresql+psycopg://", 1)
     cfg.set_main_option("sqlalchemy.url", sa_url.replace("%", "%%"))
     return cfg
 

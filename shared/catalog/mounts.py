@@ -125,8 +125,7 @@ class Mounts:
                 )
             except psycopg.errors.UniqueViolation:
                 raise MountExists(
-                    f"a mount named {name!r} exists already; pick another name or "
-                    f"`mountsync mount remove {name}` first"
+                    f"a mount named {name!r} exists already; pick another name or `mountsync mount remove {name}` first"
                 ) from None
             row = cur.fetchone()
         assert row is not None

@@ -46,8 +46,7 @@ def settle(store: MigrationStore, job_id: str, batch_size: int = LINK_BATCH_SIZE
         if job is None or job["state"] not in ("planning", "running", "cancelled"):
             return Settled()
         cur.execute(
-            "SELECT count(*) AS open FROM migration_items "
-            "WHERE job_id = %s AND state IN ('pending', 'running')",
+            "SELECT count(*) AS open FROM migration_items WHERE job_id = %s AND state IN ('pending', 'running')",
             (job_id,),
         )
         open_items = int(cur.fetchone()["open"])  # type: ignore[index]
@@ -153,9 +152,7 @@ def batch_state(store: MigrationStore, job_id: str, batch: int) -> dict[str, Any
         return cur.fetchone()
 
 
-def record_attempt(
-    store: MigrationStore, job_id: str, batch: int, state: str, reason: str | None = None
-) -> None:
+def record_attempt(store: MigrationStore, job_id: str, batch: int, state: str, reason: str | None = None) -> None:
     with store._tx() as cur:
         cur.execute(
             "UPDATE migration_link_batches SET attempts = attempts + 1, state = %s, reason = %s, "

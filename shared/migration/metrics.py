@@ -18,15 +18,9 @@ from prometheus_client.registry import Collector
 ITEMS_FINISHED = Counter("mountsync_migration_items_total", "Migration items finished, by outcome", ["state"])
 BYTES_SENT = Counter("mountsync_migration_bytes_sent_total", "Bytes uploaded by migrations")
 PARTS_SENT = Counter("mountsync_migration_parts_sent_total", "Multipart parts uploaded")
-PARTS_REUSED = Counter(
-    "mountsync_migration_parts_resumed_total", "Parts found complete on resume (not re-sent)"
-)
-LINK_BATCHES = Counter(
-    "mountsync_migration_link_batches_total", "Link batch delivery attempts, by result", ["state"]
-)
-ORPHANS_ABORTED = Counter(
-    "mountsync_migration_orphan_uploads_aborted_total", "Orphaned resumable uploads aborted"
-)
+PARTS_REUSED = Counter("mountsync_migration_parts_resumed_total", "Parts found complete on resume (not re-sent)")
+LINK_BATCHES = Counter("mountsync_migration_link_batches_total", "Link batch delivery attempts, by result", ["state"])
+ORPHANS_ABORTED = Counter("mountsync_migration_orphan_uploads_aborted_total", "Orphaned resumable uploads aborted")
 
 _STATE_SQL = "SELECT state, count(*) AS n FROM migration_jobs GROUP BY state"
 _ACTIVE_SQL = """
@@ -50,12 +44,8 @@ class JobsCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         jobs = GaugeMetricFamily("mountsync_migration_jobs", "Migration jobs by state", labels=["state"])
-        items = GaugeMetricFamily(
-            "mountsync_migration_job_items", "Items of active jobs", labels=["job_id", "kind"]
-        )
-        sizes = GaugeMetricFamily(
-            "mountsync_migration_job_bytes", "Bytes of active jobs", labels=["job_id", "kind"]
-        )
+        items = GaugeMetricFamily("mountsync_migration_job_items", "Items of active jobs", labels=["job_id", "kind"])
+        sizes = GaugeMetricFamily("mountsync_migration_job_bytes", "Bytes of active jobs", labels=["job_id", "kind"])
         try:
             with self._connect() as conn:
                 states = conn.execute(_STATE_SQL).fetchall()

@@ -330,6 +330,4 @@ def _check_unique(items: tuple[Item, ...], destination: StorageURL) -> None:
         key = destination_key(destination.prefix, item.path)
         first = keys.setdefault(key, index)
         if first != index:
-            raise BadInput(
-                f"items[{index}] ({item.entity_id}) and items[{first}] both map to destination key {key!r}"
-            )
+            raise BadInput(f"items[{index}] ({item.entity_id}) and items[{first}] both map to destination key {key!r}")

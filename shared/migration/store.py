@@ -103,9 +103,7 @@ class MigrationStore:
             row = cur.fetchone()
         return None if row is None else str(row["state"])
 
-    def set_state(
-        self, job_id: str, state: str, *, reason: str | None = None, only_from: Iterable[str] = ()
-    ) -> bool:
+    def set_state(self, job_id: str, state: str, *, reason: str | None = None, only_from: Iterable[str] = ()) -> bool:
         """Move a job to ``state`` (only from ``only_from`` states when given)."""
         allowed = list(only_from) or None
         final = state in FINAL_STATES
@@ -339,14 +337,11 @@ class MigrationStore:
         with self._tx() as cur:
             cur.execute("DELETE FROM migration_parts WHERE job_id = %s AND seq = %s", (job_id, seq))
             cur.execute(
-                "UPDATE migration_items SET upload_id = NULL, part_size = NULL "
-                "WHERE job_id = %s AND seq = %s",
+                "UPDATE migration_items SET upload_id = NULL, part_size = NULL WHERE job_id = %s AND seq = %s",
                 (job_id, seq),
             )
 
-    def part_sending(
-        self, job_id: str, seq: int, upload_id: str, number: int, size: int, fingerprint: str
-    ) -> None:
+    def part_sending(self, job_id: str, seq: int, upload_id: str, number: int, size: int, fingerprint: str) -> None:
         """Count a send of a part before it goes out (so re-sends are visible)."""
         with self._tx() as cur:
             cur.execute(

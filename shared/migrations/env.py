@@ -14,9 +14,7 @@ def run_migrations_online() -> None:
         raise RuntimeError("alembic config has no sqlalchemy.url (run through `mountsync db upgrade`)")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(
-            connection=connection, target_metadata=None, transaction_per_migration=True
-        )
+        context.configure(connection=connection, target_metadata=None, transaction_per_migration=True)
         with context.begin_transaction():
             # Serialize concurrent upgrades (several pods starting at once).
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7318504011)")

@@ -293,9 +293,7 @@ class AzureStorage:
         info = self.stat(session.key)
         expected = sum(p.size for p in ordered)
         if info.size != expected:
-            raise StorageUnavailable(
-                f"{self._what(session.key)}: committed {info.size} bytes, expected {expected}"
-            )
+            raise StorageUnavailable(f"{self._what(session.key)}: committed {info.size} bytes, expected {expected}")
         return info
 
     def abort_upload(self, session: UploadSession) -> None:

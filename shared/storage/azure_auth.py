@@ -145,9 +145,7 @@ def _default_credential() -> Any:
     try:
         from azure.identity import DefaultAzureCredential
     except ImportError as exc:
-        raise MissingExtra(
-            "DefaultAzureCredential needs azure-identity: pip install 'mountsync[azure]'"
-        ) from exc
+        raise MissingExtra("DefaultAzureCredential needs azure-identity: pip install 'mountsync[azure]'") from exc
     return DefaultAzureCredential()
 
 
@@ -167,9 +165,7 @@ def _with_account_url(
             credential = {"account_name": name, "account_key": settings["ACCOUNTKEY"]}
             return AzureAccess(service, url, name, credential=credential,
                                how=f"{how} + key from AZURE_STORAGE_CONNECTION_STRING")  # fmt: skip
-    return AzureAccess(
-        service, url, name, credential=_default_credential(), how=f"{how} + DefaultAzureCredential"
-    )
+    return AzureAccess(service, url, name, credential=_default_credential(), how=f"{how} + DefaultAzureCredential")
 
 
 def _named(name: str, account_url: str | None, service: str, environ: Mapping[str, str]) -> AzureAccess:

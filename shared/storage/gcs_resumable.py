@@ -40,9 +40,7 @@ class ResumableSessions:
     @staticmethod
     def check_part_size(part_size: int) -> None:
         if part_size <= 0 or part_size % CHUNK_ALIGN or part_size > MAX_PART_SIZE:
-            raise BadInput(
-                f"GCS part size must be a positive multiple of 256 KiB up to 5 GiB, got {part_size}"
-            )
+            raise BadInput(f"GCS part size must be a positive multiple of 256 KiB up to 5 GiB, got {part_size}")
 
     def check_parts(self, session: UploadSession, parts: list[PartInfo]) -> int:
         """Total size of ``parts`` after checking they are parts 1..n, all full but the last."""
@@ -62,9 +60,7 @@ class ResumableSessions:
         if number < 1:
             raise BadInput(f"part numbers start at 1, got {number}")
         if len(data) > session.part_size:
-            raise BadInput(
-                f"part {number} has {len(data)} bytes, more than the part size {session.part_size}"
-            )
+            raise BadInput(f"part {number} has {len(data)} bytes, more than the part size {session.part_size}")
         start = (number - 1) * session.part_size
         end = start + len(data)
         final = len(data) < session.part_size
@@ -101,9 +97,7 @@ class ResumableSessions:
         """Finish the upload; the object resource, or None when a final part already did."""
         if parts and max(parts, key=lambda p: p.number).size < session.part_size:
             return None
-        response = self._request(
-            session, headers={"Content-Range": f"bytes */{total}", "Content-Length": "0"}
-        )
+        response = self._request(session, headers={"Content-Range": f"bytes */{total}", "Content-Length": "0"})
         if response.status_code in (200, 201):
             return _json(response)
         if response.status_code in GONE:

@@ -248,9 +248,7 @@ class S3Storage:
             return self._put_multipart(key, stream, size)
         data = _read_exactly(stream, size, self._where(key))
         _expect_end(stream, size, self._where(key))
-        response = self._call(
-            "put_object", key, Key=key, Body=data, ContentLength=size, ContentMD5=_md5_b64(data)
-        )
+        response = self._call("put_object", key, Key=key, Body=data, ContentLength=size, ContentMD5=_md5_b64(data))
         return ObjectInfo(
             key=key,
             size=size,
@@ -352,9 +350,7 @@ class S3Storage:
                 "is not the one these parts make: start the upload again"
             )
         if info.size != expected:
-            raise StorageUnavailable(
-                f"{self._where(key)} has {info.size} bytes after completion, expected {expected}"
-            )
+            raise StorageUnavailable(f"{self._where(key)} has {info.size} bytes after completion, expected {expected}")
         return info
 
     def abort_upload(self, session: UploadSession) -> None:

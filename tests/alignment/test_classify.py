@@ -139,9 +139,7 @@ def test_classification(case: Case) -> None:
 
 def test_details_name_the_frames() -> None:
     before = pinned()
-    after = chain(add(frame("03a.png")), remove("07.png"), rename("01.png", "01z.png"), replace("05.png"))(
-        list(before)
-    )
+    after = chain(add(frame("03a.png")), remove("07.png"), rename("01.png", "01z.png"), replace("05.png"))(list(before))
     details = classify_folder_change(before, after).details()
     assert details["inserted"] == [{"index": 4, "key": "d/03a.png"}]
     assert details["removed"] == [{"index": 7, "key": "d/07.png"}]

@@ -187,9 +187,7 @@ def test_alerts_are_posted_to_the_webhook(mirror: Bucket, s3cli: Cli) -> None:
         "insert", f"{PREFIX}seq", 21)  # fmt: skip
 
 
-def test_worker_log_has_no_secrets(
-    s3_worker: WorkerProcess, mirror: Bucket, moto_server: MotoEndpoints
-) -> None:
+def test_worker_log_has_no_secrets(s3_worker: WorkerProcess, mirror: Bucket, moto_server: MotoEndpoints) -> None:
     log = s3_worker.log_tail(500_000)
     assert "alignment" in log or "applied" in log  # the log is the worker's, and not empty
     assert moto_server.secret_access_key not in log

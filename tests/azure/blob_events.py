@@ -185,9 +185,7 @@ class WebhookDelivery:
     def handshake(self) -> bool:
         """True when the endpoint proved it wants the events."""
         if self.cloudevents:
-            status, _, headers = self._send(
-                "OPTIONS", None, {"WebHook-Request-Origin": "eventgrid.azure.net"}
-            )
+            status, _, headers = self._send("OPTIONS", None, {"WebHook-Request-Origin": "eventgrid.azure.net"})
             allowed = headers.get("WebHook-Allowed-Origin") if headers else None
             return status == 200 and allowed in ("eventgrid.azure.net", "*")
         code = str(uuid.uuid4())
@@ -200,9 +198,7 @@ class WebhookDelivery:
         status, body, _ = self.post_raw(json.dumps(validation).encode(), "SubscriptionValidation")
         return status == 200 and json.loads(body or b"{}").get("validationResponse") == code
 
-    def post_raw(
-        self, body: bytes, event_type: str = "Notification", content_type: str = ""
-    ) -> tuple[int, bytes, Any]:
+    def post_raw(self, body: bytes, event_type: str = "Notification", content_type: str = "") -> tuple[int, bytes, Any]:
         headers = {
             "Content-Type": content_type or ("application/cloudevents-batch+json; charset=utf-8"
                                              if self.cloudevents else "application/json"),

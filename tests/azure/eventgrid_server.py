@@ -238,9 +238,7 @@ def _handler_for(server: EventGridServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _dispatch(
-    server: EventGridServer, match: re.Match[str], query: dict[str, str], body: bytes
-) -> tuple[int, Any]:
+def _dispatch(server: EventGridServer, match: re.Match[str], query: dict[str, str], body: bytes) -> tuple[int, Any]:
     topic, sub, op = match["topic"], match["sub"], match["op"]
     if op == "publish" and sub is None:
         payload = json.loads(body)

@@ -7,9 +7,7 @@ import pytest
 from shared.errors import ConfigError
 from shared.storage.azure_auth import account_from_url, resolve_access
 
-CONN = (
-    "DefaultEndpointsProtocol=https;AccountName=acmeraw;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net"
-)
+CONN = "DefaultEndpointsProtocol=https;AccountName=acmeraw;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net"
 
 
 def test_connection_string_from_the_sdk_variable() -> None:

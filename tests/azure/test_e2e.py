@@ -242,9 +242,7 @@ def test_namespace_pull_reaches_the_catalog_and_dead_letters_malformed(
     events = operations(BlobEventFactory(container))
     malformed = json.loads(json.dumps(events[0])) | {"id": "malformed-1"}
     malformed["data"]["contentLength"] = -5
-    publish(
-        eg_server.endpoint, eg_server.key, TOPIC, [*random.Random(3).sample(events, len(events)), malformed]
-    )
+    publish(eg_server.endpoint, eg_server.key, TOPIC, [*random.Random(3).sample(events, len(events)), malformed])
     proc = start_pull(az_env, eg_server, tmp_path, procs)
 
     converge(catalog_state, mount, bucket_state(container, azurite), "pulled events in the catalog")

@@ -21,13 +21,9 @@ def source_for(queue: Any, azurite: AzuriteEndpoints, **kwargs: Any) -> StorageQ
     return StorageQueueSource(make_queue_client(queue.queue_name, {}, env), **kwargs)
 
 
-def test_base64_events_normalize_and_ack_deletes(
-    storage_queue: Any, container: Any, azurite: AzuriteEndpoints
-) -> None:
+def test_base64_events_normalize_and_ack_deletes(storage_queue: Any, container: Any, azurite: AzuriteEndpoints) -> None:
     factory = BlobEventFactory(container)
-    queue_delivery(
-        storage_queue, [factory.put("v/clip 1.mp4", b"0123456789"), factory.delete("v/clip 1.mp4")]
-    )
+    queue_delivery(storage_queue, [factory.put("v/clip 1.mp4", b"0123456789"), factory.delete("v/clip 1.mp4")])
     source = source_for(storage_queue, azurite, renew=False)
 
     messages = source.receive(10, 5)

@@ -36,9 +36,7 @@ class FakeDeadLetters:
         self.records: list[tuple[str, str, bytes]] = []
         self.down = False
 
-    def record(
-        self, source: str, message_id: str, reason: str, payload: bytes, attributes: Any = None
-    ) -> int:
+    def record(self, source: str, message_id: str, reason: str, payload: bytes, attributes: Any = None) -> int:
         if self.down:
             raise OSError("postgres down")
         self.records.append((message_id, reason, payload))

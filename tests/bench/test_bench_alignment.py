@@ -61,9 +61,7 @@ def bench_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def bench_worker(
-    bench_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[WorkerProcess]]:
+def bench_worker(bench_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[WorkerProcess]]:
     """Worker pools per queue, as deployed: apply (2 processes) and alignment (1 process)."""
     level = os.environ.get("BENCH_LOG_LEVEL", "WARNING")
     extra = {k: v for k, v in os.environ.items() if k.startswith("MOUNTSYNC_ALIGNMENT_")}
@@ -131,9 +129,7 @@ class AlertWatcher:
             return
         probe_rows = "SELECT folder FROM objects WHERE folder = ANY(%s) AND key LIKE '%%/frame_0000b.png'"
         objects = conn.execute(probe_rows, (uncommitted,)).fetchall() if uncommitted else []
-        alerts = conn.execute(
-            "SELECT DISTINCT path FROM alignment_alerts WHERE path = ANY(%s)", (unseen,)
-        ).fetchall()
+        alerts = conn.execute("SELECT DISTINCT path FROM alignment_alerts WHERE path = ANY(%s)", (unseen,)).fetchall()
         now = time.time()
         with self.lock:
             for (folder,) in objects:
@@ -231,8 +227,7 @@ def test_change_to_alert_latency(
     if os.environ.get("BENCH_TRACE"):
         for f in folders:
             print(
-                f"probe {f} sent={watcher.sent[f]:.3f} visible={watcher.committed[f]:.3f} "
-                f"alert={watcher.seen[f]:.3f}"
+                f"probe {f} sent={watcher.sent[f]:.3f} visible={watcher.committed[f]:.3f} alert={watcher.seen[f]:.3f}"
             )
     watcher.stop.set()
     watcher.thread.join(timeout=10)

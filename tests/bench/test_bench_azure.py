@@ -89,8 +89,7 @@ def blob_events(bench_container: Any) -> list[dict[str, Any]]:
 
 def live_count(catalog: Any, mount: str) -> int:
     row = catalog.execute(
-        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
-        "WHERE m.name = %s AND NOT o.deleted",
+        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = %s AND NOT o.deleted",
         (mount,),
     ).fetchone()
     return int(row[0])
@@ -128,9 +127,7 @@ def test_bench_pull_consumer(
     procs: list[Proc] = []
     try:
         bare_sub = server.subscription(TOPIC, "bare")
-        procs.append(
-            spawn_python(BARE_PULL, [server.endpoint, TOPIC, "bare", str(EVENTS)], tmp_path / "bare.log")
-        )
+        procs.append(spawn_python(BARE_PULL, [server.endpoint, TOPIC, "bare", str(EVENTS)], tmp_path / "bare.log"))
         wait_for(lambda: "receive" in server.requests, timeout=60, what="the bare loop to poll")
         bare = timed(
             lambda: publish(server.endpoint, server.key, TOPIC, blob_events),
@@ -190,9 +187,7 @@ def test_bench_pull_consumer(
     )
 
 
-def start_http(
-    args: list[str], env: dict[str, str] | None, log: Path, code: str | None = None
-) -> tuple[Proc, int]:
+def start_http(args: list[str], env: dict[str, str] | None, log: Path, code: str | None = None) -> tuple[Proc, int]:
     port = free_port()
     if code is None:
         proc = Proc([*args, "--port", str(port)], env or {}, log).start()
@@ -237,9 +232,7 @@ def test_bench_webhook(
         delivered = True
 
     try:
-        bare = timed(
-            lambda: send(f"http://127.0.0.1:{port}/eventgrid"), {"200": lambda: delivered}, "bare HTTP"
-        )
+        bare = timed(lambda: send(f"http://127.0.0.1:{port}/eventgrid"), {"200": lambda: delivered}, "bare HTTP")
     finally:
         bare_proc.stop()
     name = f"bench-hook-{batch}"
@@ -252,9 +245,7 @@ def test_bench_webhook(
     )
     serve, port = start_http(["serve", "--threads", "8"], env, tmp_path / "serve.log")
     try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{port}/readyz", timeout=30
-        ) as ready:  # opens the runtime
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=30) as ready:  # opens the runtime
             assert ready.status == 200
         ours = timed(
             lambda: send(f"http://127.0.0.1:{port}/eventgrid?key=bench"),

@@ -79,9 +79,7 @@ class Proc:
 
 
 @pytest.fixture(scope="module")
-def notifications(
-    fake_gcs_notifying: GcsEndpoints, pubsub_emulator: PubSubEndpoints
-) -> tuple[str, list[Any]]:
+def notifications(fake_gcs_notifying: GcsEndpoints, pubsub_emulator: PubSubEndpoints) -> tuple[str, list[Any]]:
     """MESSAGES real notifications for MESSAGES new objects in a fresh bucket."""
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
     topic = fake_gcs_notifying.topic.rsplit("/", 1)[1]
@@ -134,8 +132,7 @@ def enqueued(log: str) -> int:
 
 def live_count(catalog: Any, mount: str) -> int:
     row = catalog.execute(
-        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
-        "WHERE m.name = %s AND NOT o.deleted",
+        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = %s AND NOT o.deleted",
         (mount,),
     ).fetchone()
     return int(row[0])

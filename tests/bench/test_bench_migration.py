@@ -140,9 +140,7 @@ def run_mountsync(client: MigrationClient, source: Path, bucket: str, endpoint: 
     return elapsed
 
 
-def test_migration_beside_awscli_s5cmd_rclone(
-    dataset: Path, moto: Any, bench_worker: Any, bench_report: Any
-) -> None:
+def test_migration_beside_awscli_s5cmd_rclone(dataset: Path, moto: Any, bench_worker: Any, bench_report: Any) -> None:
     endpoint = moto.endpoint_url
     env = {**os.environ, **moto.env()}
     env.pop("AWS_ENDPOINT_URL")

@@ -149,8 +149,7 @@ def wait_drained(moto: MotoEndpoints, queue_url: str, producer: Proc, n: int) ->
 
 def live_count(catalog: Any, mount: str) -> int:
     row = catalog.execute(
-        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
-        "WHERE m.name = %s AND NOT o.deleted",
+        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = %s AND NOT o.deleted",
         (mount,),
     ).fetchone()
     return int(row[0])

@@ -48,8 +48,7 @@ def enqueue_burst(settings: Settings, bucket: str) -> set[str]:
 def live_count(settings: Settings, mount: str) -> int:
     with psycopg.connect(settings.database_url) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
-            "WHERE m.name = %s AND NOT deleted",
+            "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = %s AND NOT deleted",
             (mount,),
         ).fetchone()
     return int(row[0]) if row else 0
@@ -107,9 +106,7 @@ def test_sigkill_of_a_pool_child_mid_batch_loses_nothing(own_settings, add_mount
 
 
 @pytest.mark.faults
-def test_sigkill_of_the_whole_worker_is_redelivered_after_visibility_timeout(
-    own_settings, add_mount, tmp_path
-) -> None:
+def test_sigkill_of_the_whole_worker_is_redelivered_after_visibility_timeout(own_settings, add_mount, tmp_path) -> None:
     add_mount("killed2", "s3://kill-bucket-2/")
     keys = enqueue_burst(own_settings, "kill-bucket-2")
     env = env_for(
@@ -119,9 +116,7 @@ def test_sigkill_of_the_whole_worker_is_redelivered_after_visibility_timeout(
         MOUNTSYNC_FEED_MAXLEN=str(own_settings.feed_maxlen),
     )
     first = WorkerProcess(env, tmp_path / "w1.log", "changes", 1).start()
-    wait_for(
-        lambda: live_count(own_settings, "killed2") >= 3 * PER_BATCH, timeout=60, what="first batches applied"
-    )
+    wait_for(lambda: live_count(own_settings, "killed2") >= 3 * PER_BATCH, timeout=60, what="first batches applied")
     first.kill()  # main process and children, no chance to requeue anything
     second = WorkerProcess(env, tmp_path / "w2.log", "changes", 2).start()
     try:

@@ -98,17 +98,13 @@ def start_producer(
 
 
 @pytest.fixture
-def notified(
-    fake_gcs_notifying: GcsEndpoints, pubsub_emulator: PubSubEndpoints, bucket_name: str
-) -> tuple[str, str]:
+def notified(fake_gcs_notifying: GcsEndpoints, pubsub_emulator: PubSubEndpoints, bucket_name: str) -> tuple[str, str]:
     """A subscription on the fake server's notification topic (before any operation)."""
     topic = fake_gcs_notifying.topic.rsplit("/", 1)[1]
     return pubsub_emulator.create_subscription(f"e2e-{bucket_name}", topic), bucket_name
 
 
-def make_bucket(
-    fake: GcsEndpoints, name: str, add_mount: Callable[..., Any], *, versioning: bool = False
-) -> Any:
+def make_bucket(fake: GcsEndpoints, name: str, add_mount: Callable[..., Any], *, versioning: bool = False) -> Any:
     fake.create_bucket(name, versioning=versioning)
     add_mount("m" + name[-12:], f"gs://{name}/", endpoint_url=fake.endpoint_url)
     return open_storage(f"gs://{name}/", fake.storage_options())

@@ -117,9 +117,7 @@ def test_plan_takes_short_event_names_a_prefix_and_a_bare_topic() -> None:
         ("media", "projects/acme-media/topics/gcs-events", {"custom_attributes": ["novalue"]}, "KEY=VALUE"),
     ],
 )
-def test_bad_inputs_are_refused_with_the_reason(
-    bucket: str, topic: str, kwargs: dict[str, Any], reason: str
-) -> None:
+def test_bad_inputs_are_refused_with_the_reason(bucket: str, topic: str, kwargs: dict[str, Any], reason: str) -> None:
     with pytest.raises(BadInput, match=reason):
         plan_notification(bucket, topic, **kwargs)
 
@@ -143,9 +141,7 @@ def test_cli_refuses_bad_input_with_exit_2(cli: Any) -> None:
 
 def test_apply_creates_once_and_replaces_payload_none_configs(stub: NotificationStub) -> None:
     client = stub.client()
-    old = client.bucket("media").notification(
-        topic_name="gcs-events", topic_project="acme-media"
-    )  # NONE default
+    old = client.bucket("media").notification(topic_name="gcs-events", topic_project="acme-media")  # NONE default
     old.create()
     plan = plan_notification("media", "projects/acme-media/topics/gcs-events", prefix="raw/")
     first = apply_notification(plan, client)

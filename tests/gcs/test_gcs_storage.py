@@ -85,9 +85,7 @@ def test_listing_streams_every_object_with_the_same_facts_as_stat(
     assert direct == [f"frames/{i:03d}.png" for i in range(11)]
 
 
-def test_listing_a_missing_bucket_is_an_error_not_an_empty_listing(
-    fake_gcs: GcsEndpoints, bucket_name: str
-) -> None:
+def test_listing_a_missing_bucket_is_an_error_not_an_empty_listing(fake_gcs: GcsEndpoints, bucket_name: str) -> None:
     storage = storage_for(fake_gcs, bucket_name)
     with pytest.raises(StorageUnavailable, match="does not exist"):
         list(storage.list())

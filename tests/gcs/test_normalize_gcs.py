@@ -191,8 +191,6 @@ def test_every_arrival_order_of_an_overwrite_then_delete_converges() -> None:
           "objectGeneration": "1", "eventTime": "yesterday"}, None, "timestamp"),
     ],
 )  # fmt: skip
-def test_malformed_notifications_are_invalid_events(
-    attributes: dict[str, str], data: Any, reason: str
-) -> None:
+def test_malformed_notifications_are_invalid_events(attributes: dict[str, str], data: Any, reason: str) -> None:
     with pytest.raises(InvalidEvent, match=reason):
         normalize_gcs(message(attributes, data))

@@ -31,9 +31,7 @@ def subscribe(pubsub: PubSubEndpoints, topic: str, **settings: object) -> str:
 
 def publish(pubsub: PubSubEndpoints, topic: str, count: int, prefix: str = "m") -> list[str]:
     publisher = pubsub.publisher()
-    futures = [
-        publisher.publish(pubsub.topic_path(topic), f"{prefix}{i}".encode(), n=str(i)) for i in range(count)
-    ]
+    futures = [publisher.publish(pubsub.topic_path(topic), f"{prefix}{i}".encode(), n=str(i)) for i in range(count)]
     ids = [f.result(timeout=30) for f in futures]
     publisher.transport.close()
     return ids
@@ -152,9 +150,7 @@ def none_payload_change(bucket: str, key: str, generation: int, event: str) -> O
     return change
 
 
-def test_enricher_stats_objects_of_payload_less_notifications(
-    fake_gcs: GcsEndpoints, bucket_name: str
-) -> None:
+def test_enricher_stats_objects_of_payload_less_notifications(fake_gcs: GcsEndpoints, bucket_name: str) -> None:
     fake_gcs.create_bucket(bucket_name)
     storage = open_storage(f"gs://{bucket_name}/", fake_gcs.storage_options())
     first = storage.put("a.png", io.BytesIO(b"one"), 3)

@@ -153,12 +153,8 @@ def test_pushes_without_a_valid_token_are_refused_and_leave_no_trace(
     assert queued(settings, redis_client) == before
 
 
-def test_audience_defaults_to_the_push_url(
-    make_client_for: Callable[..., Client], signer: LocalSigner
-) -> None:
-    client = make_client_for(
-        MOUNTSYNC_GCS_PUSH_SERVICE_ACCOUNTS=PUSHER, MOUNTSYNC_GCS_PUSH_CERTS_URL=signer.certs_url
-    )
+def test_audience_defaults_to_the_push_url(make_client_for: Callable[..., Client], signer: LocalSigner) -> None:
+    client = make_client_for(MOUNTSYNC_GCS_PUSH_SERVICE_ACCOUNTS=PUSHER, MOUNTSYNC_GCS_PUSH_CERTS_URL=signer.certs_url)
     ok = push(client, envelope(), signer.token(aud="http://localhost/push/gcs", email=PUSHER))
     assert ok.status_code == 204
     assert push(client, envelope(), signer.token(aud=AUDIENCE, email=PUSHER)).status_code == 401

@@ -22,9 +22,7 @@ def test_parse_value(text: str, value: object) -> None:
 
 def test_items_file_and_spec(tmp_path: Path) -> None:
     items = tmp_path / "items.jsonl"
-    items.write_text(
-        '{"entity_id": "1", "path": "a.jpg"}\n\n{"entity_id": 2, "path": "b/c.jpg", "size": 3}\n'
-    )
+    items.write_text('{"entity_id": "1", "path": "a.jpg"}\n\n{"entity_id": 2, "path": "b/c.jpg", "size": 3}\n')
     spec = build_spec("file:///data", "s3://b/p", str(items), None, "platform.relink", "platform", "job-9",
                       ["part_size=32MiB", "skip_existing=false"], "", "http://127.0.0.1:9000")  # fmt: skip
     parsed = parse_spec(spec)
@@ -48,7 +46,5 @@ def test_bad_cli_input(tmp_path: Path) -> None:
 
 
 def test_human_formats() -> None:
-    assert (
-        human_bytes(0) == "0 B" and human_bytes(1536) == "1.5 KiB" and human_bytes(3 * 1024**3) == "3.0 GiB"
-    )
+    assert human_bytes(0) == "0 B" and human_bytes(1536) == "1.5 KiB" and human_bytes(3 * 1024**3) == "3.0 GiB"
     assert human_eta(None) == "-" and human_eta(75) == "1:15" and human_eta(3725) == "1:02:05"

@@ -105,9 +105,7 @@ def test_cli_bad_input_is_one_line_exit_2(mig_env) -> None:
     assert missing.returncode == 2 and "no migration job" in missing.stderr
 
 
-def test_other_service_sends_task_by_name(
-    tmp_path: Path, mig_worker, mig_settings, moto, bucket, client
-) -> None:
+def test_other_service_sends_task_by_name(tmp_path: Path, mig_worker, mig_settings, moto, bucket, client) -> None:
     src = tmp_path / "src"
     make_tree(src, {f"f{i}.txt": 10 for i in range(25)})
     spec = {"source": f"file://{src}", "destination": f"s3://{bucket}/byname",

@@ -91,9 +91,7 @@ def test_too_many_inline_items_is_refused() -> None:
         parse_spec({**GOOD, "items": items})
 
 
-@pytest.mark.parametrize(
-    "path", ["a", "a/b/c.jpg", "./a", "././a/b", "dir.with.dots/x", "ümlaut/ß.png", "a b/c+d"]
-)
+@pytest.mark.parametrize("path", ["a", "a/b/c.jpg", "./a", "././a/b", "dir.with.dots/x", "ümlaut/ß.png", "a b/c+d"])
 def test_safe_paths(path: str) -> None:
     key = destination_key("prefix/", path)
     assert key.startswith("prefix/") and ".." not in key.split("/")

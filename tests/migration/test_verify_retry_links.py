@@ -65,9 +65,7 @@ def test_same_content_needs_positive_evidence() -> None:
     assert same_content(ObjectInfo("k", size, etag=s3_multipart_etag(DATA, MiB)), digests)
     assert same_content(ObjectInfo("k", size, etag="0" * 32), digests) is False
     assert same_content(ObjectInfo("k", size - 1, etag=hashlib.md5(DATA).hexdigest()), digests) is False
-    gcs = ObjectInfo(
-        "k", size, etag="CKih", checksums={"md5": base64.b64encode(hashlib.md5(DATA).digest()).decode()}
-    )
+    gcs = ObjectInfo("k", size, etag="CKih", checksums={"md5": base64.b64encode(hashlib.md5(DATA).digest()).decode()})
     assert same_content(gcs, digests)
     azure = ObjectInfo("k", size, etag="0x8DC")
     assert same_content(azure, digests) is None  # no evidence: copy again

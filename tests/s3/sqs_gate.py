@@ -68,9 +68,7 @@ class SqsGate:
 
             def _forward(self, body: bytes) -> None:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-                request = urllib.request.Request(
-                    gate.upstream + self.path, data=body, headers=headers, method="POST"
-                )
+                request = urllib.request.Request(gate.upstream + self.path, data=body, headers=headers, method="POST")
                 try:
                     with urllib.request.urlopen(request, timeout=60) as response:
                         status, reply, reply_headers = response.status, response.read(), response.headers

@@ -163,9 +163,7 @@ def test_malformed_bodies_are_dead_lettered_then_deleted(
     by_payload = {bytes(r[2]): (r[0], r[1]) for r in rows}
     assert by_payload[b"this is not an S3 event"][0] == "s3-sqs"
     assert "not JSON" in by_payload[b"this is not an S3 event"][1]
-    assert (
-        "unknown S3 event name 'x'" in by_payload[json.dumps({"Records": [{"eventName": "x"}]}).encode()][1]
-    )
+    assert "unknown S3 event name 'x'" in by_payload[json.dumps({"Records": [{"eventName": "x"}]}).encode()][1]
     wait_for(lambda: queue_empty(moto, queue_url), timeout=30, what="bad messages deleted after recording")
 
 
@@ -218,9 +216,7 @@ def test_duplicated_and_reordered_events_converge(
         else:
             s3.put_object(Bucket="churn", Key=key, Body=rng.randbytes(rng.randrange(1, 200)))
     captured = []
-    while batch := sqs.receive_message(QueueUrl=capture_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-        "Messages"
-    ):
+    while batch := sqs.receive_message(QueueUrl=capture_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages"):
         captured.extend(m["Body"] for m in batch)
     assert len(captured) > 250
     bodies = captured + rng.sample(captured, len(captured) // 2)  # half of them twice

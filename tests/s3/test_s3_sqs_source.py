@@ -17,9 +17,7 @@ from tests.standins.s3 import MotoEndpoints
 
 @pytest.fixture
 def queue_url(moto: MotoEndpoints) -> str:
-    url: str = moto.client("sqs").create_queue(QueueName="events", Attributes={"VisibilityTimeout": "30"})[
-        "QueueUrl"
-    ]
+    url: str = moto.client("sqs").create_queue(QueueName="events", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
     return url
 
 

@@ -186,9 +186,7 @@ def test_unknown_credential_set_is_a_config_error(
 ) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-    adapter = open_storage(
-        f"s3://{bucket_name}/", {"endpoint_url": moto.endpoint_url, "credentials": "nobody"}
-    )
+    adapter = open_storage(f"s3://{bucket_name}/", {"endpoint_url": moto.endpoint_url, "credentials": "nobody"})
     with pytest.raises(ConfigError, match="'nobody'"):
         adapter.check(writable=False)
 
@@ -203,9 +201,7 @@ def test_named_credential_set_is_used(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    adapter = open_storage(
-        f"s3://{bucket_name}/", {"endpoint_url": moto.endpoint_url, "credentials": "annotators"}
-    )
+    adapter = open_storage(f"s3://{bucket_name}/", {"endpoint_url": moto.endpoint_url, "credentials": "annotators"})
     adapter.check(writable=True)
     assert adapter.client._request_signer._credentials.access_key == "AKIDNAMED"
 

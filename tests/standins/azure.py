@@ -104,9 +104,7 @@ def _install_azurite() -> str:
     command = [npm, "install", "--no-audit", "--no-fund", "--prefix", str(NODE_CACHE),
                f"azurite@{AZURITE_VERSION}"]  # fmt: skip
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=INSTALL_DEADLINE_S, check=False
-        )
+        done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_DEADLINE_S, check=False)
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"npm install azurite took longer than {INSTALL_DEADLINE_S:.0f} s") from exc
     launcher = NODE_CACHE / "node_modules/.bin/azurite"

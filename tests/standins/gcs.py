@@ -95,9 +95,7 @@ class PubSubEndpoints:
         path = self.subscription_path(name)
         subscriber = self.subscriber()
         try:
-            subscriber.create_subscription(
-                request={"name": path, "topic": self.topic_path(topic), **settings}
-            )
+            subscriber.create_subscription(request={"name": path, "topic": self.topic_path(topic), **settings})
         finally:
             subscriber.close()
         return path

@@ -22,9 +22,7 @@ from dataclasses import dataclass, field
 from shared.errors import ConfigError
 
 IMAGE_TYPES = frozenset({"png", "jpg", "jpeg"})
-VIDEO_TYPES = frozenset(
-    {"mp4", "webm", "avi", "mov", "mkv", "m4v", "mpg", "mpeg", "mp2", "wmv", "flv", "ogv", "3gp"}
-)
+VIDEO_TYPES = frozenset({"mp4", "webm", "avi", "mov", "mkv", "m4v", "mpg", "mpeg", "mp2", "wmv", "flv", "ogv", "3gp"})
 ANNOTATION_TYPES = frozenset({"csv", "json"})
 SIDECAR_SUFFIX = "_metadata"
 DEFAULT_MANIFEST_NAME = "frames.txt"
@@ -172,9 +170,7 @@ def describe_folder(folder: str, keys: Iterable[str], types: MediaTypes) -> Fold
     return FolderContents(folder, tuple(datasets), tuple(orphans), manifest, others)
 
 
-def _spec(
-    path: str, folder: str, kind: str, media: tuple[str, ...], files: list[tuple[str, Role]]
-) -> DatasetSpec:
+def _spec(path: str, folder: str, kind: str, media: tuple[str, ...], files: list[tuple[str, Role]]) -> DatasetSpec:
     name = split_name(path)[1] if kind == VIDEO else basename(folder) or "/"
     return DatasetSpec(
         path=path,

@@ -75,11 +75,7 @@ def order_frames(
     frames = [objects[k] for k in spec.media]
     if spec.type == VIDEO:
         return frames
-    listed = (
-        parse_frame_manifest(io.read_text(contents.manifest))
-        if (order == MANIFEST and contents.manifest)
-        else []
-    )
+    listed = parse_frame_manifest(io.read_text(contents.manifest)) if (order == MANIFEST and contents.manifest) else []
     policy = get_policy(order, listed)
     return sorted(frames, key=lambda f: policy.key(f.key.rpartition("/")[2]))
 
@@ -327,9 +323,7 @@ class FramesView:
     live: dict[str, Frame]
 
 
-def frames_view(
-    conn: psycopg.Connection, config: AlignmentConfig, mount: Mount, path: str, io: MountIO
-) -> FramesView:
+def frames_view(conn: psycopg.Connection, config: AlignmentConfig, mount: Mount, path: str, io: MountIO) -> FramesView:
     """What the platform should use: the pinned manifest while quarantined, else live frames."""
     with conn.transaction():
         path, folder = locate_dataset(conn, config, mount, path)

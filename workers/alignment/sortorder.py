@@ -43,9 +43,7 @@ RunKey = tuple[tuple[int, int | str], ...]
 
 def natural_runs(name: str) -> RunKey:
     """DIVE's comparison key for ``name`` (without the tie-break)."""
-    return tuple(
-        (0, int(run)) if run[0].isascii() and run[0].isdigit() else (1, run) for run in _RUNS.findall(name)
-    )
+    return tuple((0, int(run)) if run[0].isascii() and run[0].isdigit() else (1, run) for run in _RUNS.findall(name))
 
 
 def dive_key(name: str) -> tuple[RunKey, str]:

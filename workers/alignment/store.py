@@ -174,9 +174,7 @@ def list_datasets(conn: psycopg.Connection, mount_id: int) -> list[Dataset]:
     return [_dataset(r) for r in rows]
 
 
-def upsert_dataset(
-    conn: psycopg.Connection, mount_id: int, spec: DatasetSpec, order: str, frame_count: int
-) -> Dataset:
+def upsert_dataset(conn: psycopg.Connection, mount_id: int, spec: DatasetSpec, order: str, frame_count: int) -> Dataset:
     """Create the dataset or refresh what the folder shows now (linked files, count, presence)."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
@@ -199,8 +197,7 @@ def upsert_dataset(
 
 def mark_absent(conn: psycopg.Connection, dataset_id: int) -> None:
     conn.execute(
-        "UPDATE datasets SET present = false, frame_count = 0, checked_at = now(), "
-        "updated_at = now() WHERE id = %s",
+        "UPDATE datasets SET present = false, frame_count = 0, checked_at = now(), updated_at = now() WHERE id = %s",
         (dataset_id,),
     )
 
@@ -312,9 +309,7 @@ def get_alert(conn: psycopg.Connection, alert_id: int, *, for_update: bool = Fal
 
 def open_alert(conn: psycopg.Connection, dataset_id: int) -> Alert | None:
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            f"{_ALERT_SELECT} WHERE a.dataset_id = %s AND a.status = 'open'", (dataset_id,)
-        ).fetchone()
+        row = cur.execute(f"{_ALERT_SELECT} WHERE a.dataset_id = %s AND a.status = 'open'", (dataset_id,)).fetchone()
     return _alert(row) if row else None
 
 
@@ -329,9 +324,7 @@ def list_alerts(
         where.append("a.status = 'open'")
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            f"{_ALERT_SELECT}{clause} ORDER BY a.id DESC LIMIT %s", (*params, limit)
-        ).fetchall()
+        rows = cur.execute(f"{_ALERT_SELECT}{clause} ORDER BY a.id DESC LIMIT %s", (*params, limit)).fetchall()
     return [_alert(r) for r in rows]
 
 

@@ -62,9 +62,7 @@ def check_folder_task(self: Task, mount_id: int, folder: str) -> dict[str, Any]:
         mounts: dict[int, Mount | None] = {}
         with _autocommit(ctx) as conn:  # one connection for the whole drain
             for claim in claims:
-                outcomes[f"{claim.mount_id}:{claim.folder}"] = _check_claimed(
-                    ctx, conn, config, claim, mounts
-                )
+                outcomes[f"{claim.mount_id}:{claim.folder}"] = _check_claimed(ctx, conn, config, claim, mounts)
     if len(claims) == MAX_PER_DRAIN:  # more are due: keep draining in another task
         send(ctx.app, hooks.TASK_CHECK, mount_id, folder, queue=QUEUE_ALIGNMENT)
     ctx.redis.delete(ctx.key(f"mountsync:deliveries:{self.request.id}"))

@@ -168,9 +168,7 @@ class Transfer:
         if same_content(info, digests, record) is not True:
             return None
         self._forget_upload(item)
-        return Outcome(
-            "skipped", checksum=digests.checksum, etag=info.etag, size=size, verified_by="existing"
-        )
+        return Outcome("skipped", checksum=digests.checksum, etag=info.etag, size=size, verified_by="existing")
 
     def _hash_source(self, src_key: str, part_sizes: set[int]) -> Digests:
         def read() -> Digests:
@@ -240,9 +238,7 @@ class Transfer:
         self.store.start_upload(item.job_id, item.seq, session.upload_id, part_size)
         return session, {}
 
-    def _confirmed_parts(
-        self, item: ItemRow, session: UploadSession
-    ) -> dict[int, tuple[PartInfo, str]] | None:
+    def _confirmed_parts(self, item: ItemRow, session: UploadSession) -> dict[int, tuple[PartInfo, str]] | None:
         """Parts recorded as done AND listed by the provider with the same size (and ETag),
         with the MD5 recorded when they were sent; None when the upload no longer exists."""
         try:
@@ -324,9 +320,7 @@ class Transfer:
             if not job.cancelled():
                 job.exception()
 
-    def _send_part(
-        self, item: ItemRow, session: UploadSession, number: int, data: bytes, print_: str
-    ) -> PartInfo:
+    def _send_part(self, item: ItemRow, session: UploadSession, number: int, data: bytes, print_: str) -> PartInfo:
         try:
             self.store.part_sending(item.job_id, item.seq, session.upload_id, number, len(data), print_)
 
@@ -349,9 +343,7 @@ class Transfer:
 
     def _complete(self, item: ItemRow, session: UploadSession, parts: list[PartInfo]) -> ObjectInfo:
         try:
-            info: ObjectInfo = self._call(
-                lambda: self.dest.complete_upload(session, parts), "complete upload"
-            )
+            info: ObjectInfo = self._call(lambda: self.dest.complete_upload(session, parts), "complete upload")
             return info
         except ObjectNotFound:
             # An earlier call completed it and its answer was lost: check what is there.

@@ -156,17 +156,13 @@ def check_upload(info: ObjectInfo, digests: Digests, part_etags: list[str] | Non
     are not MD5s, and S3 already checked every request body against its Content-MD5.
     """
     if info.size != digests.size:
-        raise ChecksumMismatch(
-            f"destination has {info.size} bytes after upload, the source had {digests.size}"
-        )
+        raise ChecksumMismatch(f"destination has {info.size} bytes after upload, the source had {digests.size}")
     explicit = explicit_sums(info)
     for name in ("sha256", "md5"):
         ours = getattr(digests, name)
         if name in explicit and ours:
             if explicit[name] != ours:
-                raise ChecksumMismatch(
-                    f"destination {name} {explicit[name]} differs from the source's {ours}"
-                )
+                raise ChecksumMismatch(f"destination {name} {explicit[name]} differs from the source's {ours}")
             return name
     etag = (info.etag or "").lower()
     if digests.md5 and etag == digests.md5:

@@ -116,6 +116,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(
-        "DROP TABLE drops, reindex_runs, dead_letters, feed_outbox, folders, objects, mounts"
-    )
+    op.execute("DROP TABLE drops, reindex_runs, dead_letters, feed_outbox, folders, objects, mounts")

@@ -110,6 +110,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(
-        "DROP TABLE migration_verified, migration_link_batches, migration_parts, "
-        "migration_items, migration_jobs"
+        "DROP TABLE migration_verified, migration_link_batches, migration_parts, migration_items, migration_jobs"
     )
