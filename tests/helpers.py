@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -35,6 +36,18 @@ def require_service(name: str, ok: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+    """Terminate a stand-in process, killing it if it does not exit in time."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
 
 
 def free_port() -> int:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import require_service, stop_process
+
 AZURITE_VERSION = "3.35.0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_CACHE = REPO_ROOT / ".mountsync" / "node"
@@ -176,23 +178,10 @@ class AzuriteServer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc)
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
-
-
-def unavailable(reason: str) -> None:
-    """Fail in CI, skip elsewhere: a missing stand-in is never a silent pass."""
-    if os.environ.get("CI"):
-        pytest.fail(f"azurite unavailable: {reason}")
-    pytest.skip(f"azurite unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -202,7 +191,7 @@ def azurite() -> Iterator[AzuriteEndpoints]:
     try:
         endpoints = server.start()
     except (RuntimeError, OSError) as exc:
-        unavailable(str(exc))
+        require_service("azurite", False, str(exc))
     try:
         yield endpoints
     finally:

@@ -39,6 +39,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import require_service, stop_process
+
 PROJECT = "mountsync-test"
 NOTIFY_TOPIC = "gcs-notifications"
 START_DEADLINE_S = 30.0
@@ -234,13 +236,7 @@ class StandIn:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -315,18 +311,11 @@ class GcpStorageEmulator(StandIn):
         return f"{self.url}/"
 
 
-def unavailable(what: str, reason: str) -> None:
-    """Fail in CI, skip elsewhere: a missing stand-in is never a silent pass."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} unavailable: {reason}")
-    pytest.skip(f"{what} unavailable: {reason}")
-
-
 def _run(server: StandIn, env: dict[str, str] | None = None) -> Iterator[None]:
     try:
         server.start(env)
     except (RuntimeError, OSError) as exc:
-        unavailable(server.name, str(exc))
+        require_service(server.name, False, str(exc))
     try:
         yield
     finally:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import require_service, stop_process
+
 REGION = "us-east-1"
 DUMMY_KEY_ID = "testing"
 DUMMY_SECRET = "testing"  # moto accepts any pair; never a real secret
@@ -136,13 +138,7 @@ class MotoServer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.log_path)
 
@@ -177,13 +173,6 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault(name, value)
 
 
-def unavailable(reason: str) -> None:
-    """Fail in CI, skip elsewhere: a missing stand-in is never a silent pass."""
-    if os.environ.get("CI"):
-        pytest.fail(f"moto server unavailable: {reason}")
-    pytest.skip(f"moto server unavailable: {reason}")
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoEndpoints]:
     """A moto server for the whole session; yields its ``MotoEndpoints``."""
@@ -191,7 +180,7 @@ def moto_server() -> Iterator[MotoEndpoints]:
     try:
         endpoints = server.start()
     except (RuntimeError, OSError) as exc:
-        unavailable(str(exc))
+        require_service("moto server", False, str(exc))
     try:
         yield endpoints
     finally:
