@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import psycopg
 import structlog
 
 from shared import metrics
 from shared.catalog.apply import ApplyResult, apply_changes, drain_feed
+from shared.errors import ServiceUnavailable
 from shared.events import ObjectChange
 from shared.queues import FEED_STREAM
 from workers.context import WorkerContext
@@ -19,12 +21,15 @@ log = structlog.get_logger("mountsync.apply")
 def apply_batch(ctx: WorkerContext, changes: Sequence[ObjectChange]) -> ApplyResult:
     """Apply ``changes`` through the one write path, publish the feed, run post-apply hooks."""
     started = time.perf_counter()
-    with ctx.pool.connection() as conn:
-        result = apply_changes(conn, changes)
-    metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
-    _count(result)
-    with ctx.pool.connection() as conn:
-        drain_feed(conn, ctx.redis, ctx.key(FEED_STREAM), ctx.settings.feed_maxlen)
+    try:
+        with ctx.pool.connection() as conn:
+            result = apply_changes(conn, changes)
+        metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
+        _count(result)
+        with ctx.pool.connection() as conn:
+            drain_feed(conn, ctx.redis, ctx.key(FEED_STREAM), ctx.settings.feed_maxlen)
+    except psycopg.OperationalError as exc:  # server gone mid-batch, pool timeout: retry, never drop
+        raise ServiceUnavailable(f"PostgreSQL failed while applying a batch: {exc}") from exc
     if result.applied:
         _after_apply(ctx, result)
     if result.dropped:

@@ -143,9 +143,7 @@ def test_oversized_payloads_are_stored_truncated_with_the_reason(runtime, catalo
     assert letters(catalog)[0][2] == MAX_STORED_PAYLOAD
 
 
-def test_one_bad_event_never_holds_back_the_good_ones(
-    runtime, catalog, add_mount, catalog_state, worker
-) -> None:
+def test_one_bad_event_never_holds_back_the_good_ones(runtime, catalog, add_mount, catalog_state, worker) -> None:
     add_mount("badinput", "s3://bad-input/")
     good = [s3_body(f"good/{i}.jpg") for i in range(5)]
     outcome = process(runtime, normalize_s3, good[0], s3_body("x.jpg", bucket="nul\x00"), *good[1:])
