@@ -19,7 +19,9 @@ log = structlog.get_logger("mountsync.tasks")
 
 
 def _key(ctx: WorkerContext, task: Task) -> str:
-    return ctx.key(f"mountsync:deliveries:{task.request.id}")
+    # Per retry: a task retrying through a long outage (self.retry keeps the id) is not poison;
+    # only redeliveries of the same attempt (worker lost) count toward the limit.
+    return ctx.key(f"mountsync:deliveries:{task.request.id}:{task.request.retries or 0}")
 
 
 def too_many_deliveries(ctx: WorkerContext, task: Task, args: Any) -> bool:
