@@ -1,0 +1,180 @@
+"""Load: a burst of 200,000 S3 notifications through the producer loop, Redis and two worker
+processes into the catalog, with producer backpressure (``MOUNTSYNC_MAX_QUEUE_DEPTH``).
+
+The source is a synthetic SQS stand-in that holds the whole burst at once (the cloud queue's
+backlog: generated lazily, one S3 record per message as S3 sends them). The real ``run_source``
+loop, pipeline, S3 normalizer, ``ChangeQueue``, Celery worker (``mountsync worker -Q changes -c 2``)
+and catalog do the rest. Redis is a server of the test's own, so its memory is this run's alone.
+
+Reported: changes/s end to end; peak Redis ``used_memory`` beside the memory the same burst takes
+when enqueued without backpressure; peak ``changes`` queue depth; peak worker RSS.
+Run with ``pytest -m bench tests/bench/test_bench_load.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+import pytest
+
+from producers.loop import run_source
+from producers.normalize.s3 import normalize_s3
+from producers.runtime import build_runtime
+from shared.config import Settings
+from shared.events import Kind, ObjectChange, Provider, RawMessage, Source
+from shared.queues import ChangeQueue, make_client
+from tests.conftest import WorkerProcess, env_for
+from tests.helpers import wait_for
+from tests.reliability.servers import OwnRedis
+
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(900)]
+TOTAL = 200_000
+MAX_DEPTH = 20  # tasks of <= 500 changes: at most ~10,000 changes wait in Redis
+BUCKET = "load-bucket"
+MiB = 1024 * 1024
+
+
+class BurstSource:
+    """An ``EventSource`` whose backlog is the whole burst; nacked messages come back first."""
+
+    name = Source.S3_SQS
+
+    def __init__(self, total: int) -> None:
+        self._fresh = (self._message(i) for i in range(total))
+        self._again: deque[RawMessage] = deque()
+        self.acked = 0
+
+    @staticmethod
+    def _message(i: int) -> RawMessage:
+        obj = {"key": f"cam{i % 200:03d}/{i:07d}.jpg", "size": i % 4096, "eTag": f"{i:032x}",
+               "sequencer": f"{i:018X}"}  # fmt: skip
+        record = {"eventVersion": "2.1", "eventSource": "aws:s3", "eventTime": "2024-05-01T12:00:00.000Z",
+                  "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": obj}}  # fmt: skip
+        return RawMessage(Source.S3_SQS, f"m{i}", json.dumps({"Records": [record]}).encode())
+
+    def receive(self, max_messages: int, wait_s: float) -> list[RawMessage]:
+        out: list[RawMessage] = []
+        while self._again and len(out) < max_messages:
+            out.append(self._again.popleft())
+        for message in self._fresh:
+            out.append(message)
+            if len(out) >= max_messages:
+                break
+        return out
+
+    def ack(self, messages: Sequence[RawMessage]) -> list[RawMessage]:
+        self.acked += len(messages)
+        return []
+
+    def nack(self, messages: Sequence[RawMessage]) -> None:
+        self._again.extend(messages)
+
+    def reject(self, messages: Sequence[RawMessage]) -> None:
+        raise AssertionError(f"unexpected dead letters: {len(messages)}")
+
+    def extend(self, messages: Sequence[RawMessage], seconds: float) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def load_redis() -> Iterator[OwnRedis]:
+    server = OwnRedis(appendfsync="everysec").start()
+    yield server
+    server.close()
+
+
+def live(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
+                           "WHERE m.name = 'load' AND NOT o.deleted").fetchone()  # fmt: skip
+    return int(row[0]) if row else 0
+
+
+def unbounded_memory(settings: Settings, redis: OwnRedis) -> int:
+    """Redis memory the same burst takes enqueued at once (no backpressure), measured then removed."""
+    probe = settings.with_(redis_prefix="unbounded:")
+    with redis.client() as client:
+        before = int(client.info("memory")["used_memory"])
+        queue = ChangeQueue(make_client(probe), client, probe)
+        for start in range(0, TOTAL, 500):
+            queue.enqueue([ObjectChange(Provider.S3, BUCKET, f"cam{i % 200:03d}/{i:07d}.jpg", Kind.CREATED, 1,
+                                        Source.S3_SQS, size=i % 4096, etag=f"{i:032x}", sequencer=f"{i:032X}",
+                                        source_id=f"m{i}") for i in range(start, start + 500)])  # fmt: skip
+        used = int(client.info("memory")["used_memory"]) - before
+        for key in client.scan_iter(match="unbounded:*"):
+            client.delete(key)
+    return used
+
+
+class Sampler(threading.Thread):
+    def __init__(self, redis: OwnRedis, worker: WorkerProcess, queue_key: str) -> None:
+        super().__init__(daemon=True)
+        self.redis, self.worker, self.queue_key = redis, worker, queue_key
+        self.peak_memory = self.peak_depth = self.peak_rss = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        assert self.worker.proc is not None
+        main = psutil.Process(self.worker.proc.pid)
+        with self.redis.client() as client:
+            while not self.done.wait(0.1):
+                self.peak_memory = max(self.peak_memory, int(client.info("memory")["used_memory"]))
+                self.peak_depth = max(self.peak_depth, int(client.llen(self.queue_key)))
+                for proc in [main, *main.children(recursive=True)]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        self.peak_rss = max(self.peak_rss, proc.memory_info().rss)
+
+
+def test_burst_of_200k_changes_with_bounded_memory(
+    load_redis: OwnRedis, settings: Settings, add_mount: Any, tmp_path: Path, bench_report: Any
+) -> None:
+    own = settings.with_(redis_url=load_redis.url, redis_prefix="", max_queue_depth=MAX_DEPTH,
+                         feed_maxlen=10_000, batch_size=500, batch_window_s=0.2)  # fmt: skip
+    add_mount("load", f"s3://{BUCKET}/")
+    baseline = unbounded_memory(own, load_redis)
+    with load_redis.client() as client:
+        idle = int(client.info("memory")["used_memory"])
+    env = env_for(own, MOUNTSYNC_MAX_QUEUE_DEPTH=str(MAX_DEPTH), MOUNTSYNC_FEED_MAXLEN="10000")
+    worker = WorkerProcess(env, tmp_path / "worker.log", "changes", 2).start()
+    runtime = build_runtime(own)
+    source, stop = BurstSource(TOTAL), threading.Event()
+    sampler = Sampler(load_redis, worker, "changes")
+    producer = threading.Thread(target=run_source, args=(source, runtime.pipeline(normalize_s3), own, stop),
+                                kwargs={"depth": runtime.queue.depth}, daemon=True)  # fmt: skip
+    started = time.perf_counter()
+    sampler.start()
+    producer.start()
+    try:
+        wait_for(lambda: live(own.database_url) >= TOTAL, timeout=600, what=f"{TOTAL} changes applied", interval=0.5)
+        seconds = time.perf_counter() - started
+    finally:
+        stop.set()
+        producer.join(30)
+        sampler.done.set()
+        sampler.join(5)
+        worker.stop()
+        runtime.close()
+    assert source.acked == TOTAL
+    rate = TOTAL / seconds
+    peak_mib = (sampler.peak_memory - idle) / MiB
+    bench_report.row("load: 200k changes producer->Redis->catalog", rate, "changes/s", target="no loss, bounded memory")
+    bench_report.row("load: peak Redis memory above idle", peak_mib, "MiB", "same burst enqueued at once",
+                     baseline / MiB, target="bounded by MAX_QUEUE_DEPTH")  # fmt: skip
+    bench_report.row("load: peak changes queue depth", sampler.peak_depth, "tasks", "MOUNTSYNC_MAX_QUEUE_DEPTH",
+                     MAX_DEPTH, target="<= limit + 1")  # fmt: skip
+    bench_report.row("load: peak worker process RSS", sampler.peak_rss / MiB, "MiB", target="< 400 MiB")
+    assert sampler.peak_depth <= MAX_DEPTH + 1, sampler.peak_depth
+    assert peak_mib < baseline / MiB / 3, (peak_mib, baseline / MiB)
+    assert sampler.peak_rss < 400 * MiB
