@@ -11,6 +11,7 @@ tests/gcs/test_push.py and tests/azure/test_webhook.py; here the real server pro
 from __future__ import annotations
 
 import json
+import posixpath
 import subprocess
 import sys
 import urllib.error
@@ -23,8 +24,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from shared.config import Settings
+from shared.errors import BadInput
+from shared.migration.plan import destination_key
 from tests.conftest import ROOT, Cli, WorkerProcess, env_for
 from tests.helpers import free_port, wait_for
 from tests.reliability.servers import OwnPostgres, OwnRedis
@@ -170,3 +176,20 @@ def _healthy(base: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, ConnectionError):
         return False
+
+
+@hsettings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(prefix=st.sampled_from(["", "dest/", "a/b/"]),
+       path=st.lists(st.sampled_from(["a", "b", ".", "/", "\\", "..", "\x00", "\n", "é", "C:", "%2e", "~"]),
+                     max_size=12).map("".join))  # fmt: skip
+def test_migration_destination_keys_never_escape_their_prefix(prefix: str, path: str) -> None:
+    """Any submitted or listed path either fails with a reason or lands strictly inside the prefix."""
+    try:
+        key = destination_key(prefix, path)
+    except BadInput:
+        return
+    assert key.startswith(prefix) and key != prefix
+    relative = key[len(prefix) :]
+    assert not relative.startswith("/") and "\\" not in relative
+    assert posixpath.normpath(prefix + "x/" + relative).startswith(prefix + "x")  # no '..' climbs out
+    assert all(segment not in ("", ".", "..") for segment in relative.split("/"))
