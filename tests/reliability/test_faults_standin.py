@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,7 @@ def azurite_on_disk() -> Iterator[DiskAzurite]:
         require_service("azurite", False, str(exc))
     yield server
     server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
 
 
 def test_azurite_stopped_and_restarted_mid_stream_loses_nothing(
