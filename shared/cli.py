@@ -297,9 +297,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     except _EXIT as exc:
         sys.exit(exc.exit_code)
+    except _USAGE_ERRORS as exc:
+        # One line, as for every other mistake: what is wrong and where the help is.
+        command_path = exc.ctx.command_path if exc.ctx else "mountsync"
+        print(f"mountsync: error: {exc.format_message()} (see `{command_path} --help`)", file=sys.stderr)
+        sys.exit(2)
     except _CLICK_ERRORS as exc:
         exc.show()
-        sys.exit(2 if isinstance(exc, _USAGE_ERRORS) else exc.exit_code)
+        sys.exit(exc.exit_code)
     except _ABORT:
         err_console.print(f"mountsync: interrupted after {time.monotonic() - started:.1f}s")
         sys.exit(130)

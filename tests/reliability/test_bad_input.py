@@ -318,7 +318,5 @@ def test_invalid_cli_arguments_exit_2_without_a_traceback(cli, args, env, reason
     assert_clean_error(cli(*args, **env), reason)
 
 
-@pytest.mark.xfail(reason="click usage errors print usage + hint + error (3 lines); the contract says "
-                   "one line (shared/cli.py main)", strict=False)  # fmt: skip
 def test_usage_errors_are_one_line(cli) -> None:
     assert len(assert_clean_error(cli("ls", "x", "--limit", "abc"), "'--limit'")) == 1
