@@ -100,6 +100,18 @@ def redis_client(settings: Settings) -> Iterator[redis_lib.Redis]:
     client.close()
 
 
+def _truncate(conn: psycopg.Connection, tables: list[str]) -> None:
+    """Empty the tables; the session worker may still be finishing an earlier test's task."""
+    conn.execute("SET lock_timeout = '5s'")
+    for attempt in range(10):
+        try:
+            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            return
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable):
+            if attempt == 9:
+                raise
+
+
 @pytest.fixture
 def catalog(settings: Settings, redis_client: redis_lib.Redis) -> Iterator[psycopg.Connection]:
     """A catalog emptied for this test (all tables but the schema version; our Redis keys)."""
@@ -111,7 +123,7 @@ def catalog(settings: Settings, redis_client: redis_lib.Redis) -> Iterator[psyco
             )
         ]
         if tables:
-            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            _truncate(conn, tables)
         for key in redis_client.scan_iter(match=f"{settings.redis_prefix}mountsync:*", count=1000):
             redis_client.delete(key)
         yield conn

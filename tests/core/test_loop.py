@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -72,7 +73,14 @@ def observation(i: int, **over: object) -> RawMessage:
 
 
 @pytest.fixture
-def parts(settings, catalog):
+def own_settings(settings):
+    """Own Redis prefix: the session worker must not consume the queue these tests inspect."""
+    return replace(settings, redis_prefix=f"{settings.redis_prefix}loop{uuid.uuid4().hex[:6]}:")
+
+
+@pytest.fixture
+def parts(own_settings, catalog):
+    settings = own_settings
     pool = open_pool(settings.database_url)
     client = redis_lib.Redis.from_url(settings.redis_url)
     queue = ChangeQueue(make_client(settings), client, settings)
@@ -93,7 +101,8 @@ def queued_changes(client: redis_lib.Redis, settings) -> list[dict]:
     return out
 
 
-def test_acks_only_what_was_enqueued_and_dead_letters_bad_input(settings, parts, catalog) -> None:
+def test_acks_only_what_was_enqueued_and_dead_letters_bad_input(own_settings, parts, catalog) -> None:
+    settings = own_settings
     pool, client, queue = parts
     stop = threading.Event()
     good = [observation(i) for i in range(5)]
