@@ -35,7 +35,7 @@ from workers.migration.transfer import Transfer
 
 log = structlog.get_logger("mountsync.migration")
 
-STATE_POLL_S = 2.0
+STATE_POLL_S = 0.25  # a cancel stops uploads within a part or two (one small query per poll)
 
 
 @dataclass
@@ -188,7 +188,7 @@ def _fail_planning(rt: MigrationRuntime, job_id: str, exc: Exception) -> None:
 # --- chunks ------------------------------------------------------------------------------
 class ChunkControl:
     """Shared by the threads of one chunk run: notices a cancel (the job state is polled every
-    2 s), the end of the time budget, and keeps the leases of the items in flight alive from a
+    ``STATE_POLL_S``), the end of the time budget, and keeps the leases of the items in flight alive from a
     heartbeat thread (so a part that takes longer than a lease cannot lose its item)."""
 
     def __init__(self, rt: MigrationRuntime, job_id: str, deadline: float) -> None:
