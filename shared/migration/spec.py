@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from shared.errors import BadInput
+from shared.migration.plan import Entry as Item  # one thing to copy; path relative to the source
 from shared.migration.plan import destination_key, safe_relative_path
 from shared.storage.url import StorageURL, parse_storage_url
 
@@ -26,17 +27,6 @@ STORAGE_OPTION_KEYS = frozenset(
     {"endpoint_url", "region", "credentials", "account_url", "addressing_style", "project",
      "user_project", "anonymous"}
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One thing to copy: ``path`` is relative to the source location."""
-
-    entity_id: str
-    path: str
-    size: int | None = None
-    sha256: str | None = None
-    md5: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

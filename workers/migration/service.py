@@ -168,8 +168,7 @@ def plan(rt: MigrationRuntime, job_id: str, spec: MigrationSpec, sent: set[int])
 def entries(spec: MigrationSpec) -> Iterator[Entry]:
     """The given items, or the source prefix listed (streamed) with relative paths as ids."""
     if spec.items is not None:
-        for item in spec.items:
-            yield Entry(item.entity_id, item.path, item.size, item.sha256, item.md5)
+        yield from spec.items
         return
     source = open_storage(spec.source, spec.options.source_storage)
     prefix = spec.source.prefix
