@@ -32,7 +32,7 @@ from urllib.parse import quote
 import structlog
 import typer
 
-from producers.azure_common import LeaseKeeper
+from producers.leases import LeaseKeeper
 from shared.errors import BadInput, ConfigError, CredentialsRejected, RetryableError
 from shared.events import RawMessage, Source
 

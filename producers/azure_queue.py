@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 import typer
 
-from producers.azure_common import LeaseKeeper
+from producers.leases import LeaseKeeper
 from shared.errors import ConfigError, CredentialsRejected, RetryableError
 from shared.events import RawMessage, Source
 

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 import structlog
 import typer
 
+from producers.leases import LeaseKeeper
 from shared.errors import ConfigError, CredentialsRejected, InvalidEvent, RetryableError
 from shared.events import ObjectChange, RawMessage, Source
 
@@ -109,49 +109,6 @@ def make_sqs_client(queue_url: str, *, endpoint_url: str = "", region: str = "",
     return client
 
 
-class VisibilityKeeper:
-    """Extends the visibility of messages held longer than half the timeout (slow batches)."""
-
-    def __init__(self, extend: Callable[[list[RawMessage], float], None], timeout_s: float) -> None:
-        self._extend = extend
-        self._timeout_s = timeout_s
-        self._held: dict[int, tuple[float, RawMessage]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sqs-visibility", daemon=True)
-        self._thread.start()
-
-    def hold(self, messages: Sequence[RawMessage]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._held.update((id(m), (now, m)) for m in messages)
-
-    def drop(self, messages: Sequence[RawMessage]) -> None:
-        with self._lock:
-            for message in messages:
-                self._held.pop(id(message), None)
-
-    def due(self, now: float) -> list[RawMessage]:
-        cutoff = now - self._timeout_s / 2
-        with self._lock:
-            due = [m for at, m in self._held.values() if at <= cutoff]
-            self._held.update((id(m), (now, m)) for m in due)
-        return due
-
-    def _run(self) -> None:
-        while not self._stop.wait(max(0.5, min(self._timeout_s / 8, 5.0))):
-            due = self.due(time.monotonic())
-            if due:
-                try:
-                    self._extend(due, self._timeout_s)
-                except Exception as exc:  # never kill the keeper; worst case is a redelivery
-                    log.warning("visibility extension failed", error=str(exc), count=len(due))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 class SqsSource:
     """One SQS queue that S3 (directly, through SNS, or through EventBridge) writes to."""
 
@@ -171,7 +128,8 @@ class SqsSource:
         self._max_wait_s = max(0, min(20, max_wait_s))
         self._visibility = visibility_timeout
         timeout = visibility_timeout or self._queue_visibility()
-        self._keeper = VisibilityKeeper(self.extend, timeout) if renew else None
+        # Renew what is still held after half the visibility timeout.
+        self._keeper = LeaseKeeper(lambda due: self.extend(due, timeout), timeout / 2) if renew else None
 
     def _call(self, what: str, operation: str, **params: Any) -> Any:
         try:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from producers.s3_sqs import SqsSource, VisibilityKeeper, make_sqs_client, region_of
+from producers.s3_sqs import SqsSource, make_sqs_client, region_of
 from shared.errors import ConfigError
 from shared.events import RawMessage, Source
 from tests.helpers import wait_for
@@ -134,22 +134,6 @@ def test_without_renewal_a_held_message_comes_back(moto: MotoEndpoints, queue_ur
         src.ack([second])
     finally:
         src.close()
-
-
-def test_keeper_extends_only_messages_held_past_half_the_timeout() -> None:
-    extended: list[list[str]] = []
-    keeper = VisibilityKeeper(lambda ms, _s: extended.append([m.message_id for m in ms]), 3600)
-    try:
-        old = RawMessage(source=Source.S3_SQS, message_id="old", body=b"")
-        new = RawMessage(source=Source.S3_SQS, message_id="new", body=b"")
-        keeper.hold([old, new])
-        keeper._held[id(old)] = (time.monotonic() - 2000, old)
-        assert [m.message_id for m in keeper.due(time.monotonic())] == ["old"]
-        assert keeper.due(time.monotonic()) == []  # renewed: not due again at once
-        keeper.drop([old, new])
-        assert keeper.due(time.monotonic() + 10_000) == []
-    finally:
-        keeper.close()
 
 
 def test_a_missing_queue_is_refused_with_the_reason(moto: MotoEndpoints) -> None:
