@@ -32,7 +32,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -48,6 +48,7 @@ from shared.errors import (
 from shared.events import normalize_etag, to_ns
 from shared.storage.base import ObjectInfo, PartInfo, UploadSession
 from shared.storage.gcs_resumable import ResumableSessions
+from shared.storage.streams import TranslatingReader
 from shared.storage.url import StorageURL
 
 log = logging.getLogger("mountsync.storage.gcs")
@@ -121,33 +122,6 @@ def sdk_environ() -> Mapping[str, str]:
     themselves; named sets are mountsync's convention, so this is the one place it reads them.
     """
     return os.environ
-
-
-class _Reader(io.RawIOBase):
-    """Streams an object; SDK errors raised while reading become mountsync errors."""
-
-    def __init__(self, inner: Any, translate: Callable[[Exception], Exception]) -> None:
-        self._inner = inner
-        self._translate = translate
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            data = self._inner.read(len(buffer))
-        except MountsyncError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc) from exc
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        try:
-            self._inner.close()
-        finally:
-            super().close()
 
 
 class GCSStorage:
@@ -281,7 +255,7 @@ class GCSStorage:
         pinned = self._bucket().blob(key, generation=blob.generation)
         with self._errors(key):
             inner = pinned.open("rb", chunk_size=READ_CHUNK, raw_download=True)
-        raw = _Reader(inner, lambda exc: self._translate(exc, key))
+        raw = TranslatingReader(inner, lambda exc: self._translate(exc, key))
         return io.BufferedReader(raw, READ_CHUNK)
 
     def check(self, *, writable: bool) -> None:

@@ -26,6 +26,7 @@ from shared.errors import (
 )
 from shared.events import normalize_etag, to_ns
 from shared.storage.base import ObjectInfo, PartInfo, UploadSession
+from shared.storage.streams import TranslatingReader
 from shared.storage.url import StorageURL
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
@@ -71,30 +72,6 @@ def multipart_etag(parts: list[PartInfo]) -> str:
     """The ETag S3 gives a completed multipart object: md5 of the parts' md5s, dash, part count."""
     digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
     return f"{digest}-{len(parts)}"
-
-
-class _Body(io.RawIOBase):
-    """A streaming GET body whose transport errors surface as ``StorageUnavailable``."""
-
-    def __init__(self, body: Any, where: str) -> None:
-        self._body = body
-        self._where = where
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            chunk = self._body.read(len(buffer))
-        except Exception as exc:  # urllib3/botocore streaming errors differ by version
-            raise StorageUnavailable(f"reading {self._where} failed midway: {exc}") from exc
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
 
 
 class S3Storage:
@@ -227,7 +204,10 @@ class S3Storage:
 
     def open(self, key: str) -> BinaryIO:
         response = self._call("get_object", key, Key=key)
-        raw = _Body(response["Body"], self._where(key))
+        where = self._where(key)
+        raw = TranslatingReader(
+            response["Body"], lambda exc: StorageUnavailable(f"reading {where} failed midway: {exc}")
+        )
         return io.BufferedReader(raw, READ_BLOCK)
 
     def check(self, *, writable: bool) -> None:
