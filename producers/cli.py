@@ -45,25 +45,12 @@ def produce_options(
     ctx.meta[METRICS_PORT] = (metrics_host, metrics_port)
 
 
-def _optional(module_name: str) -> Any | None:
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
-
-
 def register(app: typer.Typer) -> None:
     for module_name in SOURCES:
-        module = _optional(module_name)
-        if module is not None:
-            module.register(produce_app)
+        importlib.import_module(module_name).register(produce_app)
     app.add_typer(produce_app, name="produce")
     for module_name in ROOT_COMMANDS:
-        module = _optional(module_name)
-        if module is not None:
-            module.register_root(app)
+        importlib.import_module(module_name).register_root(app)
 
     @app.command("serve")
     def serve(

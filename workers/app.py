@@ -28,15 +28,10 @@ app.conf.beat_schedule = {
 
 def _register_all(celery_app: Celery) -> None:
     from workers import tasks
+    from workers.alignment import tasks as alignment_tasks
+    from workers.migration import tasks as migration_tasks
 
-    tasks.register_tasks(celery_app)
-    for module_name in ("workers.alignment.tasks", "workers.migration.tasks"):
-        try:
-            module = __import__(module_name, fromlist=["register_tasks"])
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
+    for module in (tasks, alignment_tasks, migration_tasks):
         module.register_tasks(celery_app)
 
 

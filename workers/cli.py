@@ -68,11 +68,8 @@ def register(app: typer.Typer) -> None:
         celery = [sys.executable, "-m", "celery", "-A", "workers.flower_app"]
         os.execvp(sys.executable, [*celery, "flower", *args])
 
-    for module_name in ("workers.alignment.cli", "workers.migration.cli"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        module.register(app)
+    from workers.alignment import cli as alignment_cli
+    from workers.migration import cli as migration_cli
+
+    alignment_cli.register(app)
+    migration_cli.register(app)

@@ -29,7 +29,6 @@ from workers.service import apply_batch
 
 log = structlog.get_logger("mountsync.reindex")
 APPLY_CHUNK = 1000
-PROGRESS_EVERY_S = 0.5
 
 
 @dataclass

@@ -13,6 +13,7 @@ from shared.catalog.apply import ApplyResult, apply_changes, drain_feed
 from shared.errors import ServiceUnavailable
 from shared.events import ObjectChange
 from shared.queues import FEED_STREAM
+from workers.alignment.hooks import after_apply
 from workers.context import WorkerContext
 
 log = structlog.get_logger("mountsync.apply")
@@ -47,10 +48,4 @@ def _count(result: ApplyResult) -> None:
 
 
 def _after_apply(ctx: WorkerContext, result: ApplyResult) -> None:
-    try:
-        from workers.alignment.hooks import after_apply
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("workers.alignment"):
-            return
-        raise
     after_apply(ctx, result.applied)

@@ -51,4 +51,5 @@ def test_the_thread_renews_and_survives_a_failing_renewal() -> None:
 def test_no_interval_means_no_thread() -> None:
     keeper = LeaseKeeper(lambda due: None, None)
     keeper.hold([message("m")])
+    assert keeper._thread is None
     keeper.close()
