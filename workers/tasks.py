@@ -9,11 +9,12 @@ import structlog
 from celery import Celery, Task
 
 from shared.catalog import runs
+from shared.catalog.apply import drain_feed
 from shared.catalog.mounts import Mounts
 from shared.deadletter import DeadLetters
 from shared.errors import InvalidEvent, MountNotFound, RetryableError
 from shared.events import ObjectChange
-from shared.queues import QUEUE_REINDEX, TASK_APPLY, TASK_RECONCILE_ALL, TASK_REINDEX, send
+from shared.queues import FEED_STREAM, QUEUE_REINDEX, TASK_APPLY, TASK_RECONCILE_ALL, TASK_REINDEX, send
 from shared.storage import open_storage
 from workers.context import WorkerContext, current
 from workers.deliveries import finished, too_many_deliveries
@@ -118,9 +119,11 @@ def _run_with_progress(ctx: WorkerContext, mount: Any, prefix: str, run_id: int)
 
 
 def reconcile_all_task(self: Task) -> dict[str, Any]:
-    """Beat's safety net: queue a reindex for every mount whose interval has passed."""
+    """Beat's safety net: queue a reindex for every mount whose interval has passed, and publish
+    feed entries a killed worker left in the outbox (they are otherwise drained by the next apply)."""
     ctx = current()
     with ctx.pool.connection() as conn:
+        drain_feed(conn, ctx.redis, ctx.key(FEED_STREAM), ctx.settings.feed_maxlen)
         due = runs.due_mounts(conn, ctx.settings.reindex_interval_s)
         queued = []
         for mount_id, name in due:
