@@ -5,10 +5,13 @@ A batch is applied set-based in one transaction:
    COPY'd into a temporary stage table;
 2. the batch takes a transaction-level advisory lock per mount it touches (sorted, so two workers
    never deadlock), which makes the "previous state" read and the upsert one consistent step;
-3. one statement routes staged changes to mounts, upserts ``objects`` under the ordering guard,
-   updates the per-folder counts and fingerprints from the before/after states, counts changes for
-   unmounted buckets as drops, and writes the change-feed outbox;
-4. after commit the outbox is drained to the Redis stream (``drain_feed``).
+3. staged changes are routed to the mounts they belong to, with each row's previous state, into
+   a second (analyzed) temp table; changes for unmounted buckets are counted as drops;
+4. one statement upserts ``objects`` under the ordering guard, updates per-folder counts and
+   fingerprints from the before/after states, and writes the change-feed outbox (only for changes
+   that altered the object: a newer observation of the same content is not news);
+5. after commit the outbox is drained to the Redis stream (``drain_feed``); rows a killed worker
+   left are drained by the next apply or the periodic reconcile.
 
 Ordering guard (rule 3 of the design): a change replaces the stored state only if it is newer:
 ``seq > stored.seq`` when both sequencers are known, else ``event_ns > stored.event_ns``. Equal
