@@ -58,6 +58,10 @@ class Storage(Protocol):
       a small test object. It raises ``CredentialsRejected`` or ``StorageUnavailable``.
     - Transient SDK failures surface as ``StorageUnavailable`` (retry); nothing returns None
       to mean failure.
+    - ``put`` writes ``size`` bytes from ``stream`` in one go. ``md5`` (hex) is the content's MD5
+      when the caller has it already: S3 sends it as Content-MD5 (the service refuses a body
+      that does not match) instead of hashing the stream again; the other providers verify
+      with their own checksums and ignore it.
     - The writer side is resumable: a session's parts can be listed after a crash and only the
       missing ones sent; ``complete_upload`` verifies and returns the final ``ObjectInfo``.
     """
@@ -72,7 +76,7 @@ class Storage(Protocol):
 
     def check(self, *, writable: bool) -> None: ...
 
-    def put(self, key: str, stream: BinaryIO, size: int) -> ObjectInfo: ...
+    def put(self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None) -> ObjectInfo: ...
 
     def delete(self, key: str) -> None: ...
 

@@ -32,6 +32,8 @@ def info_from_stat(key: str, st: os.stat_result) -> ObjectInfo:
 class LocalStorage:
     """A directory tree as a bucket. Symlinks are not followed (no cycles, no escaping the root)."""
 
+    streams_put = True  # put() copies from the stream in blocks
+
     def __init__(self, url: StorageURL, options: Mapping[str, Any] | None = None) -> None:
         self.url = url
         self.root = Path(url.bucket)
@@ -139,7 +141,7 @@ class LocalStorage:
             except PermissionError as exc:
                 raise CredentialsRejected(f"directory {self.root} is not writable") from exc
 
-    def put(self, key: str, stream: BinaryIO, size: int) -> ObjectInfo:
+    def put(self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None) -> ObjectInfo:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")

@@ -32,7 +32,12 @@ from shared.storage.url import StorageURL
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
 MAX_PARTS = 10_000
-# put() sends objects up to this size in one request (buffered); larger ones go multipart.
+# put() sends up to PUT_INLINE_MAX from memory (botocore sends "Expect: 100-continue", an extra
+# round trip, only for streamed bodies); above that a seekable stream (a local file) goes in
+# one request read in place, up to PUT_STREAM_MAX, and other streams are buffered up to
+# PUT_SINGLE_MAX. Larger ones go multipart.
+PUT_INLINE_MAX = 16 * 1024 * 1024
+PUT_STREAM_MAX = 5 * 1024 * 1024 * 1024  # S3's limit for one PutObject
 PUT_SINGLE_MAX = 64 * 1024 * 1024
 PUT_PART_SIZE = 16 * 1024 * 1024
 READ_BLOCK = 1024 * 1024
@@ -77,6 +82,8 @@ def multipart_etag(parts: list[PartInfo]) -> str:
 class S3Storage:
     """One S3 bucket through boto3; the client is created on first use."""
 
+    streams_put = True  # put() sends a seekable stream in place, without buffering it
+
     def __init__(self, url: StorageURL, options: Mapping[str, Any] | None = None) -> None:
         options = dict(options or {})
         self.url = url
@@ -109,7 +116,12 @@ class S3Storage:
             ) from exc
 
         def build(style: str | None) -> Any:
-            s3_config = {"addressing_style": style} if style else {}
+            # Every request with a body carries Content-MD5 (the service rejects a body that does
+            # not match it), so the SigV4 SHA-256 of the payload would only hash it a second
+            # time; botocore skips it by itself on https, this skips it on plain-http endpoints.
+            s3_config: dict[str, Any] = {"payload_signing_enabled": False}
+            if style:
+                s3_config["addressing_style"] = style
             config = Config(
                 s3=s3_config,
                 retries={"mode": "standard", "max_attempts": 5},
@@ -167,6 +179,11 @@ class S3Storage:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if code == "NoSuchBucket":
             return BadInput(f"bucket {self.bucket!r} does not exist ({where})")
+        if code == "BadDigest":
+            return StorageUnavailable(
+                f"S3 refused the body for {where}: it does not match its Content-MD5 (the source "
+                "changed while it was sent, or it was damaged on the way); sending it again"
+            )
         if code == "NoSuchUpload":
             return ObjectNotFound(f"multipart upload not found for {where}: {message}")
         if code in NOT_FOUND_CODES:
@@ -221,14 +238,29 @@ class S3Storage:
 
     # -- writing --------------------------------------------------------------------------
 
-    def put(self, key: str, stream: BinaryIO, size: int) -> ObjectInfo:
+    def put(self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None) -> ObjectInfo:
+        """One PutObject with Content-MD5 (``md5``, hex, when the caller has it; else computed).
+
+        Above ``PUT_INLINE_MAX`` a seekable stream (a local file) is sent from where it stands,
+        in place, up to 5 GiB; its MD5 is read ahead of the request when not given. Other
+        streams are buffered up to ``PUT_SINGLE_MAX``; longer ones go multipart."""
         if size < 0:
             raise BadInput(f"negative size for {self._where(key)}")
-        if size > PUT_SINGLE_MAX:
+        where = self._where(key)
+        if PUT_INLINE_MAX < size <= PUT_STREAM_MAX and _seekable(stream):
+            start = stream.tell()
+            if md5 is None:
+                md5 = _md5_of(stream, size, where)
+                stream.seek(start)
+            body: Any = _Window(stream, size)
+        elif size > PUT_SINGLE_MAX:
             return self._put_multipart(key, stream, size)
-        data = _read_exactly(stream, size, self._where(key))
-        _expect_end(stream, size, self._where(key))
-        response = self._call("put_object", key, Key=key, Body=data, ContentLength=size, ContentMD5=_md5_b64(data))
+        else:
+            body = _read_exactly(stream, size, where)
+            _expect_end(stream, size, where)
+            md5 = md5 or hashlib.md5(body).hexdigest()
+        content_md5 = base64.b64encode(bytes.fromhex(md5)).decode("ascii")
+        response = self._call("put_object", key, Key=key, Body=body, ContentLength=size, ContentMD5=content_md5)
         return ObjectInfo(
             key=key,
             size=size,
@@ -355,6 +387,64 @@ def _read_exactly(stream: BinaryIO, size: int, where: str) -> bytes:
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _md5_of(stream: BinaryIO, size: int, where: str) -> str:
+    digest, remaining = hashlib.md5(), size
+    while remaining:
+        block = stream.read(min(remaining, READ_BLOCK))
+        if not block:
+            raise BadInput(f"source for {where} ended after {size - remaining} of {size} bytes")
+        digest.update(block)
+        remaining -= len(block)
+    return digest.hexdigest()
+
+
+class _Window(io.RawIOBase):
+    """The next ``size`` bytes of a seekable stream, as a request body botocore can rewind for
+    a retry (it records ``tell()`` and seeks back). A source that changed since its MD5 was
+    taken is caught by S3's Content-MD5 check."""
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self._stream, self._start, self._size = stream, stream.tell(), size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, min(self._size, base + offset))
+        self._stream.seek(self._start + self._pos)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._size - self._pos
+        n = left if n is None or n < 0 else min(n, left)
+        data = self._stream.read(n) if n else b""
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def __len__(self) -> int:
+        return self._size
 
 
 def _expect_end(stream: BinaryIO, size: int, where: str) -> None:
