@@ -1,4 +1,4 @@
-"""Pure planning: safe destination keys and chunks of at most 1,000 items.
+"""Pure planning: safe destination keys and chunks of at most 1,000 items (and a byte budget).
 
 A destination key is ``destination prefix + relative path``. The relative path must be a plain
 '/'-separated path: not absolute, no empty, '.' or '..' segments, no backslashes, no control
@@ -121,9 +121,25 @@ def collided(item: PlannedItem, other_entity: str) -> PlannedItem:
     return PlannedItem(item.entity_id, item.path, None, item.size, item.sha256, item.md5, reason)
 
 
-def chunk_of(seq: int, chunk_size: int = CHUNK_SIZE) -> int:
-    """Items are numbered in planning order; chunk n holds seq n*size .. (n+1)*size-1."""
-    return seq // chunk_size
+@dataclass
+class ChunkCutter:
+    """Numbers chunks in planning order: a chunk closes at ``max_items`` items or when the next
+    item would take it past ``max_bytes`` (an item larger than that is a chunk of its own;
+    an unknown size counts 0). Start it from the last chunk of a job to continue planning."""
+
+    max_items: int = CHUNK_SIZE
+    max_bytes: int = 256 * 1024 * 1024
+    chunk: int = 0
+    items: int = 0
+    bytes: int = 0
+
+    def place(self, size: int | None) -> int:
+        size = size or 0
+        if self.items and (self.items >= self.max_items or self.bytes + size > self.max_bytes):
+            self.chunk, self.items, self.bytes = self.chunk + 1, 0, 0
+        self.items += 1
+        self.bytes += size
+        return self.chunk
 
 
 def batched(values: Iterable[T], size: int) -> Iterator[list[T]]:

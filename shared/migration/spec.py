@@ -47,11 +47,15 @@ class Callback:
 class TransferOptions:
     """Tuning. Defaults follow the bulk-copy tools: 8 MiB parts (aws-cli; rclone 5 MiB, s5cmd
     50 MiB), 5 parts in flight per file (s5cmd; rclone 4), 16 files in flight per chunk task
-    (rclone 4, s5cmd 256), files up to 16 MiB in one request, and at most 96 MiB of part
-    buffers per process, so a worker stays under 300 MB of memory."""
+    (rclone 4, s5cmd 256), files up to 200 MiB in one request (rclone's upload cutoff; only
+    local files streamed to S3 or fs go that high, everything else buffered is capped at
+    16 MiB), and at most 96 MiB of part buffers per process, so a worker stays under 300 MB
+    of memory. A file sent in one request restarts from its beginning after a crash; larger
+    ones resume part by part. Chunks hold at most ``chunk_size`` items and ``chunk_bytes``
+    bytes (a larger file is a chunk of its own), so big files spread over the workers."""
 
     part_size: int = 8 * MiB
-    multipart_threshold: int = 16 * MiB
+    multipart_threshold: int = 200 * MiB
     part_concurrency: int = 5
     concurrency: int = 16
     max_buffer_bytes: int = 96 * MiB
@@ -61,6 +65,7 @@ class TransferOptions:
     callback_attempts: int = 10
     skip_existing: bool = True
     chunk_size: int = MAX_CHUNK_ITEMS
+    chunk_bytes: int = 256 * MiB
     source_storage: Mapping[str, str | bool] = field(default_factory=dict)
     destination_storage: Mapping[str, str | bool] = field(default_factory=dict)
 
@@ -257,11 +262,11 @@ def _check_options(o: TransferOptions) -> None:
         (1 <= o.part_concurrency <= 64, "part_concurrency must be 1..64"),
         (1 <= o.concurrency <= 256, "concurrency must be 1..256"),
         (o.max_buffer_bytes >= o.part_size, "max_buffer_bytes must be at least part_size"),
-        (o.max_buffer_bytes >= o.multipart_threshold, "max_buffer_bytes must be >= threshold"),
         (1 <= o.max_attempts <= 100, "max_attempts must be 1..100"),
         (1 <= o.callback_attempts <= 100, "callback_attempts must be 1..100"),
         (0 <= o.retry_base_s <= o.retry_max_s <= 3600, "need 0 <= retry_base_s <= retry_max_s"),
         (1 <= o.chunk_size <= MAX_CHUNK_ITEMS, f"chunk_size must be 1..{MAX_CHUNK_ITEMS}"),
+        (o.chunk_bytes >= MiB, "chunk_bytes must be at least 1 MiB"),
     ]
     for ok, reason in rules:
         if not ok:

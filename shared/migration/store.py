@@ -9,7 +9,7 @@ of a worker that died are claimed again once its lease has run out.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from shared.catalog.db import transaction
-from shared.migration.plan import PlannedItem, chunk_of, collided
+from shared.migration.plan import ChunkCutter, PlannedItem, collided
 from shared.migration.spec import MigrationSpec
 
 ACTIVE_STATES = ("submitted", "planning", "running")
@@ -63,6 +63,21 @@ class Verified:
     etag: str
     sha256: str
     md5: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The outcome of one item, as ``finish_items`` records it."""
+
+    job_id: str
+    seq: int
+    state: str
+    reason: str | None = None
+    checksum: str | None = None
+    etag: str | None = None
+    link: str | None = None
+    sent: int = 0
+    verified: tuple[str, str, Verified] | None = None  # (location, key, digests)
 
 
 class MigrationStore:
@@ -178,20 +193,27 @@ class MigrationStore:
             return int(cur.fetchone()["n"])  # type: ignore[index]
 
     # --- items ------------------------------------------------------------------------------
-    def add_items(self, job_id: str, items: list[PlannedItem], chunk_size: int) -> list[int]:
+    def add_items(self, job_id: str, items: list[PlannedItem], chunk_size: int,
+                  chunk_bytes: int = 256 * 1024 * 1024) -> list[int]:  # fmt: skip
         """Append items not planned yet (a re-run of planning skips paths already present);
-        numbering continues after the last item, so chunk ``n`` is seq ``n*size..``. An item
-        whose destination key another item has is stored as failed with the reason.
-        Returns the chunks that received items."""
+        numbering continues after the last item, and so does the last chunk until it holds
+        ``chunk_size`` items or ``chunk_bytes`` bytes. An item whose destination key another
+        item has is stored as failed with the reason. Returns the chunks that received items."""
         if not items:
             return []
         with self._tx() as cur:
             cur.execute("SELECT 1 FROM migration_jobs WHERE job_id = %s FOR UPDATE", (job_id,))
             cur.execute(
-                "SELECT COALESCE(max(seq) + 1, 0) AS next FROM migration_items WHERE job_id = %s",
-                (job_id,),
+                "SELECT seq, chunk, size FROM migration_items WHERE job_id = %s ORDER BY seq DESC LIMIT %s",
+                (job_id, chunk_size),
             )
-            seq = int(cur.fetchone()["next"])  # type: ignore[index]
+            tail = cur.fetchall()
+            seq = tail[0]["seq"] + 1 if tail else 0
+            cutter = ChunkCutter(chunk_size, chunk_bytes)
+            if tail:
+                last = [row for row in tail if row["chunk"] == tail[0]["chunk"]]
+                cutter.chunk, cutter.items = tail[0]["chunk"], len(last)
+                cutter.bytes = sum(row["size"] or 0 for row in last)
             cur.execute(
                 "SELECT path FROM migration_items WHERE job_id = %s AND path = ANY(%s)",
                 (job_id, [i.path for i in items]),
@@ -207,7 +229,7 @@ class MigrationStore:
             for offset, item in enumerate(fresh):
                 if item.dest_key in taken:
                     item = collided(item, taken[item.dest_key])
-                rows.append(_item_params(job_id, seq + offset, chunk_size, item))
+                rows.append(_item_params(job_id, seq + offset, cutter.place(item.size), item))
             cur.executemany(
                 "INSERT INTO migration_items (job_id, seq, chunk, entity_id, path, dest_key, size, "
                 "want_sha256, want_md5, state, reason) VALUES "
@@ -270,35 +292,27 @@ class MigrationStore:
                 (size, job_id, seq),
             )
 
-    def finish_item(
-        self,
-        job_id: str,
-        seq: int,
-        state: str,
-        *,
-        reason: str | None = None,
-        checksum: str | None = None,
-        etag: str | None = None,
-        link: str | None = None,
-        sent: int = 0,
-        verified: tuple[str, str, Verified] | None = None,
-    ) -> None:
-        """Record an item's outcome (done, skipped, failed, cancelled) and drop its lease, with
-        bytes sent outside parts and the verified copy (location, key, digests), in one
-        transaction. A done/skipped item keeps no upload id; a failed one keeps it for the
-        orphan sweep. Part rows stay (how often each part was sent) until the job is deleted."""
-        keep_upload = state in ("failed", "cancelled")
+    def finish_items(self, finished: Sequence[Finished]) -> None:
+        """Record items' outcomes (done, skipped, failed, cancelled) and drop their leases, with
+        bytes sent outside parts and the verified copies, in one transaction (a chunk task
+        records whatever finished together: one commit for many small files). A done/skipped
+        item keeps no upload id; a failed one keeps it for the orphan sweep. Part rows stay (how
+        often each part was sent) until the job is deleted."""
+        if not finished:
+            return
         with self._tx() as cur:
-            cur.execute(
+            cur.executemany(
                 "UPDATE migration_items SET state = %s, reason = %s, checksum = %s, etag = %s, "
                 "link = %s, lease_until = NULL, updated_at = now(), bytes_sent = bytes_sent + %s, "
                 "upload_id = CASE WHEN %s THEN upload_id ELSE NULL END "
                 "WHERE job_id = %s AND seq = %s",
-                (state, reason, checksum, etag, link, sent, keep_upload, job_id, seq),
-            )
-            if verified is not None:
-                location, key, v = verified
-                cur.execute(_UPSERT_VERIFIED, (location, key, v.size, v.etag, v.sha256, v.md5))
+                [(f.state, f.reason, f.checksum, f.etag, f.link, f.sent, f.state in ("failed", "cancelled"),
+                  f.job_id, f.seq) for f in finished],
+            )  # fmt: skip
+            verified = [f.verified for f in finished if f.verified is not None]
+            if verified:
+                cur.executemany(_UPSERT_VERIFIED, [(location, key, v.size, v.etag, v.sha256, v.md5)
+                                                   for location, key, v in verified])  # fmt: skip
 
     def release(self, job_id: str, seq: int) -> None:
         """Give an item back (pending, lease dropped) so a later task continues it."""
@@ -400,9 +414,8 @@ _UPSERT_VERIFIED = (
 )
 
 
-def _item_params(job_id: str, seq: int, chunk_size: int, i: PlannedItem) -> tuple[Any, ...]:
+def _item_params(job_id: str, seq: int, chunk: int, i: PlannedItem) -> tuple[Any, ...]:
     state = "failed" if i.reason else "pending"
-    chunk = chunk_of(seq, chunk_size)
     return (
         job_id, seq, chunk, i.entity_id, i.path, i.dest_key, i.size, i.sha256, i.md5, state,
         i.reason,

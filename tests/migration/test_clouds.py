@@ -130,6 +130,33 @@ def test_s3_to_fs(tmp_path: Path, moto, inline, store) -> None:
     assert len(keys) == len(SIZES) + 1  # the source is never deleted
 
 
+def test_defaults_stream_local_files_to_s3_in_one_request_and_cut_chunks_by_bytes(
+    tmp_path: Path, moto, inline, store, db
+) -> None:
+    """Default options: a local file above the 16 MiB buffer but under the 200 MiB threshold is
+    hashed, then streamed from disk in one PutObject (no multipart upload, no part rows, the
+    ETag is its MD5); a chunk closes at ``chunk_bytes``, so big files land in their own chunks."""
+    sizes = {"a.bin": 20 * MiB, "b.bin": 20 * MiB + 7, "c/small.txt": 1000, "d.bin": 30 * MiB}
+    src = tmp_path / "src"
+    sums = make_tree(src, sizes)
+    moto.client("s3").create_bucket(Bucket="streamed")
+    target = Target("s3://streamed/m", {"endpoint_url": moto.endpoint_url})
+    job = inline.submit({"source": f"file://{src}", "destination": target.url,
+                         "options": {"chunk_bytes": 41 * MiB, "destination_storage": target.options}})  # fmt: skip
+    inline.drain()
+    assert job_progress(store, job).state == "completed", store_failures(store, job)
+    rows = db.execute("SELECT chunk, sum(size), count(*) FROM migration_items WHERE job_id = %s "
+                      "GROUP BY chunk ORDER BY chunk", (job,)).fetchall()  # fmt: skip
+    assert [chunk for chunk, _, _ in rows] == list(range(len(rows))) and len(rows) >= 2
+    assert all(total <= 41 * MiB for _, total, _ in rows)  # (the fs lists in directory order)
+    assert db.execute("SELECT count(*) FROM migration_parts WHERE job_id = %s", (job,)).fetchone()[0] == 0
+    s3 = moto.client("s3")
+    for rel, digest in sums.items():
+        assert remote_sha256(target, rel) == digest, rel
+        data = (src / rel).read_bytes()
+        assert s3.head_object(Bucket="streamed", Key=f"m/{rel}")["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+
+
 def store_failures(store: Any, job: str) -> list[dict[str, Any]]:
     from shared.migration.progress import item_failures
 

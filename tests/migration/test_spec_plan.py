@@ -7,8 +7,8 @@ import pytest
 from shared.errors import BadInput
 from shared.migration.plan import (
     CHUNK_SIZE,
+    ChunkCutter,
     Entry,
-    chunk_of,
     destination_key,
     part_size_for,
     plan_batches,
@@ -127,7 +127,14 @@ def test_batch_size_limit() -> None:
 
 
 def test_chunk_numbering_and_part_sizes() -> None:
-    assert [chunk_of(s) for s in (0, 999, 1000, 2999)] == [0, 0, 1, 2]
+    by_count = ChunkCutter(max_items=1000)
+    assert [by_count.place(None) for _ in range(2001)][::1000] == [0, 1, 2]
+    by_bytes = ChunkCutter(max_items=1000, max_bytes=250)
+    # small files share a chunk; a file that would overflow it opens the next; a file larger
+    # than the budget is a chunk of its own; counting continues from a job's last chunk
+    assert [by_bytes.place(s) for s in (100, 100, 100, 400, 10, 240, 20)] == [0, 0, 1, 2, 3, 3, 4]
+    resumed = ChunkCutter(max_items=3, max_bytes=10**9, chunk=7, items=2)
+    assert [resumed.place(1) for _ in range(4)] == [7, 8, 8, 8]
     assert part_size_for(100 * MiB, 16 * MiB) == 16 * MiB
     grown = part_size_for(1024 * 1024 * MiB, 16 * MiB)  # 1 TiB needs bigger parts
     assert grown % MiB == 0 and -(-1024 * 1024 * MiB // grown) <= 10_000

@@ -25,7 +25,7 @@ from shared.migration import TASK_CHUNK, TASK_DELIVER, lifecycle
 from shared.migration import metrics as m
 from shared.migration.plan import Entry, plan_batches, relative_to_prefix
 from shared.migration.spec import MigrationSpec, parse_spec
-from shared.migration.store import ItemRow, MigrationStore
+from shared.migration.store import Finished, ItemRow, MigrationStore
 from shared.queues import QUEUE_MIGRATIONS, send
 from shared.storage import open_storage
 from shared.storage.base import Storage
@@ -156,7 +156,7 @@ def plan(rt: MigrationRuntime, job_id: str, spec: MigrationSpec, sent: set[int])
     size = spec.options.chunk_size
     last_chunk = -1
     for batch in plan_batches(entries(spec), spec.destination.prefix, size):
-        for chunk in rt.store.add_items(job_id, batch, size):
+        for chunk in rt.store.add_items(job_id, batch, size, spec.options.chunk_bytes):
             if chunk > last_chunk >= 0:
                 rt.send(TASK_CHUNK, job_id, last_chunk)  # the previous chunk is full now
                 sent.add(last_chunk)
@@ -293,10 +293,10 @@ def _drive(
             if not inflight:
                 return result
             finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            for future in finished:
-                row = inflight.pop(future)
-                outcome = future.result()
-                record(rt, dest, row, outcome)
+            # Whatever finished while the last batch was recorded is recorded together.
+            done = [(inflight.pop(future), future.result()) for future in finished]
+            record(rt, dest, done)
+            for row, outcome in done:
                 control.working_on(row.seq, False)
                 result.add(outcome.state)
 
@@ -309,19 +309,25 @@ def _run_item(transfer: Transfer, row: ItemRow) -> Outcome:
         return Outcome("failed", reason=f"internal error: {type(exc).__name__}: {exc}")
 
 
-def record(rt: MigrationRuntime, dest: Storage, row: ItemRow, outcome: Outcome) -> None:
-    if outcome.state == "released":
-        rt.store.release(row.job_id, row.seq)
-        return
-    link = object_link(dest.url, row.dest_key) if outcome.state in ("done", "skipped") else None
-    reason = outcome.reason or ("job cancelled" if outcome.state == "cancelled" else None)
-    rt.store.finish_item(
-        row.job_id, row.seq, outcome.state, reason=reason, checksum=outcome.checksum,
-        etag=outcome.etag, link=link, sent=outcome.sent, verified=outcome.verified,
-    )  # fmt: skip
-    m.ITEMS_FINISHED.labels(outcome.state).inc()
-    log.info("migration item", job_id=row.job_id, entity_id=row.entity_id, state=outcome.state,
-             reason=outcome.reason, verified_by=outcome.verified_by)  # fmt: skip
+def record(rt: MigrationRuntime, dest: Storage, done: list[tuple[ItemRow, Outcome]]) -> None:
+    """Record finished items in one transaction; released ones go back to pending."""
+    finished = []
+    for row, outcome in done:
+        if outcome.state == "released":
+            rt.store.release(row.job_id, row.seq)
+            continue
+        link = object_link(dest.url, row.dest_key) if outcome.state in ("done", "skipped") else None
+        reason = outcome.reason or ("job cancelled" if outcome.state == "cancelled" else None)
+        finished.append(Finished(row.job_id, row.seq, outcome.state, reason=reason,
+                                 checksum=outcome.checksum, etag=outcome.etag, link=link,
+                                 sent=outcome.sent, verified=outcome.verified))  # fmt: skip
+    rt.store.finish_items(finished)
+    for row, outcome in done:
+        if outcome.state == "released":
+            continue
+        m.ITEMS_FINISHED.labels(outcome.state).inc()
+        log.info("migration item", job_id=row.job_id, entity_id=row.entity_id, state=outcome.state,
+                 reason=outcome.reason, verified_by=outcome.verified_by)  # fmt: skip
 
 
 def _settle(rt: MigrationRuntime, job_id: str) -> None:

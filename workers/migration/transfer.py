@@ -1,12 +1,14 @@
 """Copy one item from a source to a destination storage: streaming, verified, resumable.
 
-Small files (up to ``multipart_threshold``) are read once into a buffer, hashed and ``put``.
-Larger files go through the storage's resumable writer part by part: at most
-``part_concurrency`` parts of a file are in flight, and all part buffers of the process share
-one ``ByteBudget``, so memory does not grow with the file size or the number of files.
-Every part is recorded in PostgreSQL before it is sent and when it is confirmed; a resumed
-item re-reads (and re-hashes) the source but sends only parts that are not both recorded as
-done and listed by the provider (``list_parts``).
+Files up to ``multipart_threshold`` go in one request. From a local source to a destination
+that streams a request body (S3, fs) the file is hashed in one pass and sent from disk in a
+second (the page cache serves it), so memory does not grow with the file; otherwise it is read
+into a buffer (at most ``BUFFERED_PUT_MAX``), hashed and ``put``. Larger files go through the
+storage's resumable writer part by part: at most ``part_concurrency`` parts of a file are in
+flight, and all part buffers of the process share one ``ByteBudget``, so memory does not grow
+with the file size or the number of files. Every part is recorded in PostgreSQL before it is
+sent and when it is confirmed; a resumed item re-reads (and re-hashes) the source but sends
+only parts that are not both recorded as done and listed by the provider (``list_parts``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from workers.migration.verify import (
 
 log = structlog.get_logger("mountsync.migration")
 
+BUFFERED_PUT_MAX = 16 * 1024 * 1024  # a single request read into memory (remote sources)
+
 
 class Transfer:
     """Copies items between two storages with shared buffers and a shared part pool."""
@@ -79,6 +83,12 @@ class Transfer:
         # "unknown" and every item asks the destination itself (a HEAD per item).
         self.existing: dict[str, ObjectInfo] | None = None
         self.multipart_etags = dest.url.provider is Provider.S3
+        # One request: buffered up to BUFFERED_PUT_MAX; above that a local file, which can be
+        # read twice at page-cache speed, is hashed first and then streamed (when the
+        # destination streams a request body), up to the threshold.
+        self.buffered_max = min(options.multipart_threshold, BUFFERED_PUT_MAX, options.max_buffer_bytes)
+        streams = source.url.provider is Provider.FS and getattr(dest, "streams_put", False)
+        self.streamed_max = options.multipart_threshold if streams else self.buffered_max
         # Resumable uploads that must be sent in order (GCS) cannot take parallel parts.
         self.part_concurrency = 1 if getattr(dest, "sequential_parts", False) else options.part_concurrency
 
@@ -119,8 +129,10 @@ class Transfer:
             skipped = self._skip_if_equal(item, src_key, size)
             if skipped is not None:
                 return skipped
-        if size <= self.options.multipart_threshold:
+        if size <= self.buffered_max:
             return self._put(item, src_key, size)
+        if size <= self.streamed_max:
+            return self._put_streamed(item, src_key, size)
         return self._multipart(item, src_key, size)
 
     def _call(self, call: Callable[[], Any], what: str) -> Any:
@@ -186,9 +198,28 @@ class Transfer:
             digests = Digests(size, hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest())
             check_wanted(item, digests)
             self.control.check(item)
-            info: ObjectInfo = self._call(lambda: self.dest.put(item.dest_key, io.BytesIO(data), size), "put")
+            info: ObjectInfo = self._call(
+                lambda: self.dest.put(item.dest_key, io.BytesIO(data), size, md5=digests.md5), "put"
+            )
         finally:
             self.budget.release(size)
+        m.BYTES_SENT.inc(size)
+        return self._done(item, info, digests, check_upload(info, digests, None), sent=size)
+
+    def _put_streamed(self, item: ItemRow, src_key: str, size: int) -> Outcome:
+        def send() -> tuple[Digests, ObjectInfo]:
+            # Hashed again on every attempt: a source that changed since is sent as it is now
+            # (and S3's Content-MD5 check refuses a body that changed under the request).
+            with self.source.open(src_key) as stream:
+                digests = hash_stream(stream)
+            if digests.size != size:
+                raise SourceChanged(f"{src_key!r} has {digests.size} bytes now, {size} when listed")
+            check_wanted(item, digests)
+            self.control.check(item)
+            with self.source.open(src_key) as stream:
+                return digests, self.dest.put(item.dest_key, stream, size, md5=digests.md5)
+
+        digests, info = self._call(send, "put")
         m.BYTES_SENT.inc(size)
         return self._done(item, info, digests, check_upload(info, digests, None), sent=size)
 
