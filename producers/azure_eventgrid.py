@@ -2,12 +2,15 @@
 
 ``EventGridPullSource`` implements ``producers.base.EventSource`` with ``EventGridConsumerClient``:
 
-- ``receive``: up to 100 CloudEvents per call; the service long-polls 10..120 s. After a partial
-  batch the subscription was drained a moment ago, so the loop's short follow-up calls (to fill
-  a batch window) return ``[]`` at once instead of blocking for the 10 s minimum. The call goes
-  through the client's own pipeline (``send_request``: same auth, retries, endpoint) but skips the
-  SDK's model round trip, so events reach the normalizer exactly as sent and one malformed
-  CloudEvent is dead-lettered alone rather than failing every receive (a poison batch).
+- ``receive``: a background thread long-polls the service (up to 100 CloudEvents per call; the
+  service holds an empty call 10..120 s) and keeps up to ``prefetch`` events ready, so the
+  loop's short batch-window waits never block on that 10 s minimum: a batch is processed and
+  acknowledged as soon as its window closes, even when the subscription ran dry right after a
+  full receive. Prefetched events hold their locks (renewed like any held event) and are
+  released on close. The call goes through the client's own pipeline (``send_request``: same
+  auth, retries, endpoint) but skips the SDK's model round trip, so events reach the
+  normalizer exactly as sent and one malformed CloudEvent is dead-lettered alone rather than
+  failing every receive (a poison batch).
 - ``ack`` = acknowledge, only after the changes are on Redis; ``nack`` = release with a delay
   (``--release-delay``: 0, 10, 60, 600 or 3600 s); ``reject`` = reject (the subscription's
   dead-letter destination), called only after our own dead-letter record exists.
@@ -23,9 +26,10 @@
 from __future__ import annotations
 
 import json
-import math
+import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +44,7 @@ log = structlog.get_logger("mountsync.producer.eventgrid")
 
 MAX_EVENTS = 100
 MIN_WAIT_S, MAX_WAIT_S = 10, 120
+PREFETCH = 500
 RELEASE_DELAYS = (0, 10, 60, 600, 3600)
 TOKENS_PER_CALL = 100
 API_VERSION = "2024-06-01"  # the namespace data-plane version azure-eventgrid 4.x speaks
@@ -70,17 +75,19 @@ class EventGridPullSource:
 
     def __init__(
         self, client: Any, topic: str, subscription: str, *, release_delay: int = 10,
-        renew_every_s: float | None = 20.0,
+        renew_every_s: float | None = 20.0, prefetch: int = PREFETCH,
     ) -> None:  # fmt: skip
         if release_delay not in RELEASE_DELAYS:
             raise BadInput(f"release delay must be one of {RELEASE_DELAYS}, got {release_delay}")
+        if prefetch < 1:
+            raise BadInput(f"prefetch must be at least 1, got {prefetch}")
         self._client = client
         self._receive_path = (
             f"/topics/{quote(topic, safe='')}/eventsubscriptions/{quote(subscription, safe='')}:receive"
         )
         self._release_delay = release_delay
-        self._drained = True
         self._leases = LeaseKeeper(self._renew, renew_every_s)
+        self._prefetch = Prefetcher(self._fetch, prefetch, on_late=self._release_late)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from azure.core.exceptions import AzureError
@@ -91,16 +98,22 @@ class EventGridPullSource:
             raise _translate(exc, what) from exc
 
     def receive(self, max_messages: int, wait_s: float) -> list[RawMessage]:
-        if wait_s < MIN_WAIT_S and self._drained:
-            self._drained = False  # next short call asks the service again
-            return []
-        count = max(1, min(max_messages, MAX_EVENTS))
-        wait = int(min(MAX_WAIT_S, max(MIN_WAIT_S, math.ceil(wait_s))))
-        details = self._receive_raw(count, wait)
-        self._drained = len(details) < count
+        """Up to ``max_messages`` prefetched events, waiting at most ``wait_s`` for the first."""
+        return self._prefetch.take(max_messages, wait_s)
+
+    def _fetch(self, room: int) -> list[RawMessage]:
+        details = self._receive_raw(max(1, min(room, MAX_EVENTS)), MIN_WAIT_S)
         messages = [m for m in map(self._message, details) if m is not None]
         self._leases.hold(messages)
         return messages
+
+    def _release_late(self, messages: list[RawMessage]) -> None:
+        """Events received after close (or left in the buffer): back to the subscription now."""
+        try:
+            self._settle("release", messages, release_delay=0)
+        except Exception as exc:  # a closed client, a failed call: the locks expire instead
+            log.warning("could not release prefetched events; they return when their locks expire",
+                        events=len(messages), error=str(exc))  # fmt: skip
 
     def _receive_raw(self, count: int, wait: int) -> list[Any]:
         """The receive call through the client's own pipeline (auth, retries), without the SDK's
@@ -203,8 +216,78 @@ class EventGridPullSource:
                 log.warning("locks lost; those events will be redelivered", tokens=lost)
 
     def close(self) -> None:
+        self._prefetch.close()
         self._leases.close()
         self._client.close()
+
+
+class Prefetcher:
+    """Calls ``fetch(room)`` in a daemon thread while fewer than ``limit`` items wait; ``take``
+    hands them out. A fetch error is raised by the next ``take`` that finds nothing waiting (the
+    thread backs off and tries again). ``close`` stops the thread and gives what was fetched
+    but not taken, and anything a last in-flight fetch brings, to ``on_late``."""
+
+    def __init__(self, fetch: Callable[[int], list[Any]], limit: int, *, on_late: Callable[[list[Any]], None]) -> None:
+        self._fetch, self._limit, self._on_late = fetch, limit, on_late
+        self._ready: deque[Any] = deque()
+        self._error: Exception | None = None
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="eventgrid-receive", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        delay = 0.2
+        while not self._stop.is_set():
+            with self._cond:
+                while len(self._ready) >= self._limit and not self._stop.is_set():
+                    self._cond.wait(0.5)
+                room = self._limit - len(self._ready)
+            if self._stop.is_set():
+                return
+            try:
+                got = self._fetch(room)
+            except Exception as exc:  # reported to the loop by take(); never kill the thread
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            delay = 0.2
+            with self._cond:
+                if not self._stop.is_set():
+                    self._ready.extend(got)
+                    self._cond.notify_all()
+                    continue
+            if got:
+                self._on_late(got)
+
+    def take(self, limit: int, wait_s: float) -> list[Any]:
+        deadline = time.monotonic() + max(0.0, wait_s)
+        with self._cond:
+            while not self._ready and self._error is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                self._cond.wait(remaining)
+            if not self._ready:
+                error, self._error = self._error, None
+                assert error is not None
+                raise error
+            taken = [self._ready.popleft() for _ in range(min(limit, len(self._ready)))]
+            self._cond.notify_all()
+        return taken
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop.set()
+            left = list(self._ready)
+            self._ready.clear()
+            self._cond.notify_all()
+        if left:
+            self._on_late(left)
+        self._thread.join(timeout=1.0)  # a long poll in flight ends with the client's close
 
 
 def make_client(endpoint: str, topic: str, subscription: str, credential: Any) -> Any:
@@ -251,6 +334,7 @@ def register(produce_app: typer.Typer) -> None:
         account: list[str] | None = ACCOUNT_OPTION,
         release_delay: int = typer.Option(10, "--release-delay", help="Seconds before a released event returns."),
         renew_every: float = typer.Option(20.0, "--renew-every", help="Renew held locks this often (s)."),
+        prefetch: int = typer.Option(PREFETCH, "--prefetch", min=1, help="Events received ahead of the loop."),
     ) -> None:
         """Pull blob events from an Event Grid namespace subscription (key: AZURE_EVENTGRID_KEY)."""
         import os
@@ -270,7 +354,12 @@ def register(produce_app: typer.Typer) -> None:
         def build(runtime: Any) -> tuple[Any, Any]:
             client = make_client(endpoint, topic, subscription, credential)
             pull = EventGridPullSource(
-                client, topic, subscription, release_delay=release_delay, renew_every_s=renew_every
+                client,
+                topic,
+                subscription,
+                release_delay=release_delay,
+                renew_every_s=renew_every,
+                prefetch=prefetch,
             )
             mounts = AzureMounts(runtime.pool)
             source = DirectoryAwareSource(pull, mounts, celery_reindex_sender(runtime))

@@ -84,11 +84,10 @@ def test_held_locks_are_renewed_for_slow_batches(container: Any) -> None:
     server = EventGridServer(lock_s=1.0).start()
     try:
         slow = pull_source(server, renew_every_s=0.4)
-        other = pull_source(server, renew_every_s=None)
         publish(server.endpoint, server.key, TOPIC, [BlobEventFactory(container).put("s", b"1")])
         held = slow.receive(1, 10)
-        time.sleep(2.5)  # several lock durations: only renewal keeps the event ours
-        assert other.receive(1, 10) == []
+        other = pull_source(server, renew_every_s=None)  # a competing consumer, polling from now on
+        assert other.receive(1, 2.5) == []  # polled for several lock durations: renewal keeps it ours
         assert slow.ack(held) == []
         assert "renewLock" in server.requests
         slow.close()
@@ -113,14 +112,33 @@ def test_without_renewal_an_expired_lock_redelivers(container: Any) -> None:
         server.stop()
 
 
-def test_a_short_follow_up_receive_after_a_partial_batch_does_not_block(eventgrid: Any) -> None:
+def test_a_dry_subscription_after_a_full_receive_does_not_hold_the_batch(eventgrid: Any, container: Any) -> None:
+    """Event Grid holds an empty receive for at least 10 s. The loop's short batch-window waits
+    are served from the prefetched events, so a batch that drained the subscription with a full
+    receive is handed over (and acknowledged) at once, not after another 10 s long poll."""
     source = pull_source(eventgrid, renew_every_s=None)
     eventgrid.max_wait_cap_s = 5.0
-    assert source.receive(10, 10) == []
+    real = BlobEventFactory(container).put("one.bin", b"1")
+    eventgrid.publish(TOPIC, [{**real, "id": f"copy-{i}"} for i in range(100)])  # one full receive
+    first = source.receive(100, 10)
+    assert len(first) == 100
     started = time.monotonic()
-    assert source.receive(10, 0.2) == []
+    assert source.receive(10, 0.2) == []  # the thread's long poll is in flight; we do not wait for it
     assert time.monotonic() - started < 0.5
+    assert source.ack(first) == []
     source.close()
+
+
+def test_prefetched_events_are_released_on_close(eventgrid: Any, container: Any) -> None:
+    source = pull_source(eventgrid, renew_every_s=None)
+    factory = BlobEventFactory(container)
+    publish(eventgrid.endpoint, eventgrid.key, TOPIC, [factory.put(f"p{i}", b"v") for i in range(3)])
+    sub = eventgrid.subscription(TOPIC, SUB)
+    wait_for(lambda: sub.received == 3, timeout=10, what="the prefetch")
+    taken = source.receive(1, 10)
+    source.close()  # two fetched, not taken: back to the subscription at once
+    assert len(sub.ready) == 2 and len(sub.locked) == 1
+    assert taken[0].handle in sub.locked
 
 
 def test_endpoint_without_scheme_is_refused() -> None:
