@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import enum
 import json
-import unicodedata
+import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import InvalidEvent
 
 SCHEMA_VERSION = 1
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc, exactly
 MAX_KEY_BYTES = 4096
 # The catalog stores sizes and times as PostgreSQL bigint and strings as text (no NUL): a change
 # outside these would fail the whole batch it is applied in, so it is refused as invalid here.
@@ -62,7 +63,7 @@ def validate_key(key: str) -> str:
         raise InvalidEvent("empty object key")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise InvalidEvent(f"object key longer than {MAX_KEY_BYTES} bytes")
-    if any(unicodedata.category(ch) == "Cc" for ch in key):
+    if _CONTROL.search(key):
         raise InvalidEvent(f"object key contains a control character: {key!r}")
     try:
         key.encode("utf-8")
@@ -179,7 +180,7 @@ class ObjectChange:
         return head if sep else ""
 
     def to_wire(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _WIRE_FIELDS}  # flat: no deep copy needed
         data["provider"] = self.provider.value
         data["kind"] = self.kind.value
         data["source"] = self.source.value
@@ -219,6 +220,9 @@ class ObjectChange:
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidEvent(f"change is not JSON: {exc}") from exc
         return cls.from_wire(data)
+
+
+_WIRE_FIELDS = tuple(f.name for f in fields(ObjectChange))
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,10 @@ class ChangeQueue:
 
     def enqueue(self, changes: Sequence[ObjectChange]) -> None:
         if changes:
-            send(self._app, TASK_APPLY, [c.to_wire() for c in changes], queue=QUEUE_CHANGES)
+            # A short argsrepr: Celery would otherwise repr the whole batch for every message
+            # (CPU on the producer, and a wall of text in Flower).
+            send(self._app, TASK_APPLY, [c.to_wire() for c in changes], queue=QUEUE_CHANGES,
+                 argsrepr=f"[{len(changes)} changes]")  # fmt: skip
 
     def depth(self) -> int:
         try:
