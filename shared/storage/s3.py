@@ -26,7 +26,7 @@ from shared.errors import (
 )
 from shared.events import normalize_etag, to_ns
 from shared.storage.base import ObjectInfo, PartInfo, UploadSession
-from shared.storage.streams import TranslatingReader
+from shared.storage.streams import StreamWindow, TranslatingReader
 from shared.storage.url import StorageURL
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
@@ -252,7 +252,7 @@ class S3Storage:
             if md5 is None:
                 md5 = _md5_of(stream, size, where)
                 stream.seek(start)
-            body: Any = _Window(stream, size)
+            body: Any = StreamWindow(stream, size)
         elif size > PUT_SINGLE_MAX:
             return self._put_multipart(key, stream, size)
         else:
@@ -377,16 +377,19 @@ def _is_aws(endpoint_url: str | None) -> bool:
     return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
 
 
-def _read_exactly(stream: BinaryIO, size: int, where: str) -> bytes:
-    chunks = []
+def _blocks(stream: BinaryIO, size: int, where: str) -> Iterator[bytes]:
+    """Exactly ``size`` bytes of ``stream`` in blocks; ``BadInput`` if it ends early."""
     remaining = size
     while remaining:
-        chunk = stream.read(min(remaining, READ_BLOCK))
-        if not chunk:
+        block = stream.read(min(remaining, READ_BLOCK))
+        if not block:
             raise BadInput(f"source for {where} ended after {size - remaining} of {size} bytes")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        remaining -= len(block)
+        yield block
+
+
+def _read_exactly(stream: BinaryIO, size: int, where: str) -> bytes:
+    return b"".join(_blocks(stream, size, where))
 
 
 def _seekable(stream: BinaryIO) -> bool:
@@ -397,54 +400,10 @@ def _seekable(stream: BinaryIO) -> bool:
 
 
 def _md5_of(stream: BinaryIO, size: int, where: str) -> str:
-    digest, remaining = hashlib.md5(), size
-    while remaining:
-        block = stream.read(min(remaining, READ_BLOCK))
-        if not block:
-            raise BadInput(f"source for {where} ended after {size - remaining} of {size} bytes")
+    digest = hashlib.md5()
+    for block in _blocks(stream, size, where):
         digest.update(block)
-        remaining -= len(block)
     return digest.hexdigest()
-
-
-class _Window(io.RawIOBase):
-    """The next ``size`` bytes of a seekable stream, as a request body botocore can rewind for
-    a retry (it records ``tell()`` and seeks back). A source that changed since its MD5 was
-    taken is caught by S3's Content-MD5 check."""
-
-    def __init__(self, stream: BinaryIO, size: int) -> None:
-        self._stream, self._start, self._size = stream, stream.tell(), size
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, min(self._size, base + offset))
-        self._stream.seek(self._start + self._pos)
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        left = self._size - self._pos
-        n = left if n is None or n < 0 else min(n, left)
-        data = self._stream.read(n) if n else b""
-        self._pos += len(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def __len__(self) -> int:
-        return self._size
 
 
 def _expect_end(stream: BinaryIO, size: int, where: str) -> None:
