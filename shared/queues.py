@@ -108,10 +108,7 @@ class ChangeQueue:
 
     def enqueue(self, changes: Sequence[ObjectChange]) -> None:
         if changes:
-            # A short argsrepr: Celery would otherwise repr the whole batch for every message
-            # (CPU on the producer, and a wall of text in Flower).
-            send(self._app, TASK_APPLY, [c.to_wire() for c in changes], queue=QUEUE_CHANGES,
-                 argsrepr=f"[{len(changes)} changes]")  # fmt: skip
+            send(self._app, TASK_APPLY, [c.to_wire() for c in changes], queue=QUEUE_CHANGES)
 
     def depth(self) -> int:
         try:
