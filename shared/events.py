@@ -6,6 +6,8 @@ version they know and reject newer ones with ``InvalidEvent`` (never guess at a 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import json
 import re
@@ -133,6 +135,28 @@ def normalize_etag(etag: str | None) -> str | None:
     if value.startswith("W/"):
         value = value[2:]
     return value.strip('"') or None
+
+
+def hex_of_b64(value: Any) -> str | None:
+    """Hex of a base64 digest as the GCS JSON API spells checksums; None if absent or not base64."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return base64.b64decode(value, validate=True).hex()
+    except (binascii.Error, ValueError):
+        return None
+
+
+def gcs_content_etag(md5_b64: Any, crc32c_b64: Any, api_etag: Any) -> str | None:
+    """The etag mountsync keeps for a GCS object, from events and listings alike: the MD5 (hex),
+    else ``crc32c:<hex>`` (composite objects have no MD5), else the API's etag."""
+    md5 = hex_of_b64(md5_b64)
+    if md5:
+        return md5
+    crc = hex_of_b64(crc32c_b64)
+    if crc:
+        return f"crc32c:{crc}"
+    return normalize_etag(api_etag) if isinstance(api_etag, str) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,15 +24,13 @@ Rules (reference/formats.md §1):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source, normalize_etag, to_ns
+from shared.events import Kind, ObjectChange, Provider, RawMessage, Source, gcs_content_etag, to_ns
 
 KINDS = {
     "OBJECT_FINALIZE": Kind.CREATED,
@@ -42,26 +40,6 @@ KINDS = {
 }
 JSON_API_V1 = "JSON_API_V1"
 NONE = "NONE"
-
-
-def hex_of_b64(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return base64.b64decode(value, validate=True).hex()
-    except (binascii.Error, ValueError):
-        return None
-
-
-def content_etag(md5_b64: Any, crc32c_b64: Any, api_etag: Any) -> str | None:
-    """Same rule as ``shared.storage.gcs.content_etag`` (normalizers import no adapter)."""
-    md5 = hex_of_b64(md5_b64)
-    if md5:
-        return md5
-    crc = hex_of_b64(crc32c_b64)
-    if crc:
-        return f"crc32c:{crc}"
-    return normalize_etag(api_etag) if isinstance(api_etag, str) else None
 
 
 def sequencer_for(generation: int, metageneration: int, *, removal: bool) -> str:
@@ -165,7 +143,7 @@ def _change(
     described = "size" in resource and (kind is not Kind.METADATA or metageneration is not None)
     if not removal and described:
         size = _int(resource["size"], "size", positive=False)
-        etag = content_etag(resource.get("md5Hash"), resource.get("crc32c"), resource.get("etag"))
+        etag = gcs_content_etag(resource.get("md5Hash"), resource.get("crc32c"), resource.get("etag"))
     source = message.source if message.source in (Source.GCS_PUBSUB, Source.GCS_PUSH) else (
         Source.GCS_PUBSUB
     )  # fmt: skip

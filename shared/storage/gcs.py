@@ -24,8 +24,6 @@ unchanged content as updated. ``checksums`` = ``{"md5": hex, "crc32c": hex}`` (a
 
 from __future__ import annotations
 
-import base64
-import binascii
 import builtins
 import io
 import logging
@@ -45,7 +43,7 @@ from shared.errors import (
     ObjectNotFound,
     StorageUnavailable,
 )
-from shared.events import normalize_etag, to_ns
+from shared.events import gcs_content_etag, hex_of_b64, to_ns
 from shared.storage.base import ObjectInfo, PartInfo, UploadSession
 from shared.storage.gcs_resumable import ResumableSessions
 from shared.storage.streams import TranslatingReader
@@ -55,27 +53,6 @@ log = logging.getLogger("mountsync.storage.gcs")
 
 READ_CHUNK = 8 * 1024 * 1024
 LIST_PAGE_SIZE = 1000
-
-
-def hex_of_b64(value: str | None) -> str | None:
-    """Hex of a base64 digest as the JSON API spells checksums; None if absent or not base64."""
-    if not value:
-        return None
-    try:
-        return base64.b64decode(value, validate=True).hex()
-    except (binascii.Error, ValueError):
-        return None
-
-
-def content_etag(md5_b64: str | None, crc32c_b64: str | None, api_etag: str | None) -> str | None:
-    """The etag mountsync stores for a GCS object (same rule as producers/normalize/gcs.py)."""
-    md5 = hex_of_b64(md5_b64)
-    if md5:
-        return md5
-    crc = hex_of_b64(crc32c_b64)
-    if crc:
-        return f"crc32c:{crc}"
-    return normalize_etag(api_etag)
 
 
 def sequencer_for(generation: int, metageneration: int, *, removal: bool = False) -> str:
@@ -98,7 +75,7 @@ def object_info(name: str, resource: Mapping[str, Any]) -> ObjectInfo:
     return ObjectInfo(
         key=name,
         size=int(resource.get("size") or 0),
-        etag=content_etag(resource.get("md5Hash"), resource.get("crc32c"), resource.get("etag")),
+        etag=gcs_content_etag(resource.get("md5Hash"), resource.get("crc32c"), resource.get("etag")),
         version=str(generation) if generation else None,
         sequencer=sequencer_for(generation, metageneration) if generation else "",
         modified_ns=to_ns(updated) if updated else 0,

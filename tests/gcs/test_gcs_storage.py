@@ -11,8 +11,9 @@ import google_crc32c
 import pytest
 
 from shared.errors import BadInput, ObjectNotFound, RetryableError, StorageUnavailable
+from shared.events import gcs_content_etag
 from shared.storage import PartInfo, open_storage
-from shared.storage.gcs import GCSStorage, content_etag
+from shared.storage.gcs import GCSStorage
 from shared.storage.gcs_resumable import CHUNK_ALIGN
 from tests.standins.gcs import GcsEndpoints
 
@@ -138,9 +139,9 @@ def test_unknown_credential_set_is_a_config_error(bucket_name: str) -> None:
 
 def test_content_etag_prefers_md5_then_crc32c() -> None:
     md5 = base64.b64encode(hashlib.md5(b"x").digest()).decode()
-    assert content_etag(md5, "AAAAAA==", '"CAE="') == hashlib.md5(b"x").hexdigest()
-    assert content_etag(None, "AAAAAQ==", '"CAE="') == "crc32c:00000001"
-    assert content_etag(None, None, '"CAE="') == "CAE="
+    assert gcs_content_etag(md5, "AAAAAA==", '"CAE="') == hashlib.md5(b"x").hexdigest()
+    assert gcs_content_etag(None, "AAAAAQ==", '"CAE="') == "crc32c:00000001"
+    assert gcs_content_etag(None, None, '"CAE="') == "CAE="
 
 
 # -- resumable writer ---------------------------------------------------------------------
