@@ -205,16 +205,3 @@ class DirectoryAwareSource:
 
     def close(self) -> None:
         self.inner.close()
-
-
-def with_delivery_limit(
-    normalize: Callable[[RawMessage], list[ObjectChange]], limit: int
-) -> Callable[[RawMessage], list[ObjectChange]]:
-    """Dead-letter a message delivered more than ``limit`` times (a poison message)."""
-
-    def guarded(raw: RawMessage) -> list[ObjectChange]:
-        if limit > 0 and raw.delivery_count > limit:
-            raise InvalidEvent(f"poison message: delivered {raw.delivery_count} times (limit {limit})")
-        return normalize(raw)
-
-    return guarded

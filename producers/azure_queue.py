@@ -199,10 +199,10 @@ def register(produce_app: typer.Typer) -> None:
             ContentEnricher,
             DirectoryAwareSource,
             celery_reindex_sender,
-            with_delivery_limit,
         )
         from producers.cli import run_producer
         from producers.normalize.azure import make_normalizer
+        from producers.pipeline import with_delivery_limit
 
         options = {"account_url": account_url, "credentials": credentials}
         client = make_queue_client(queue, {k: v for k, v in options.items() if v})

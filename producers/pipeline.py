@@ -119,3 +119,14 @@ class Pipeline:
         outcome.ack.extend(carriers)
         outcome.changes += len(changes)
         log.info("enqueued", source=source, changes=len(changes), source_ids=[m.message_id for m in carriers][:20])
+
+
+def with_delivery_limit(normalize: Normalizer, limit: int) -> Normalizer:
+    """Dead-letter a message delivered more than ``limit`` times (a poison message; 0 = no limit)."""
+
+    def guarded(raw: RawMessage) -> list[ObjectChange]:
+        if limit > 0 and raw.delivery_count > limit:
+            raise InvalidEvent(f"poison message: delivered {raw.delivery_count} times (limit {limit})")
+        return normalize(raw)
+
+    return guarded

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,8 +30,8 @@ import structlog
 import typer
 
 from producers.leases import LeaseKeeper
-from shared.errors import ConfigError, CredentialsRejected, InvalidEvent, RetryableError
-from shared.events import ObjectChange, RawMessage, Source
+from shared.errors import ConfigError, CredentialsRejected, RetryableError
+from shared.events import RawMessage, Source
 
 log = structlog.get_logger("mountsync.producer.s3")
 
@@ -226,19 +226,6 @@ class SqsSource:
         self._client.close()
 
 
-def with_delivery_limit(
-    normalize: Callable[[RawMessage], list[ObjectChange]], limit: int
-) -> Callable[[RawMessage], list[ObjectChange]]:
-    """Dead-letter a message delivered more than ``limit`` times (0 = no limit)."""
-
-    def guarded(raw: RawMessage) -> list[ObjectChange]:
-        if limit > 0 and raw.delivery_count > limit:
-            raise InvalidEvent(f"poison message: delivered {raw.delivery_count} times (limit {limit})")
-        return normalize(raw)
-
-    return guarded
-
-
 def register(produce_app: typer.Typer) -> None:
     @produce_app.command("s3-sqs")
     def produce_s3_sqs(
@@ -267,6 +254,7 @@ def register(produce_app: typer.Typer) -> None:
         """Consume S3/MinIO notifications from SQS (direct, SNS-wrapped or EventBridge)."""
         from producers.cli import run_producer
         from producers.normalize.s3 import make_normalizer
+        from producers.pipeline import with_delivery_limit
         from producers.s3_versions import VersionedDeleteEnricher, mount_options_lookup
 
         def build(runtime: Any) -> tuple[Any, Any]:

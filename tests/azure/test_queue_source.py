@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from producers.azure_common import with_delivery_limit
 from producers.azure_queue import StorageQueueSource, make_queue_client
 from producers.normalize.azure import normalize_azure
+from producers.pipeline import with_delivery_limit
 from shared.errors import InvalidEvent
 from tests.azure.blob_events import BlobEventFactory, queue_delivery
 from tests.helpers import wait_for
