@@ -17,7 +17,8 @@ from typing import TypeVar
 from shared.errors import BadInput
 
 MAX_KEY_BYTES = 1024  # S3, GCS and Azure all cap object names near 1 KiB
-CHUNK_SIZE = 1000
+CHUNK_SIZE = 1000  # items per chunk, at most (the issue's limit)
+CHUNK_BYTES = 256 * 1024 * 1024  # bytes per chunk by default (a larger file is a chunk alone)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 T = TypeVar("T")
@@ -128,7 +129,7 @@ class ChunkCutter:
     an unknown size counts 0). Start it from the last chunk of a job to continue planning."""
 
     max_items: int = CHUNK_SIZE
-    max_bytes: int = 256 * 1024 * 1024
+    max_bytes: int = CHUNK_BYTES
     chunk: int = 0
     items: int = 0
     bytes: int = 0

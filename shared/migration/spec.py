@@ -12,13 +12,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from shared.errors import BadInput
+from shared.migration.plan import CHUNK_BYTES, CHUNK_SIZE, destination_key, safe_relative_path
 from shared.migration.plan import Entry as Item  # one thing to copy; path relative to the source
-from shared.migration.plan import destination_key, safe_relative_path
 from shared.storage.url import StorageURL, parse_storage_url
 
 MiB = 1024 * 1024
 MAX_INLINE_ITEMS = 100_000
-MAX_CHUNK_ITEMS = 1000
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 TASK_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
 HEX = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]{32}$")}
@@ -64,8 +63,8 @@ class TransferOptions:
     retry_max_s: float = 60.0
     callback_attempts: int = 10
     skip_existing: bool = True
-    chunk_size: int = MAX_CHUNK_ITEMS
-    chunk_bytes: int = 256 * MiB
+    chunk_size: int = CHUNK_SIZE
+    chunk_bytes: int = CHUNK_BYTES
     source_storage: Mapping[str, str | bool] = field(default_factory=dict)
     destination_storage: Mapping[str, str | bool] = field(default_factory=dict)
 
@@ -265,7 +264,7 @@ def _check_options(o: TransferOptions) -> None:
         (1 <= o.max_attempts <= 100, "max_attempts must be 1..100"),
         (1 <= o.callback_attempts <= 100, "callback_attempts must be 1..100"),
         (0 <= o.retry_base_s <= o.retry_max_s <= 3600, "need 0 <= retry_base_s <= retry_max_s"),
-        (1 <= o.chunk_size <= MAX_CHUNK_ITEMS, f"chunk_size must be 1..{MAX_CHUNK_ITEMS}"),
+        (1 <= o.chunk_size <= CHUNK_SIZE, f"chunk_size must be 1..{CHUNK_SIZE}"),
         (o.chunk_bytes >= MiB, "chunk_bytes must be at least 1 MiB"),
     ]
     for ok, reason in rules:

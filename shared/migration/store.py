@@ -193,8 +193,7 @@ class MigrationStore:
             return int(cur.fetchone()["n"])  # type: ignore[index]
 
     # --- items ------------------------------------------------------------------------------
-    def add_items(self, job_id: str, items: list[PlannedItem], chunk_size: int,
-                  chunk_bytes: int = 256 * 1024 * 1024) -> list[int]:  # fmt: skip
+    def add_items(self, job_id: str, items: list[PlannedItem], chunk_size: int, chunk_bytes: int) -> list[int]:
         """Append items not planned yet (a re-run of planning skips paths already present);
         numbering continues after the last item, and so does the last chunk until it holds
         ``chunk_size`` items or ``chunk_bytes`` bytes. An item whose destination key another
