@@ -23,9 +23,8 @@ import redis as redis_lib
 from shared.catalog import db as catalog_db
 from shared.catalog.mounts import Mount, Mounts
 from shared.config import Settings
-from tests.helpers import wait_for
+from tests.helpers import ROOT, Proc, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 _STANDINS = ("s3", "gcs", "azure")
 pytest_plugins = [
     f"tests.standins.{name}" for name in _STANDINS if (ROOT / "tests" / "standins" / f"{name}.py").exists()
@@ -239,3 +238,12 @@ def worker(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     proc = WorkerProcess(test_env, log_path, "changes,reindex,alignment,migrations", 2).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """Subprocesses a test started; each is stopped at teardown."""
+    started: list[Proc] = []
+    yield started
+    for proc in started:
+        proc.stop()

@@ -1,18 +1,24 @@
-"""Test helpers: deadline polling (never bare sleeps) and CI-aware service requirements."""
+"""Test helpers: deadline polling (never bare sleeps), CI-aware service requirements, and
+subprocesses (mountsync commands, bare baseline loops) logging to files."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 T = TypeVar("T")
 IN_CI = bool(os.environ.get("CI"))
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.05) -> T:
@@ -60,3 +66,71 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex((host, port)) == 0
+
+
+class Proc:
+    """A subprocess in its own process group, stdout and stderr appended to ``log_path``.
+
+    ``stop`` sends SIGTERM to the group (SIGKILL after ``grace_s``); ``kill`` sends SIGKILL."""
+
+    def __init__(self, command: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.command, self.env, self.log_path = command, dict(env), log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def mountsync(cls, args: list[str], env: Mapping[str, str], log_path: Path) -> Proc:
+        return cls([sys.executable, "-m", "shared", *args], env, log_path)
+
+    @classmethod
+    def python(cls, code: str, args: list[str], env: Mapping[str, str], log_path: Path) -> Proc:
+        return cls([sys.executable, "-c", code, *args], env, log_path)
+
+    def start(self) -> Proc:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=ROOT, start_new_session=True)  # fmt: skip
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log()[-chars:]
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self, grace_s: float = 30) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def live_count(catalog: Any, mount: str) -> int:
+    """Live (not deleted) objects of ``mount`` in the catalog."""
+    row = catalog.execute(
+        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = %s AND NOT o.deleted",
+        (mount,),
+    ).fetchone()
+    return int(row[0])
+
+
+def enqueued_changes(log: str) -> int:
+    """Changes a producer reported as enqueued in its JSON log."""
+    total = 0
+    for line in log.splitlines():
+        if line.startswith("{") and '"enqueued"' in line:
+            doc = json.loads(line)
+            if doc.get("event") == "enqueued":
+                total += int(doc.get("changes", 0))
+    return total

@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -27,56 +24,11 @@ from shared.storage.azure import AzureStorage
 from shared.storage.url import parse_storage_url
 from tests.azure.blob_events import BlobEventFactory, WebhookDelivery, publish, queue_delivery
 from tests.azure.eventgrid_server import EventGridServer
-from tests.conftest import ROOT, env_for
-from tests.helpers import free_port, wait_for
+from tests.conftest import env_for
+from tests.helpers import Proc, free_port, wait_for
 from tests.standins.azure import AzuriteEndpoints
 
 TOPIC, SUB, SECRET = "blob-events", "mountsync", "hook-secret"
-
-
-class Proc:
-    """A ``mountsync`` subprocess in its own process group, logging to a file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.args, self.env, self.log_path = args, env, log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "shared", *self.args], env=self.env, stdout=log,
-                stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-            )  # fmt: skip
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def kill(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 @pytest.fixture
@@ -149,7 +101,7 @@ def converge(catalog_state: Callable[[str], Any], mount: str, expected: dict[str
 
 def start_serve(az_env: dict[str, str], tmp_path: Path, procs: list[Proc]) -> tuple[Proc, str]:
     port = free_port()
-    proc = Proc(["serve", "--port", str(port)], az_env, tmp_path / f"serve-{port}.log").start()
+    proc = Proc.mountsync(["serve", "--port", str(port)], az_env, tmp_path / f"serve-{port}.log").start()
     procs.append(proc)
 
     def healthy() -> bool:
@@ -157,7 +109,7 @@ def start_serve(az_env: dict[str, str], tmp_path: Path, procs: list[Proc]) -> tu
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                 return r.status == 200
         except (urllib.error.URLError, ConnectionError):
-            assert proc.alive(), proc.log()
+            assert proc.alive(), proc.tail()
             return False
 
     wait_for(healthy, timeout=60, what="mountsync serve to answer")
@@ -221,7 +173,7 @@ def test_webhook_malformed_event_is_dead_lettered(
 def start_pull(az_env: dict[str, str], server: EventGridServer, tmp_path: Path, procs: list[Proc]) -> Proc:
     args = ["produce", "azure-eventgrid", "--endpoint", server.endpoint, "--topic", TOPIC,
             "--subscription", SUB, "--release-delay", "0", "--renew-every", "1"]  # fmt: skip
-    proc = Proc(args, az_env, tmp_path / f"pull-{uuid.uuid4().hex[:6]}.log").start()
+    proc = Proc.mountsync(args, az_env, tmp_path / f"pull-{uuid.uuid4().hex[:6]}.log").start()
     procs.append(proc)
     return proc
 
@@ -247,7 +199,7 @@ def test_namespace_pull_reaches_the_catalog_and_dead_letters_malformed(
 
     converge(catalog_state, mount, bucket_state(container, azurite), "pulled events in the catalog")
     sub = eg_server.subscription(TOPIC, SUB)
-    wait_for(lambda: sub.backlog == 0, timeout=30, what=f"every event settled: {proc.log()}")
+    wait_for(lambda: sub.backlog == 0, timeout=30, what=f"every event settled: {proc.tail()}")
     assert len(sub.acked) == len(events)
     assert [e["id"] for e in sub.dead_lettered] == ["malformed-1"]
     reasons = catalog.execute("SELECT reason FROM dead_letters WHERE message_id = 'malformed-1'").fetchall()
@@ -282,7 +234,7 @@ def start_queue_consumer(
     az_env: dict[str, str], queue: Any, tmp_path: Path, procs: list[Proc], visibility: int = 30
 ) -> Proc:
     args = ["produce", "azure-queue", "--queue", queue.queue_name, "--visibility-timeout", str(visibility)]
-    proc = Proc(args, az_env, tmp_path / f"queue-{uuid.uuid4().hex[:6]}.log").start()
+    proc = Proc.mountsync(args, az_env, tmp_path / f"queue-{uuid.uuid4().hex[:6]}.log").start()
     procs.append(proc)
     return proc
 

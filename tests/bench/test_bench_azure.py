@@ -15,8 +15,7 @@ Events are built from real Azurite uploads before the clock starts. Run with
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 import time
 import urllib.request
 import uuid
@@ -30,9 +29,8 @@ import pytest
 from shared.config import Settings
 from tests.azure.blob_events import BlobEventFactory, WebhookDelivery, publish
 from tests.azure.eventgrid_server import EventGridServer
-from tests.azure.test_e2e import Proc
-from tests.conftest import ROOT, env_for
-from tests.helpers import free_port, wait_for
+from tests.conftest import env_for
+from tests.helpers import Proc, free_port, live_count, wait_for
 from tests.standins.azure import AzuriteEndpoints
 
 pytestmark = pytest.mark.bench
@@ -88,14 +86,6 @@ def blob_events(bench_container: Any) -> list[dict[str, Any]]:
         )
 
 
-def live_count(catalog: Any, mount: str) -> int:
-    row = catalog.execute(
-        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = %s AND NOT o.deleted",
-        (mount,),
-    ).fetchone()
-    return int(row[0])
-
-
 def timed(start: Callable[[], None], phases: dict[str, Callable[[], bool]], what: str) -> dict[str, float]:
     """Seconds from ``start()`` until each phase's condition first holds (phases in order)."""
     started = time.perf_counter()
@@ -107,19 +97,6 @@ def timed(start: Callable[[], None], phases: dict[str, Callable[[], bool]], what
     return marks
 
 
-def spawn_python(code: str, args: list[str], log: Path) -> Proc:
-    proc = Proc([], {}, log)
-    with open(log, "ab") as out:
-        proc.proc = subprocess.Popen(
-            [sys.executable, "-c", code, *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-    return proc
-
-
 def test_bench_pull_consumer(
     blob_events: list[dict[str, Any]], bench_container: Any, settings: Settings, azurite: AzuriteEndpoints,
     add_mount: Callable[..., Any], catalog: Any, worker: Any, bench_report: Any, tmp_path: Path,
@@ -129,7 +106,11 @@ def test_bench_pull_consumer(
     procs: list[Proc] = []
     try:
         bare_sub = server.subscription(TOPIC, "bare")
-        procs.append(spawn_python(BARE_PULL, [server.endpoint, TOPIC, "bare", str(EVENTS)], tmp_path / "bare.log"))
+        procs.append(
+            Proc.python(
+                BARE_PULL, [server.endpoint, TOPIC, "bare", str(EVENTS)], os.environ, tmp_path / "bare.log"
+            ).start()
+        )
         wait_for(lambda: "receive" in server.requests, timeout=60, what="the bare loop to poll")
         bare = timed(
             lambda: publish(server.endpoint, server.key, TOPIC, blob_events),
@@ -157,7 +138,7 @@ def test_bench_pull_consumer(
             "mountsync",
         ]
         server.requests.clear()
-        procs.append(Proc(args, env, tmp_path / "producer.log").start())
+        procs.append(Proc.mountsync(args, env, tmp_path / "producer.log").start())
         wait_for(lambda: "receive" in server.requests, timeout=60, what="the producer to poll")
         ours = timed(
             lambda: publish(server.endpoint, server.key, TOPIC, blob_events),
@@ -192,9 +173,9 @@ def test_bench_pull_consumer(
 def start_http(args: list[str], env: dict[str, str] | None, log: Path, code: str | None = None) -> tuple[Proc, int]:
     port = free_port()
     if code is None:
-        proc = Proc([*args, "--port", str(port)], env or {}, log).start()
+        proc = Proc.mountsync([*args, "--port", str(port)], env or {}, log).start()
     else:
-        proc = spawn_python(code, [str(port)], log)
+        proc = Proc.python(code, [str(port)], os.environ, log).start()
     probe = WebhookDelivery(f"http://127.0.0.1:{port}/eventgrid?key=bench")
 
     def up() -> bool:

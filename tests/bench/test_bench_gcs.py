@@ -16,12 +16,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +28,8 @@ import pytest
 
 from shared.config import Settings
 from shared.storage import open_storage
-from tests.conftest import ROOT, env_for
-from tests.helpers import wait_for
+from tests.conftest import env_for
+from tests.helpers import Proc, enqueued_changes, live_count, wait_for
 from tests.standins.gcs import GcsEndpoints, PubSubEndpoints
 
 pytestmark = pytest.mark.bench
@@ -60,22 +57,6 @@ done.wait()
 print("done", time.time(), flush=True)
 future.cancel()
 """
-
-
-class Proc:
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log_path = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                         start_new_session=True)  # fmt: skip
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -120,32 +101,6 @@ def publish_all(pubsub: PubSubEndpoints, topic: str, messages: list[Any]) -> Non
     publisher.transport.close()
 
 
-def enqueued(log: str) -> int:
-    total = 0
-    for line in log.splitlines():
-        if line.startswith("{") and '"enqueued"' in line:
-            doc = json.loads(line)
-            if doc.get("event") == "enqueued":
-                total += int(doc.get("changes", 0))
-    return total
-
-
-def live_count(catalog: Any, mount: str) -> int:
-    row = catalog.execute(
-        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = %s AND NOT o.deleted",
-        (mount,),
-    ).fetchone()
-    return int(row[0])
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in started:
-        proc.stop()
-
-
 def stamp(log: str, word: str) -> float:
     """Wall-clock time printed by the bare loop after ``word``."""
     for line in log.splitlines():
@@ -175,12 +130,11 @@ def test_bench_pubsub_subscriber(
     pubsub_emulator.create_topic(topic)
     bare_sub = pubsub_emulator.create_subscription(f"bare-{topic}", topic)
     publish_all(pubsub_emulator, topic, messages)
-    bare = Proc([sys.executable, "-c", BARE, pubsub_emulator.host, bare_sub, str(n)],
-                dict(os.environ), tmp_path / "bare.log")  # fmt: skip
+    bare = Proc.python(BARE, [pubsub_emulator.host, bare_sub, str(n)], os.environ, tmp_path / "bare.log").start()
     procs.append(bare)
     wait_for(lambda: "done" in bare.log(), timeout=600, what="the bare loop to ack everything")
     bare_s = stamp(bare.log(), "done") - stamp(bare.log(), "started")
-    bare.stop()
+    bare.kill()  # a streaming-pull loop need not shut down gracefully
 
     our_topic = f"ours-{topic}"
     pubsub_emulator.create_topic(our_topic)
@@ -188,14 +142,13 @@ def test_bench_pubsub_subscriber(
     publish_all(pubsub_emulator, our_topic, messages)
     add_mount("bench-gcs", f"gs://{bucket}/", endpoint_url=fake_gcs_notifying.endpoint_url)
     env = env_for(settings, **fake_gcs_notifying.env())
-    args = [sys.executable, "-m", "shared", "produce", "gcs-pubsub", "--subscription", our_sub,
-            "--emulator-host", pubsub_emulator.host]  # fmt: skip
-    ours = Proc(args, env, tmp_path / "producer.log")
+    args = ["produce", "gcs-pubsub", "--subscription", our_sub, "--emulator-host", pubsub_emulator.host]
+    ours = Proc.mountsync(args, env, tmp_path / "producer.log").start()
     procs.append(ours)
     wait_for(
-        lambda: enqueued(ours.log()) >= n,
+        lambda: enqueued_changes(ours.log()) >= n,
         timeout=600,
-        what=f"the producer to enqueue all: {ours.log()[-800:]}",
+        what=f"the producer to enqueue all: {ours.tail(800)}",
     )
     started = log_times(ours.log(), "subscribed")[0]
     acked_s = log_times(ours.log(), "enqueued")[-1] - started

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -29,8 +26,8 @@ from typing import Any
 import pytest
 
 from shared.config import Settings
-from tests.conftest import ROOT, env_for
-from tests.helpers import wait_for
+from tests.conftest import env_for
+from tests.helpers import Proc, enqueued_changes, live_count, wait_for
 from tests.s3.notify import create_queue, queue_empty, route
 from tests.standins.s3 import MotoEndpoints
 
@@ -56,33 +53,6 @@ while done < total:
         done += len(messages) - len(failed)
 print("done", time.time(), flush=True)
 """
-
-
-class Proc:
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log_path = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 @pytest.fixture
@@ -130,34 +100,15 @@ def consuming_at(log: str) -> float | None:
     return None
 
 
-def enqueued(log: str) -> int:
-    total = 0
-    for line in log.splitlines():
-        if line.startswith("{") and '"enqueued"' in line:
-            doc = json.loads(line)
-            if doc.get("event") == "enqueued":
-                total += int(doc.get("changes", 0))
-    return total
-
-
 def wait_drained(moto: MotoEndpoints, queue_url: str, producer: Proc, n: int) -> None:
     """Until every message is deleted. Polling moto meanwhile would slow it (each queue-attribute
     call scans the queue), so follow the producer's log first and ask moto only at the end."""
-    wait_for(lambda: enqueued(producer.log()) >= n, timeout=600, what="every change enqueued")
+    wait_for(lambda: enqueued_changes(producer.log()) >= n, timeout=600, what="every change enqueued")
     wait_for(lambda: queue_empty(moto, queue_url), timeout=60, what="every message deleted")
 
 
-def live_count(catalog: Any, mount: str) -> int:
-    row = catalog.execute(
-        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = %s AND NOT o.deleted",
-        (mount,),
-    ).fetchone()
-    return int(row[0])
-
-
 def run_bare(moto: MotoEndpoints, queue_url: str, n: int, log: Path, procs: list[Proc]) -> float:
-    bare = Proc([sys.executable, "-c", BARE, moto.endpoint_url, queue_url, str(n)],
-                {**os.environ, **moto.env()}, log)  # fmt: skip
+    bare = Proc.python(BARE, [moto.endpoint_url, queue_url, str(n)], {**os.environ, **moto.env()}, log).start()
     procs.append(bare)
     wait_for(lambda: "done" in bare.log(), timeout=600, what="the bare loop", interval=0.1)
     marks = dict(line.split() for line in bare.log().splitlines() if line.split()[0] in ("start", "done"))
@@ -167,9 +118,8 @@ def run_bare(moto: MotoEndpoints, queue_url: str, n: int, log: Path, procs: list
 
 def start_producer(env: dict[str, str], queue_url: str, moto: MotoEndpoints, log: Path,
                    procs: list[Proc]) -> tuple[Proc, float]:  # fmt: skip
-    args = [sys.executable, "-m", "shared", "produce", "s3-sqs", "--queue-url", queue_url,
-            "--endpoint-url", moto.endpoint_url, "--wait-seconds", "1"]  # fmt: skip
-    proc = Proc(args, env, log)
+    args = ["produce", "s3-sqs", "--queue-url", queue_url, "--endpoint-url", moto.endpoint_url, "--wait-seconds", "1"]
+    proc = Proc.mountsync(args, env, log).start()
     procs.append(proc)
     started = wait_for(lambda: consuming_at(proc.log()), timeout=60, what="the producer to start")
     return proc, started
