@@ -9,11 +9,15 @@
 - Auth: when ``MOUNTSYNC_EVENTGRID_SECRET`` is set, each request must carry it as the query
   parameter ``key`` (``https://host/eventgrid?key=SECRET``, Event Grid keeps the query) or the
   header ``X-Mountsync-Key`` (a delivery attribute). Otherwise 401, nothing recorded.
-- Answers: 200 only after every change is on Redis (and reindexes for directory events are
-  queued); 503 when that failed (Event Grid retries the whole batch; applying twice is harmless);
-  400 when any event was malformed: it is in the dead-letter store with the reason, the valid
-  ones were queued (Event Grid does not retry a 400; its own dead-lettering, if configured,
-  keeps a copy of the batch).
+- Answers: 200 only after every change is on Redis, in the Event Grid inbox (and reindexes for
+  directory events are queued); 503 when that failed or the inbox is full (Event Grid retries
+  the whole batch; applying twice is harmless); 400 when any event was malformed: it is in the
+  dead-letter store with the reason, the valid ones were queued (Event Grid does not retry a
+  400; its own dead-lettering, if configured, keeps a copy of the batch).
+- The inbox (``producers/inbox.py``) is drained by a thread of ``serve``: it stats what renames
+  and tier changes left out (``ContentEnricher``) and sends the changes of many requests as one
+  apply task. A request therefore costs one Redis call instead of a Celery publish, and the
+  worker applies Event Grid's one-event requests in batches.
 - ``MOUNTSYNC_EVENTGRID_ACCOUNTS`` (comma-separated) limits the storage accounts accepted.
 """
 
@@ -34,7 +38,9 @@ from producers.azure_common import (
     celery_reindex_sender,
     request_directory_reindex,
 )
+from producers.inbox import Drainer, Inbox
 from producers.normalize.azure import make_normalizer, split_events, validation_code
+from producers.pipeline import Pipeline
 from shared.errors import InvalidEvent
 from shared.events import RawMessage, Source
 
@@ -69,12 +75,23 @@ def _state(ctx: Any) -> _State:
     state: _State | None = getattr(ctx, "_azure_webhook", None)
     if state is None:
         runtime = ctx.runtime
-        accounts = [a.strip() for a in ctx.settings.extra.get(ACCOUNTS_SETTING, "").split(",")]
-        mounts = AzureMounts(runtime.pool)
-        pipeline = runtime.pipeline(make_normalizer(accounts), enrich=ContentEnricher(mounts))
-        state = _State(pipeline, mounts, celery_reindex_sender(runtime))
+        inbox = Inbox(runtime.redis, runtime.settings, Source.AZURE_EVENTGRID)
+        pipeline = Pipeline(make_normalizer(_accounts(ctx.settings)), inbox, runtime.deadletters,
+                            batch_size=runtime.settings.batch_size)  # fmt: skip
+        state = _State(pipeline, AzureMounts(runtime.pool), celery_reindex_sender(runtime))
+        ctx.start_drainer(Source.AZURE_EVENTGRID)
         ctx._azure_webhook = state
     return state
+
+
+def _accounts(settings: Any) -> list[str]:
+    return [a.strip() for a in settings.extra.get(ACCOUNTS_SETTING, "").split(",")]
+
+
+def drainer(runtime: Any, consumer: str) -> Drainer:
+    """The inbox drainer ``serve`` runs for this endpoint."""
+    enrich = ContentEnricher(AzureMounts(runtime.pool))
+    return Drainer(runtime, Source.AZURE_EVENTGRID, enrich=enrich, consumer=consumer)
 
 
 def _abuse_protection(request: Request) -> Response:
@@ -85,18 +102,21 @@ def _abuse_protection(request: Request) -> Response:
     return Response(status=200, headers=headers)
 
 
-def _messages(request: Request, body: bytes) -> list[RawMessage]:
-    """One message per event; a body that is not events at all stays one (dead-lettered) message."""
+def _messages(request: Request, body: bytes, events: list[dict[str, Any]] | None) -> list[RawMessage]:
+    """One message per event; a body that is not events at all stays one (dead-lettered) message.
+
+    A body of one event is that event's message as it is (the normalizer reads arrays too);
+    the events of a batch are serialized one by one so each can be dead-lettered on its own.
+    """
     attributes = {h: request.headers[h] for h in ATTRIBUTE_HEADERS if h in request.headers}
     try:
         retries = int(request.headers.get("aeg-delivery-count") or 0)
     except ValueError:
         retries = 0
     now = time.time_ns()
-    try:
-        events = split_events(body)
-    except InvalidEvent:
-        return [RawMessage(Source.AZURE_EVENTGRID, f"webhook-{now}", body, attributes, now,
+    if events is None or len(events) == 1:
+        event_id = events[0].get("id") if events else None
+        return [RawMessage(Source.AZURE_EVENTGRID, str(event_id or f"webhook-{now}"), body, attributes, now,
                            delivery_count=retries + 1)]  # fmt: skip
     return [
         RawMessage(Source.AZURE_EVENTGRID, str(event.get("id") or f"webhook-{now}-{i}"),
@@ -106,9 +126,9 @@ def _messages(request: Request, body: bytes) -> list[RawMessage]:
     ]  # fmt: skip
 
 
-def _validation(body: bytes) -> Response | None:
+def _validation(events: list[dict[str, Any]]) -> Response | None:
     try:
-        code = validation_code(split_events(body))
+        code = validation_code(events)
     except InvalidEvent:
         return None  # malformed: the pipeline dead-letters it
     if code is None:
@@ -126,12 +146,16 @@ def handle(request: Request, ctx: Any) -> Response:
     if request.method == "OPTIONS":
         return _abuse_protection(request)
     body = request.get_data(cache=False)
-    answer = _validation(body)
+    try:
+        events: list[dict[str, Any]] | None = split_events(body)
+    except InvalidEvent:
+        events = None  # not events at all: the pipeline dead-letters the body with the reason
+    answer = _validation(events) if events is not None else None
     if answer is not None:
         return answer
     if request.headers.get("aeg-event-type") == "SubscriptionDeletion":
         return _json({"status": "subscription deleted"})
-    return _deliver(_state(ctx), _messages(request, body))
+    return _deliver(_state(ctx), _messages(request, body, events))
 
 
 def _deliver(state: _State, messages: list[RawMessage]) -> Response:

@@ -14,6 +14,12 @@ Enricher = Callable[[list[ObjectChange]], list[ObjectChange]]
 """Optional I/O step after normalization (e.g. stat objects whose notification had no payload)."""
 
 
+class ChangeSink(Protocol):
+    """Where a pipeline puts changes: the ``changes`` queue, or a push endpoint's inbox."""
+
+    def enqueue(self, changes: Sequence[ObjectChange]) -> None: ...
+
+
 class EventSource(Protocol):
     """A transport that delivers ``RawMessage``s at least once and takes acks.
 

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from producers.base import Enricher, Normalizer
+from producers.base import ChangeSink, Enricher, Normalizer
 from shared import metrics
 from shared.deadletter import DeadLetters
 from shared.errors import InvalidEvent, RetryableError
 from shared.events import ObjectChange, RawMessage
-from shared.queues import ChangeQueue
 
 log = structlog.get_logger("mountsync.producer")
 
@@ -35,13 +34,16 @@ class Pipeline:
     def __init__(
         self,
         normalize: Normalizer,
-        queue: ChangeQueue,
+        queue: ChangeSink,
         deadletters: DeadLetters,
         *,
         enrich: Enricher | None = None,
         batch_size: int = 500,
+        name: str | None = None,
     ) -> None:
+        """``name`` labels metrics and dead letters (default: each message's source)."""
         self._normalize = normalize
+        self._name = name
         self._queue = queue
         self._deadletters = deadletters
         self._enrich = enrich
@@ -52,7 +54,7 @@ class Pipeline:
         carriers: list[RawMessage] = []
         changes: list[ObjectChange] = []
         for message in messages:
-            metrics.EVENTS_RECEIVED.labels(message.source.value).inc()
+            metrics.EVENTS_RECEIVED.labels(self._name or message.source.value).inc()
             produced = self._normalize_one(message, outcome)
             if produced is None:
                 continue
@@ -77,9 +79,10 @@ class Pipeline:
         return None
 
     def _dead_letter(self, message: RawMessage, reason: str, outcome: Outcome) -> None:
+        source = self._name or message.source.value
         try:
             self._deadletters.record(
-                message.source.value,
+                source,
                 message.message_id,
                 reason,
                 message.body,
@@ -93,13 +96,13 @@ class Pipeline:
             )
             outcome.nack.append(message)
             return
-        metrics.DEAD_LETTERED.labels(message.source.value, reason.split(":")[0][:60]).inc()
-        log.warning("dead-lettered", source=message.source.value, message_id=message.message_id, reason=reason)
+        metrics.DEAD_LETTERED.labels(source, reason.split(":")[0][:60]).inc()
+        log.warning("dead-lettered", source=source, message_id=message.message_id, reason=reason)
         outcome.reject.append(message)
         outcome.reasons.append(reason)
 
     def _enqueue(self, carriers: list[RawMessage], changes: list[ObjectChange], outcome: Outcome) -> None:
-        source = carriers[0].source.value
+        source = self._name or carriers[0].source.value
         try:
             if self._enrich is not None:
                 changes = self._enrich(changes)

@@ -4,6 +4,8 @@
   ``azure-queue``) run through their source's normalizer (and enricher) again and the changes are
   enqueued, exactly as the producer would have done. Delivery limits do not apply to a replay.
 - ``changes-queue`` letters (a change a worker could not decode) are decoded here and enqueued.
+- ``inbox:SOURCE`` letters (an inbox entry its drainer gave up on: already normalized changes)
+  are decoded, enriched as ``SOURCE``'s producer would, and enqueued.
 - ``task:NAME`` letters (a task dead-lettered by the poison guard) are sent again by name with
   the stored arguments, on the queue the task routes to.
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from producers.base import Enricher, Normalizer
+from producers.inbox import LETTER_PREFIX, decode_entry
 from shared.deadletter import DeadLetter
 from shared.errors import InvalidEvent, RetryableError
 from shared.events import ObjectChange, RawMessage, Source
@@ -135,9 +138,13 @@ class Replayer:
             return self._send_task(letter)
         if letter.source == CHANGES_QUEUE:
             return self._enqueue([ObjectChange.from_json(letter.payload)])
-        normalize = normalizer_for(letter.source, self._options)
-        changes = normalize(raw_message(letter))
-        enrich = self._enricher(letter.source)
+        if letter.source.startswith(LETTER_PREFIX):
+            source = letter.source[len(LETTER_PREFIX) :]
+            changes = decode_entry(RawMessage(Source(source), str(letter.message_id), letter.payload))
+        else:
+            source = letter.source
+            changes = normalizer_for(source, self._options)(raw_message(letter))
+        enrich = self._enricher(source)
         if enrich is not None and changes:
             changes = enrich(changes)
         return self._enqueue(changes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from shared.config import Settings
 from shared.errors import MissingExtra, ServiceUnavailable
+from shared.events import Source
 
 log = structlog.get_logger("mountsync.serve")
 
@@ -37,21 +39,54 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("/api/migrations/<job_id>/cancel", ("POST",), "producers.migration_api:cancel"),
 )
 
+# The drainer of each endpoint whose requests go through an inbox (shared.queues.INBOX_SOURCES).
+DRAINERS: dict[Source, str] = {Source.AZURE_EVENTGRID: "producers.azure_webhook:drainer"}
+
 
 @dataclass
 class ServeContext:
     settings: Settings
+    consumer: str = ""  # inbox consumer name (stable for one host and port)
     _runtime: Any = field(default=None, repr=False)
     _system_metrics: Any = field(default=None, repr=False)
+    _drainers: dict[Source, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def runtime(self) -> Any:
         """Producer runtime (DB pool, Redis, queue), opened on first use and kept."""
-        if self._runtime is None:
-            from producers.runtime import build_runtime
+        with self._lock:
+            if self._runtime is None:
+                from producers.runtime import build_runtime
 
-            self._runtime = build_runtime(self.settings)
-        return self._runtime
+                self._runtime = build_runtime(self.settings)
+            return self._runtime
+
+    def start_drainer(self, source: Source) -> None:
+        """Start the inbox drainer of ``source`` once (or again, if its thread died)."""
+        from producers.inbox import consumer_name
+
+        runtime = self.runtime
+        with self._lock:
+            current = self._drainers.get(source)
+            if current is None or not current.alive:
+                factory = _resolve(DRAINERS[source])
+                self._drainers[source] = factory(runtime, self.consumer or consumer_name()).start()
+
+    def recover_inboxes(self) -> None:
+        """Drain what earlier runs accepted but did not finish, before any new request arrives."""
+        from shared.queues import inbox_key
+
+        for source in DRAINERS:
+            if self.runtime.redis.exists(inbox_key(self.settings.redis_prefix, source)):
+                self.start_drainer(source)
+
+    def drainers_alive(self) -> dict[str, bool]:
+        return {source.value: drainer.alive for source, drainer in self._drainers.items()}
+
+    def stop(self) -> None:
+        for drainer in self._drainers.values():
+            drainer.stop()
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -75,6 +110,8 @@ def readyz(request: Request, ctx: ServeContext) -> Response:
         checks["postgres"] = "ok"
     except Exception as exc:
         checks["postgres"] = f"unavailable: {exc}"
+    for source, alive in ctx.drainers_alive().items():
+        checks[f"inbox:{source}"] = "ok" if alive else "drainer stopped"
     ok = all(v == "ok" for v in checks.values())
     return json_response({"status": "ok" if ok else "unavailable", "checks": checks},
                          200 if ok else 503)  # fmt: skip
@@ -109,10 +146,10 @@ def _resolve(target: str) -> Any:
     return getattr(module, func)
 
 
-def make_app(settings: Settings) -> Any:
+def make_app(settings: Settings, *, consumer: str = "") -> Any:
     url_map = Map([Rule(path, methods=list(methods), endpoint=target)
                    for path, methods, target in ROUTES])  # fmt: skip
-    ctx = ServeContext(settings)
+    ctx = ServeContext(settings, consumer)
 
     @Request.application  # type: ignore[untyped-decorator]
     def application(request: Request) -> Response:
@@ -140,8 +177,29 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int) -> Non
     import redis
     from waitress import serve
 
+    from producers.inbox import consumer_name
     from shared.redis_check import warn_if_redis_loses_data
 
     warn_if_redis_loses_data(redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5), "serve")
+    app = make_app(settings, consumer=consumer_name(str(port)))
+    stop = threading.Event()
+    threading.Thread(target=_recover, args=(app.ctx, stop), name="inbox-recovery", daemon=True).start()
     log.info("serving", host=host, port=port)
-    serve(make_app(settings), host=host, port=port, threads=threads, ident="mountsync")
+    try:
+        serve(app, host=host, port=port, threads=threads, ident="mountsync")
+    finally:
+        stop.set()
+        app.ctx.stop()
+
+
+def _recover(ctx: ServeContext, stop: threading.Event) -> None:
+    """Start the drainers of non-empty inboxes, retrying while Redis or PostgreSQL are down."""
+    while not stop.is_set():
+        try:
+            ctx.recover_inboxes()
+            return
+        except (ServiceUnavailable, MissingExtra, OSError) as exc:
+            log.warning("cannot check the inboxes yet; retrying in 5 s", error=str(exc))
+        except Exception as exc:  # redis errors and the like: keep serving, keep trying
+            log.warning("cannot check the inboxes yet; retrying in 5 s", error=f"{type(exc).__name__}: {exc}")
+        stop.wait(5)

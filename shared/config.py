@@ -39,6 +39,8 @@ class Settings:
     redis_prefix: str = ""
     # Producers stop pulling while the ``changes`` queue holds more messages than this.
     max_queue_depth: int = 200
+    # Push endpoints answer 503 (the sender retries) while their inbox holds this many requests.
+    inbox_max_depth: int = 100_000
     # Producer batching: up to this many changes per apply task, or whatever arrived in the window.
     batch_size: int = 2000
     batch_window_s: float = 0.5
@@ -72,6 +74,7 @@ _ENV = {
     "MOUNTSYNC_DATABASE_URL": ("database_url", str),
     "MOUNTSYNC_REDIS_PREFIX": ("redis_prefix", str),
     "MOUNTSYNC_MAX_QUEUE_DEPTH": ("max_queue_depth", int),
+    "MOUNTSYNC_INBOX_MAX_DEPTH": ("inbox_max_depth", int),
     "MOUNTSYNC_BATCH_SIZE": ("batch_size", int),
     "MOUNTSYNC_BATCH_WINDOW": ("batch_window_s", float),
     "MOUNTSYNC_FEED_MAXLEN": ("feed_maxlen", int),
@@ -102,6 +105,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raise ConfigError(
             "MOUNTSYNC_VISIBILITY_TIMEOUT must be longer than MOUNTSYNC_TASK_TIME_LIMIT, or long tasks run twice"
         )
+    if settings.inbox_max_depth < 1:
+        raise ConfigError("MOUNTSYNC_INBOX_MAX_DEPTH must be at least 1 (requests a push endpoint may hold)")
     for url, var in ((settings.redis_url, "MOUNTSYNC_REDIS_URL"),):
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"{var} must be a redis:// URL, got {redact_url(url)!r}")

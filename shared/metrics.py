@@ -19,6 +19,9 @@ ACK_FAILURES = Counter(
     ["source"],
 )
 DEAD_LETTERED = Counter("mountsync_dead_lettered_total", "Messages recorded as dead letters", ["source", "reason"])
+INBOX_REFUSED = Counter(
+    "mountsync_inbox_refused_total", "Push requests refused (503) because their inbox was full", ["source"]
+)
 ENQUEUE_FAILURES = Counter(
     "mountsync_enqueue_failures_total", "Batches that could not be enqueued (nacked)", ["source"]
 )

@@ -10,7 +10,7 @@ from kombu.exceptions import OperationalError
 
 from shared.config import Settings
 from shared.errors import ServiceUnavailable
-from shared.events import ObjectChange
+from shared.events import ObjectChange, Source
 
 QUEUE_CHANGES = "changes"
 QUEUE_REINDEX = "reindex"
@@ -24,7 +24,14 @@ TASK_RECONCILE_ALL = "mountsync.reconcile_all"
 TASK_SUBMIT_MIGRATION = "mountsync.submit_migration"
 
 FEED_STREAM = "mountsync:feed"
+# Push endpoints that answer after putting a request's changes in a Redis stream (producers/inbox.py).
+INBOX_SOURCES = (Source.AZURE_EVENTGRID,)
 COUNTERS_KEY = "mountsync:counters"
+
+
+def inbox_key(prefix: str, source: Source) -> str:
+    """The Redis stream of ``source``'s inbox under the key prefix ``prefix``."""
+    return f"{prefix}mountsync:inbox:{source.value}"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

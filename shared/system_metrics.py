@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from shared.queues import ALL_QUEUES, QUEUE_CHANGES
+from shared.queues import ALL_QUEUES, INBOX_SOURCES, QUEUE_CHANGES, inbox_key
 from shared.redis_check import check_redis_durability
 
 PRIORITY_SEP = "\x06\x16"
@@ -81,11 +81,16 @@ class SystemCollector(Collector):
         for queue in ALL_QUEUES:
             for key in self._queue_keys(queue):
                 pipe.llen(key)
+        for source in INBOX_SOURCES:
+            pipe.xlen(inbox_key(self._prefix, source))
         pipe.hlen(f"{self._prefix}unacked")
         results = pipe.execute()
         per_queue = 1 + len(PRIORITY_STEPS)
         for i, queue in enumerate(ALL_QUEUES):
             lengths.add_metric([queue], sum(results[i * per_queue : (i + 1) * per_queue]))
+        inboxes = results[len(ALL_QUEUES) * per_queue : -1]
+        for source, length in zip(INBOX_SOURCES, inboxes, strict=True):
+            lengths.add_metric([f"inbox:{source.value}"], length)  # requests accepted, not yet drained
         unacked = GaugeMetricFamily(
             "mountsync_queue_unacked", "Tasks taken by workers and not yet acknowledged (all queues)"
         )

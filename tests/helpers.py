@@ -125,6 +125,18 @@ def live_count(catalog: Any, mount: str) -> int:
     return int(row[0])
 
 
+def queued_changes(client: Any, settings: Any) -> list[dict[str, Any]]:
+    """The changes (wire dicts) of the apply tasks waiting on ``settings``' changes queue."""
+    import base64
+
+    out: list[dict[str, Any]] = []
+    for raw in client.lrange(f"{settings.redis_prefix}changes", 0, -1):
+        envelope = json.loads(raw)
+        args = json.loads(base64.b64decode(envelope["body"]))[0]
+        out.extend(args[0])
+    return out
+
+
 def enqueued_changes(log: str) -> int:
     """Changes a producer reported as enqueued in its JSON log."""
     total = 0

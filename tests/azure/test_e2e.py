@@ -99,8 +99,8 @@ def converge(catalog_state: Callable[[str], Any], mount: str, expected: dict[str
         assert catalog_state(mount) == expected, what  # shows the difference
 
 
-def start_serve(az_env: dict[str, str], tmp_path: Path, procs: list[Proc]) -> tuple[Proc, str]:
-    port = free_port()
+def start_serve(az_env: dict[str, str], tmp_path: Path, procs: list[Proc], port: int = 0) -> tuple[Proc, str]:
+    port = port or free_port()
     proc = Proc.mountsync(["serve", "--port", str(port)], az_env, tmp_path / f"serve-{port}.log").start()
     procs.append(proc)
 
@@ -154,6 +154,36 @@ def test_webhook_redelivery_after_the_server_was_killed_loses_nothing(
     _, url = start_serve(az_env, tmp_path, procs)
     assert WebhookDelivery(url).deliver(events[4:]) == 200
     converge(catalog_state, mount, bucket_state(container, azurite), "events after the restart")
+
+
+def test_webhook_requests_accepted_before_a_crash_are_drained_at_the_next_start(
+    settings: Settings, container: Any, azurite: AzuriteEndpoints, mount: str, az_env: dict[str, str],
+    catalog_state: Callable[[str], Any], tmp_path: Path, procs: list[Proc],
+) -> None:  # fmt: skip
+    """What a serve killed after its 200s leaves: entries in the inbox, some in its drainer's hands."""
+    import redis
+
+    from producers.inbox import Inbox, InboxSource, consumer_name
+    from producers.normalize.azure import normalize_azure
+    from shared.events import RawMessage, Source
+    from shared.queues import inbox_key
+
+    client = redis.Redis.from_url(settings.redis_url)
+    inbox = Inbox(client, settings, Source.AZURE_EVENTGRID)
+    for event in operations(BlobEventFactory(container)):
+        inbox.enqueue(normalize_azure(RawMessage(Source.AZURE_EVENTGRID, event["id"], json.dumps(event).encode())))
+    port = free_port()
+    in_hand = InboxSource(client, settings, Source.AZURE_EVENTGRID, consumer=consumer_name(str(port)))
+    assert len(in_hand.receive(3, 0.1)) == 3  # read, never settled: the crash
+
+    start_serve(az_env, tmp_path, procs, port)  # no request arrives: the start alone drains
+    converge(catalog_state, mount, bucket_state(container, azurite), "the accepted events after the restart")
+    key = inbox_key(settings.redis_prefix, Source.AZURE_EVENTGRID)
+    wait_for(lambda: client.xlen(key) == 0, what="the inbox emptied")
+    assert client.xpending(key, "drain")["pending"] == 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as ready:
+        assert json.loads(ready.read())["checks"]["inbox:azure-eventgrid"] == "ok"
+    client.close()
 
 
 def test_webhook_malformed_event_is_dead_lettered(

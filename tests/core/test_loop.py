@@ -24,6 +24,7 @@ from shared.deadletter import DeadLetters
 from shared.errors import ServiceUnavailable
 from shared.events import RawMessage, Source
 from shared.queues import QUEUE_CHANGES, ChangeQueue, make_client
+from tests.helpers import queued_changes
 
 
 class ListSource:
@@ -88,17 +89,6 @@ def parts(own_settings, catalog):
     client.delete(f"{settings.redis_prefix}{QUEUE_CHANGES}")
     client.close()
     pool.close()
-
-
-def queued_changes(client: redis_lib.Redis, settings) -> list[dict]:
-    import base64
-
-    out = []
-    for raw in client.lrange(f"{settings.redis_prefix}{QUEUE_CHANGES}", 0, -1):
-        envelope = json.loads(raw)
-        args = json.loads(base64.b64decode(envelope["body"]))[0]
-        out.extend(args[0])
-    return out
 
 
 def test_acks_only_what_was_enqueued_and_dead_letters_bad_input(own_settings, parts, catalog) -> None:

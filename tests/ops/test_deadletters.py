@@ -41,6 +41,7 @@ def test_letters_are_listed_shown_and_replayed_through_their_own_path(
 ) -> None:  # fmt: skip
     add_mount("dls3", "s3://acme-raw")
     add_mount("dlfs", f"file://{tmp_path}")
+    add_mount("dlaz", "az://frames/")
     change = ObjectChange(Provider.FS, str(tmp_path), "b/c.jpg", Kind.CREATED, time.time_ns(), Source.FS,
                           size=3, etag="e1", source_id="obs-1")  # fmt: skip
     s3 = letters.record("s3-sqs", "sqs-1", "poison message: delivered 11 times (limit 10)", S3_PAYLOAD,
@@ -52,9 +53,15 @@ def test_letters_are_listed_shown_and_replayed_through_their_own_path(
                           json.dumps([[change.to_wire()]]).encode())  # fmt: skip
     future = letters.record("changes-queue", "task-2", "old reason",
                             json.dumps({**change.to_wire(), "schema": 9}).encode())  # fmt: skip
+    blob = ObjectChange(Provider.AZURE, "frames", "cam/0001.jpg", Kind.CREATED, time.time_ns(),
+                        Source.AZURE_EVENTGRID, size=5, etag="0x8DC1", source_id="ev-1")  # fmt: skip
+    inbox = letters.record("inbox:azure-eventgrid", "1700000000000-0",
+                           "poison message: delivered 21 times (limit 20)",
+                           json.dumps([blob.to_wire()]).encode())  # fmt: skip
 
     listed = run_json(cli, "deadletters", "list")
     assert [(r["id"], r["source"]) for r in listed] == [
+        (inbox, "inbox:azure-eventgrid"),
         (future, "changes-queue"),
         (task, "task:mountsync.apply_changes"),
         (bad_fs, "fs"),
@@ -71,12 +78,14 @@ def test_letters_are_listed_shown_and_replayed_through_their_own_path(
     by_id = {r["id"]: r for r in replayed["results"]}
     assert (by_id[s3]["status"], by_id[s3]["changes"]) == ("replayed", 1)
     assert (by_id[task]["status"], by_id[task]["changes"]) == ("replayed", 1)
+    assert (by_id[inbox]["status"], by_id[inbox]["changes"]) == ("replayed", 1)
     assert by_id[bad_fs]["status"] == "failed" and "'exists' missing" in by_id[bad_fs]["reason"]
     assert by_id[future]["status"] == "failed" and "unsupported change schema 9" in by_id[future]["reason"]
-    assert (replayed["replayed"], replayed["failed"]) == (2, 2)
+    assert (replayed["replayed"], replayed["failed"]) == (3, 2)
 
     wait_for(lambda: S3_KEY in catalog_state("dls3"), what="the replayed S3 event in the catalog")
     wait_for(lambda: "b/c.jpg" in catalog_state("dlfs"), what="the replayed task's change in the catalog")
+    wait_for(lambda: "cam/0001.jpg" in catalog_state("dlaz"), what="the replayed inbox entry in the catalog")
     row = catalog.execute("SELECT version, source_id FROM objects WHERE key = %s", (S3_KEY,)).fetchone()
     assert row == ("3HL4kqtJlcpXroDTDmjVBH40Nrjfkd", "sqs-1")
 
@@ -85,7 +94,7 @@ def test_letters_are_listed_shown_and_replayed_through_their_own_path(
         future: by_id[future]["reason"],
         bad_fs: by_id[bad_fs]["reason"],
     }  # the new reasons
-    assert len(run_json(cli, "deadletters", "list", "--all")) == 4
+    assert len(run_json(cli, "deadletters", "list", "--all")) == 5
     again = run_json(cli, "deadletters", "replay", str(s3))
     assert again["results"] == [{"id": s3, "source": "s3-sqs", "status": "skipped", "changes": 0,
                                  "reason": "already replayed"}]  # fmt: skip
