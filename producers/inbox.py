@@ -167,8 +167,7 @@ class InboxSource:
             raise _redis_error("read", exc) from exc
 
     def _pace(self, wait_s: float) -> None:
-        """One request per read is what a busy endpoint with one event per POST would cause;
-        after a short read, wait a moment (within the caller's wait) so entries gather."""
+        """After a short read, let entries gather a moment (not one Redis read per request)."""
         if self._short_read_at:
             pause = min(wait_s, self._short_read_at + READ_PACE_S - time.monotonic())
             if pause > 0:
@@ -274,7 +273,13 @@ class Drainer:
         from producers.loop import run_source
 
         log.info("draining inbox", inbox=self.source.key, consumer=self.source.consumer)
-        run_source(self.source, self.pipeline, self._runtime.settings, self._stop, depth=self._runtime.queue.depth)
+        while not self._stop.is_set():
+            try:
+                run_source(self.source, self.pipeline, self._runtime.settings, self._stop,
+                           depth=self._runtime.queue.depth)  # fmt: skip
+            except Exception:  # a bug must not stop draining for good: entries stay pending meanwhile
+                log.exception("inbox drainer failed; starting again in 5 s", inbox=self.source.key)
+                self._stop.wait(5)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
