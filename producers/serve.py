@@ -85,8 +85,13 @@ class ServeContext:
         return {source.value: drainer.alive for source, drainer in self._drainers.items()}
 
     def stop(self) -> None:
+        """Stop the drainers (their unsettled entries stay pending) and close the runtime."""
         for drainer in self._drainers.values():
             drainer.stop()
+        self._drainers.clear()
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
 
 
 def json_response(data: Any, status: int = 200) -> Response:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from shared.config import Settings
-from shared.migration.client import MigrationClient
+from shared.migration.client import JobNotFound, MigrationClient
 from shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION, make_client
 from tests.conftest import Cli, WorkerProcess, env_for
 from tests.helpers import wait_for
@@ -63,8 +63,14 @@ def bucket(moto: Any) -> str:
 
 
 def wait_state(client: MigrationClient, job: str, states: tuple[str, ...], timeout: float = 90) -> Any:
-    return wait_for(lambda: (p := client.status(job)).state in states and p, timeout=timeout,
-                    what=f"job {job} to reach {states}")  # fmt: skip
+    def reached() -> Any:
+        try:
+            progress = client.status(job)
+        except JobNotFound:
+            return None  # sent by task name: the job exists once a worker has run submit_migration
+        return progress if progress.state in states else None
+
+    return wait_for(reached, timeout=timeout, what=f"job {job} to reach {states}")
 
 
 def s3_sha256(moto: Any, bucket: str, key: str) -> str:

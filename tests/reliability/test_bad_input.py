@@ -190,8 +190,10 @@ def test_reindex_task_for_an_unknown_mount_fails_visibly(settings, catalog, work
 
 # -- HTTP ----------------------------------------------------------------------------------------
 @pytest.fixture
-def http(settings: Settings, catalog: psycopg.Connection) -> Client:
-    return Client(make_app(settings))
+def http(settings: Settings, catalog: psycopg.Connection) -> Iterator[Client]:
+    app = make_app(settings)
+    yield Client(app)
+    app.ctx.stop()  # the Event Grid inbox drainer the first POST started
 
 
 def test_http_bodies_over_the_limit_are_413(http) -> None:
