@@ -185,3 +185,16 @@ def event(i: int) -> dict[str, Any]:
                  "url": f"http://127.0.0.1:10000/devstoreaccount1/frames/cam/{i:04d}.jpg",
                  "sequencer": f"{i:048X}"},
     }  # fmt: skip
+
+
+def test_redis_down_is_a_retryable_error_on_both_sides(settings: Settings) -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from tests.helpers import free_port
+
+    down = redis_lib.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    with pytest.raises(ServiceUnavailable, match="cannot append to the inbox on Redis"):
+        Inbox(down, settings, SOURCE).enqueue([change(1)])
+    with pytest.raises(ServiceUnavailable, match="cannot read the inbox on Redis"):
+        InboxSource(down, settings, SOURCE, consumer="c:1").receive(10, 0.1)
