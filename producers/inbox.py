@@ -75,6 +75,7 @@ class Inbox:
 
     def __init__(self, client: redis_lib.Redis, settings: Settings, source: Source) -> None:
         self.key = inbox_key(settings.redis_prefix, source)
+        self.source = source
         self.max_depth = settings.inbox_max_depth
         self._append = client.register_script(_APPEND)
         self._client = client
@@ -88,7 +89,7 @@ class Inbox:
         except redis_lib.RedisError as exc:
             raise _redis_error("append to", exc) from exc
         if not added:
-            metrics.INBOX_REFUSED.labels(self.key.rsplit(":", 1)[-1]).inc()
+            metrics.INBOX_REFUSED.labels(self.source.value).inc()
             raise ServiceUnavailable(
                 f"inbox {self.key} holds {self.max_depth} entries (MOUNTSYNC_INBOX_MAX_DEPTH); "
                 "the drainer is behind, retry later"

@@ -20,6 +20,7 @@ from werkzeug.test import Client
 
 from producers.inbox import GROUP, Drainer, Inbox, InboxSource, decode_entry
 from producers.runtime import Runtime, build_runtime
+from shared import metrics
 from shared.config import Settings
 from shared.errors import ServiceUnavailable
 from shared.events import Kind, ObjectChange, Provider, RawMessage, Source
@@ -77,9 +78,11 @@ def test_a_full_inbox_refuses_and_keeps_what_it_holds(own: Any) -> None:
     inbox = Inbox(runtime.redis, replace(settings, inbox_max_depth=2), SOURCE)
     inbox.enqueue([change(1)])
     inbox.enqueue([change(2)])
+    refused = metrics.INBOX_REFUSED.labels("azure-eventgrid")._value.get()
     with pytest.raises(ServiceUnavailable, match=r"holds 2 entries \(MOUNTSYNC_INBOX_MAX_DEPTH\)"):
         inbox.enqueue([change(3)])
     assert inbox.depth() == 2
+    assert metrics.INBOX_REFUSED.labels("azure-eventgrid")._value.get() == refused + 1
 
 
 def test_entries_a_killed_drainer_held_come_back_to_its_successor(own: Any) -> None:
