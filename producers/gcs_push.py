@@ -39,7 +39,7 @@ from werkzeug.wrappers import Request, Response
 
 from shared import metrics
 from shared.errors import InvalidEvent, RetryableError
-from shared.events import RawMessage, Source
+from shared.events import RawMessage, Source, load_json
 
 log = structlog.get_logger("mountsync.producer.gcs-push")
 
@@ -152,10 +152,7 @@ class PushVerifier:
 
 def parse_envelope(body: bytes, received_ns: int) -> RawMessage:
     """The push envelope (formats.md §1.5) as the same RawMessage streaming pull produces."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"push body is not JSON: {exc}") from exc
+    doc = load_json(body, "push body")
     message = doc.get("message") if isinstance(doc, dict) else None
     if not isinstance(message, dict):
         raise InvalidEvent(

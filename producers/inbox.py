@@ -41,7 +41,7 @@ from producers.pipeline import Pipeline, with_delivery_limit
 from shared import metrics
 from shared.config import Settings
 from shared.errors import InvalidEvent, ServiceUnavailable
-from shared.events import ObjectChange, RawMessage, Source
+from shared.events import ObjectChange, RawMessage, Source, load_json
 from shared.queues import inbox_key
 
 log = structlog.get_logger("mountsync.inbox")
@@ -104,10 +104,7 @@ class Inbox:
 
 def decode_entry(raw: RawMessage) -> list[ObjectChange]:
     """The changes one inbox entry holds (written by ``Inbox.enqueue``)."""
-    try:
-        items = json.loads(raw.body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"inbox entry is not JSON: {exc}") from exc
+    items = load_json(raw.body, "inbox entry")
     if not isinstance(items, list):
         raise InvalidEvent("inbox entry is not a JSON list of changes")
     return [ObjectChange.from_wire(item) for item in items]

@@ -16,7 +16,6 @@ reason. A transient failure (Redis down) changes nothing and is reported.
 from __future__ import annotations
 
 import fnmatch
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ from producers.base import Enricher, Normalizer
 from producers.inbox import LETTER_PREFIX, decode_entry
 from shared.deadletter import DeadLetter
 from shared.errors import InvalidEvent, RetryableError
-from shared.events import ObjectChange, RawMessage, Source
+from shared.events import ObjectChange, RawMessage, Source, load_json
 from shared.queues import celery_config, send
 
 TRANSPORTS = ("fs", "s3-sqs", "gcs-pubsub", "gcs-push", "azure-eventgrid", "azure-queue")
@@ -151,10 +150,7 @@ class Replayer:
 
     def _send_task(self, letter: DeadLetter) -> int:
         task = letter.source[len(TASK_PREFIX) :]
-        try:
-            args = json.loads(letter.payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidEvent(f"stored task arguments are not JSON: {exc}") from exc
+        args = load_json(letter.payload, "stored task arguments")
         if not isinstance(args, list):
             raise InvalidEvent("stored task arguments are not a JSON list")
         send(self._runtime.celery, task, *args, queue=route_of(task, self._runtime.settings))

@@ -239,14 +239,18 @@ class ObjectChange:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ObjectChange:
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidEvent(f"change is not JSON: {exc}") from exc
-        return cls.from_wire(data)
+        return cls.from_wire(load_json(text, "change"))
 
 
 _WIRE_FIELDS = tuple(f.name for f in fields(ObjectChange))
+
+
+def load_json(text: str | bytes, what: str) -> Any:
+    """``json.loads``, or ``InvalidEvent`` saying that ``what`` is not JSON (for dead letters)."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidEvent(f"{what} is not JSON: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,14 +40,13 @@ import base64
 import binascii
 import functools
 import ipaddress
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, RawMessage, normalize_etag, to_ns
+from shared.events import Kind, ObjectChange, Provider, RawMessage, load_json, normalize_etag, to_ns
 
 STORAGE = "Microsoft.Storage."
 VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
@@ -101,10 +100,7 @@ def decode_body(body: bytes) -> Any:
             text = base64.b64decode(text, validate=True).strip()
         except (binascii.Error, ValueError) as exc:
             raise InvalidEvent("body is neither JSON nor base64-encoded JSON") from exc
-    try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"body is not valid JSON: {exc}") from exc
+    return load_json(text, "body")
 
 
 def split_events(body: bytes) -> list[dict[str, Any]]:

@@ -8,11 +8,10 @@ watcher sees a path's events in order, and a reindex uses the same clock.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source
+from shared.events import Kind, ObjectChange, Provider, RawMessage, Source, load_json
 
 
 def _field(body: dict[str, Any], name: str, kind: type) -> Any:
@@ -23,10 +22,7 @@ def _field(body: dict[str, Any], name: str, kind: type) -> Any:
 
 
 def normalize_fs(message: RawMessage) -> list[ObjectChange]:
-    try:
-        body = json.loads(message.body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"fs observation is not JSON: {exc}") from exc
+    body = load_json(message.body, "fs observation")
     if not isinstance(body, dict):
         raise InvalidEvent("fs observation is not a JSON object")
     root = _field(body, "root", str)

@@ -25,12 +25,11 @@ Rules (reference/formats.md §1):
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source, gcs_content_etag, to_ns
+from shared.events import Kind, ObjectChange, Provider, RawMessage, Source, gcs_content_etag, load_json, to_ns
 
 KINDS = {
     "OBJECT_FINALIZE": Kind.CREATED,
@@ -83,10 +82,7 @@ def _resource(message: RawMessage, payload_format: str) -> dict[str, Any]:
         raise InvalidEvent(f"GCS notification with unknown payloadFormat {payload_format!r}")
     if not message.body:
         raise InvalidEvent("GCS notification says JSON_API_V1 but has no data")
-    try:
-        data = json.loads(message.body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"GCS notification data is not JSON: {exc}") from exc
+    data = load_json(message.body, "GCS notification data")
     if not isinstance(data, dict):
         raise InvalidEvent("GCS notification data is not a JSON object")
     return data

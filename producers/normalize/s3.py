@@ -28,7 +28,6 @@ Rules:
 
 from __future__ import annotations
 
-import json
 import string
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -36,7 +35,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source, normalize_etag, to_ns
+from shared.events import Kind, ObjectChange, Provider, RawMessage, Source, load_json, normalize_etag, to_ns
 
 SEQUENCER_WIDTH = 32
 HEX = frozenset(string.hexdigits)
@@ -94,20 +93,13 @@ def kind_of(event_name: str) -> Kind | None:
     raise InvalidEvent(f"unknown S3 event name {event_name!r}")
 
 
-def _load_json(text: Any, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, TypeError) as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise InvalidEvent(f"{what} is not JSON: {exc}") from exc
-
-
 def unwrap(body: Any) -> Any:
     """The S3 or EventBridge document inside an SQS body (through an SNS envelope if any)."""
-    document = _load_json(body, "message body")
+    document = load_json(body, "message body")
     if isinstance(document, Mapping) and document.get("Type") == "Notification":
         if not isinstance(document.get("Message"), str):
             raise InvalidEvent("SNS notification without a string 'Message'")
-        document = _load_json(document["Message"], "SNS 'Message'")
+        document = load_json(document["Message"], "SNS 'Message'")
     if not isinstance(document, Mapping):
         raise InvalidEvent(f"message body is a JSON {type(document).__name__}, not an object")
     return document

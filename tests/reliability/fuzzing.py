@@ -13,7 +13,6 @@ import json
 import os
 import signal
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ INT64 = 2**63
 
 FUZZ = settings(
     max_examples=EXAMPLES,
-    deadline=timedelta(milliseconds=500),
+    deadline=None,  # no timed assertions: hard_deadline below catches hangs
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
