@@ -256,6 +256,7 @@ class Prefetcher:
                 continue
             delay = 0.2
             with self._cond:
+                self._error = None  # fetching works again: an older failure is not news
                 if not self._stop.is_set():
                     self._ready.extend(got)
                     self._cond.notify_all()

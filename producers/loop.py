@@ -120,7 +120,12 @@ def _collect(source: EventSource, settings: Settings, stop: threading.Event) -> 
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        more = source.receive(settings.batch_size - len(messages), remaining)
+        try:
+            more = source.receive(settings.batch_size - len(messages), remaining)
+        except RetryableError as exc:  # keep what was received: it must still be settled
+            log.warning("receive failed while filling a batch; sending what arrived", source=source.name.value,
+                        error=str(exc))  # fmt: skip
+            break
         if not more:
             break
         messages.extend(more)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from producers.azure_common import ContentEnricher, DirectoryAwareSource, reinde
 from shared.errors import ObjectNotFound, ServiceUnavailable, StorageUnavailable
 from shared.events import Kind, ObjectChange, Provider, RawMessage, Source
 from shared.storage.base import ObjectInfo
+from tests.helpers import wait_for
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -127,3 +129,26 @@ def test_content_enricher_leaves_unmounted_containers_alone() -> None:
     enrich = ContentEnricher(Mounts(), opener=lambda m: storage)  # type: ignore[arg-type]
     assert enrich([change("a", Kind.CREATED, None)])[0].etag is None
     assert storage.stats == 0
+
+
+def test_prefetcher_forgets_a_fetch_error_once_fetching_works_again() -> None:
+    from producers.azure_eventgrid import Prefetcher
+
+    calls: list[int] = []
+
+    def fetch(room: int) -> list[int]:
+        calls.append(room)
+        if len(calls) == 1:
+            raise ServiceUnavailable("receive failed once")
+        if len(calls) == 2:
+            return [1, 2, 3]
+        time.sleep(0.05)  # an empty long poll, shortened
+        return []
+
+    prefetcher = Prefetcher(fetch, 10, on_late=lambda late: None)
+    try:
+        wait_for(lambda: len(calls) >= 3, what="a failed fetch, then a good one, then an empty one")
+        assert prefetcher.take(10, 0.5) == [1, 2, 3]
+        assert prefetcher.take(10, 0.3) == []  # the first fetch's error is stale: not raised now
+    finally:
+        prefetcher.close()

@@ -163,3 +163,25 @@ def test_dead_letter_store_down_means_redelivery_not_loss(settings, parts) -> No
         [RawMessage(Source.FS, "bad", b"{")]
     )
     assert [m.message_id for m in outcome.nack] == ["bad"] and outcome.reject == []
+
+
+def test_a_failed_receive_while_filling_a_batch_keeps_what_arrived(own_settings, parts, catalog) -> None:
+    """The second receive of a batch fails: the first one's messages are still enqueued and acked."""
+    settings = own_settings
+    pool, client, queue = parts
+    stop = threading.Event()
+
+    class FailsSecond(ListSource):
+        calls = 0
+
+        def receive(self, max_messages: int, wait_s: float) -> list[RawMessage]:
+            self.calls += 1
+            if self.calls == 2:
+                raise ServiceUnavailable("receive failed")
+            return super().receive(3 if self.calls == 1 else max_messages, wait_s)
+
+    source = FailsSecond([observation(i) for i in range(5)], stop)
+    run_source(source, Pipeline(normalize_fs, queue, DeadLetters(pool)), replace(settings, batch_window_s=5),
+               stop, depth=queue.depth)  # fmt: skip
+    assert sorted(source.acked) == [f"m{i}" for i in range(5)] and not source.nacked
+    assert len(queued_changes(client, settings)) == 5
