@@ -15,9 +15,9 @@
   dead-letter store with the reason, the valid ones were queued (Event Grid does not retry a
   400; its own dead-lettering, if configured, keeps a copy of the batch).
 - The inbox (``producers/inbox.py``) is drained by a thread of ``serve``: it stats what renames
-  and tier changes left out (``ContentEnricher``) and sends the changes of many requests as one
-  apply task. A request therefore costs one Redis call instead of a Celery publish, and the
-  worker applies Event Grid's one-event requests in batches.
+  and tier changes left out (``ContentEnricher``, as ``replay.enricher_for`` maps it) and sends
+  the changes of many requests as one apply task. A request therefore costs one Redis call
+  instead of a Celery publish, and the worker applies Event Grid's one-event requests in batches.
 - ``MOUNTSYNC_EVENTGRID_ACCOUNTS`` (comma-separated) limits the storage accounts accepted.
 """
 
@@ -34,11 +34,10 @@ from werkzeug.wrappers import Request, Response
 
 from producers.azure_common import (
     AzureMounts,
-    ContentEnricher,
     celery_reindex_sender,
     request_directory_reindex,
 )
-from producers.inbox import Drainer, Inbox
+from producers.inbox import Inbox
 from producers.normalize.azure import make_normalizer, split_events, validation_code
 from producers.pipeline import Pipeline
 from shared.errors import InvalidEvent
@@ -79,19 +78,13 @@ def _state(ctx: Any) -> _State:
         pipeline = Pipeline(make_normalizer(_accounts(ctx.settings)), inbox, runtime.deadletters,
                             batch_size=runtime.settings.batch_size)  # fmt: skip
         state = _State(pipeline, AzureMounts(runtime.pool), celery_reindex_sender(runtime))
-        ctx.start_drainer(Source.AZURE_EVENTGRID)
         ctx._azure_webhook = state
+    ctx.start_drainer(Source.AZURE_EVENTGRID)  # a no-op while it runs; restarts a drainer that died
     return state
 
 
 def _accounts(settings: Any) -> list[str]:
     return [a.strip() for a in settings.extra.get(ACCOUNTS_SETTING, "").split(",")]
-
-
-def drainer(runtime: Any, consumer: str) -> Drainer:
-    """The inbox drainer ``serve`` runs for this endpoint."""
-    enrich = ContentEnricher(AzureMounts(runtime.pool))
-    return Drainer(runtime, Source.AZURE_EVENTGRID, enrich=enrich, consumer=consumer)
 
 
 def _abuse_protection(request: Request) -> Response:

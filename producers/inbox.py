@@ -133,6 +133,7 @@ class InboxSource:
         self._client = client
         self._claim_idle_ms = int(claim_idle_s * 1000)
         self._pending_from: str | bytes | None = "0"  # first: what this consumer held when it last stopped
+        self._retry: list[RawMessage] = []  # nacked: sent again without a new delivery (no poison count)
         self._claim_from: str | bytes = "0-0"
         self._next_claim = 0.0
         self._group_ready = False
@@ -150,6 +151,9 @@ class InboxSource:
 
     def receive(self, max_messages: int, wait_s: float) -> list[RawMessage]:
         try:
+            if self._retry:
+                retry, self._retry = self._retry[:max_messages], self._retry[max_messages:]
+                return retry
             self._ensure_group()
             entries = self._own_pending(max_messages) or self._claim(max_messages)
             if entries:
@@ -234,14 +238,18 @@ class InboxSource:
             raise _redis_error("acknowledge entries of", exc) from exc
 
     def nack(self, messages: Sequence[RawMessage]) -> None:
-        self._pending_from = "0"  # they stay pending: read them again after the loop's backoff
+        """Retried after the loop's backoff. A transient failure (Redis, PostgreSQL, a stat) is not a
+        delivery: only a crash or a takeover raises the count the poison limit looks at."""
+        self._retry.extend(messages)
 
     def extend(self, messages: Sequence[RawMessage], seconds: float) -> None:
         if messages:  # reset the idle time so no other drainer takes them over
             self._client.xclaim(self.key, GROUP, self.consumer, 0, [m.handle for m in messages], justid=True)
 
     def close(self) -> None:
-        """Entries read and not acknowledged stay pending for the next run or another drainer."""
+        """Entries read and not acknowledged stay pending; the next run reads them again first."""
+        self._retry.clear()
+        self._pending_from = "0"
 
 
 class Drainer:

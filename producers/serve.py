@@ -39,9 +39,6 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("/api/migrations/<job_id>/cancel", ("POST",), "producers.migration_api:cancel"),
 )
 
-# The drainer of each endpoint whose requests go through an inbox (shared.queues.INBOX_SOURCES).
-DRAINERS: dict[Source, str] = {Source.AZURE_EVENTGRID: "producers.azure_webhook:drainer"}
-
 
 @dataclass
 class ServeContext:
@@ -63,22 +60,27 @@ class ServeContext:
             return self._runtime
 
     def start_drainer(self, source: Source) -> None:
-        """Start the inbox drainer of ``source`` once (or again, if its thread died)."""
-        from producers.inbox import consumer_name
+        """Start the inbox drainer of ``source`` unless it runs (again, if its thread died)."""
+        current = self._drainers.get(source)
+        if current is not None and current.alive:
+            return
+        from producers.inbox import Drainer, consumer_name
+        from producers.replay import enricher_for
 
         runtime = self.runtime
         with self._lock:
             current = self._drainers.get(source)
             if current is None or not current.alive:
-                factory = _resolve(DRAINERS[source])
-                self._drainers[source] = factory(runtime, self.consumer or consumer_name()).start()
+                enrich = enricher_for(source.value, runtime.pool)
+                consumer = self.consumer or consumer_name()
+                self._drainers[source] = Drainer(runtime, source, enrich=enrich, consumer=consumer).start()
 
     def recover_inboxes(self) -> None:
         """Drain what earlier runs accepted but did not finish, before any new request arrives."""
-        from shared.queues import inbox_key
+        from shared.queues import INBOX_SOURCES, inbox_key
 
-        for source in DRAINERS:
-            if self.runtime.redis.exists(inbox_key(self.settings.redis_prefix, source)):
+        for source in INBOX_SOURCES:
+            if self.runtime.redis.xlen(inbox_key(self.settings.redis_prefix, source)):
                 self.start_drainer(source)
 
     def drainers_alive(self) -> dict[str, bool]:
@@ -203,8 +205,6 @@ def _recover(ctx: ServeContext, stop: threading.Event) -> None:
         try:
             ctx.recover_inboxes()
             return
-        except (ServiceUnavailable, MissingExtra, OSError) as exc:
-            log.warning("cannot check the inboxes yet; retrying in 5 s", error=str(exc))
-        except Exception as exc:  # redis errors and the like: keep serving, keep trying
+        except Exception as exc:  # Redis or PostgreSQL down, a missing extra: keep serving, keep trying
             log.warning("cannot check the inboxes yet; retrying in 5 s", error=f"{type(exc).__name__}: {exc}")
         stop.wait(5)

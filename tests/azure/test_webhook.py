@@ -62,6 +62,9 @@ class Ctx:
     settings: Settings
     _azure_webhook: Any = None
 
+    def start_drainer(self, source: Any) -> None:
+        """The harness's pipeline writes to a fake queue: there is no inbox to drain."""
+
 
 @dataclass
 class Harness:
