@@ -15,7 +15,7 @@
   dead-letter store with the reason, the valid ones were queued (Event Grid does not retry a
   400; its own dead-lettering, if configured, keeps a copy of the batch).
 - The inbox (``producers/inbox.py``) is drained by a thread of ``serve``: it stats what renames
-  and tier changes left out (``ContentEnricher``, as ``replay.enricher_for`` maps it) and sends
+  and tier changes left out (``ContentEnricher``, as ``enrich.enricher_for`` maps it) and sends
   the changes of many requests as one apply task. A request therefore costs one Redis call
   instead of a Celery publish, and the worker applies Event Grid's one-event requests in batches.
 - ``MOUNTSYNC_EVENTGRID_ACCOUNTS`` (comma-separated) limits the storage accounts accepted.

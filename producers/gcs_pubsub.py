@@ -18,13 +18,14 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import structlog
 import typer
 
+from producers.enrich import OptionsFor
 from shared.errors import BadInput, ConfigError, CredentialsRejected, RetryableError
 from shared.events import Kind, ObjectChange, RawMessage, Source
 
@@ -234,9 +235,6 @@ class PubSubSource:
                             count=len(ack_ids[start : start + 1000]), error=str(exc))  # fmt: skip
 
 
-OptionsFor = Callable[[str], Mapping[str, Any]]
-
-
 class StatEnricher:
     """Fills in changes whose notification had no payload by stating the object (``needs_stat``).
 
@@ -268,7 +266,7 @@ class StatEnricher:
         if storage is None:
             from shared.storage import open_storage
 
-            storage = open_storage(f"gs://{bucket}/", self._options_for(bucket))
+            storage = open_storage(f"gs://{bucket}/", self._options_for(bucket) or {})
             self._storages[bucket] = storage
         return storage
 
@@ -312,27 +310,6 @@ def _merge(change: ObjectChange, info: Any) -> ObjectChange:
     )  # fmt: skip
 
 
-def mount_options_lookup(pool: Any, ttl_s: float = 60.0) -> OptionsFor:
-    """Storage options of the first GCS mount on a bucket (its credentials can read it)."""
-    cache: dict[str, tuple[float, Mapping[str, Any]]] = {}
-
-    def options_for(bucket: str) -> Mapping[str, Any]:
-        hit = cache.get(bucket)
-        if hit and time.monotonic() - hit[0] < ttl_s:
-            return hit[1]
-        from shared.catalog.mounts import Mounts
-        from shared.events import Provider
-
-        with pool.connection() as conn:
-            mounts = [m for m in Mounts(conn).list()
-                      if m.provider is Provider.GCS and m.bucket == bucket]  # fmt: skip
-        options = dict(mounts[0].options) if mounts else {}
-        cache[bucket] = (time.monotonic(), options)
-        return options
-
-    return options_for
-
-
 def register(produce_app: typer.Typer) -> None:
     @produce_app.command("gcs-pubsub")
     def produce_gcs_pubsub(
@@ -359,6 +336,7 @@ def register(produce_app: typer.Typer) -> None:
     ) -> None:
         """Consume GCS notifications from a Pub/Sub subscription (streaming pull)."""
         from producers.cli import run_producer
+        from producers.enrich import enricher_for
         from producers.normalize.gcs import normalize_gcs
 
         path = subscription_path(subscription)
@@ -372,7 +350,7 @@ def register(produce_app: typer.Typer) -> None:
                 max_lease_extension_s=max_lease_extension,
             )  # fmt: skip
             log.info("subscribed", subscription=path, exactly_once=source.exactly_once)
-            enrich = StatEnricher(mount_options_lookup(runtime.pool))
+            enrich = enricher_for(Source.GCS_PUBSUB.value, runtime.pool)
             return source, runtime.pipeline(normalize_gcs, enrich=enrich)
 
         run_producer(ctx, build)

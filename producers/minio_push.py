@@ -44,9 +44,11 @@ def _authorized(request: Request, token: str) -> bool:
 def _pipeline(ctx: Any) -> Any:
     pipeline = getattr(ctx, "_minio_pipeline", None)
     if pipeline is None:
+        from producers.enrich import enricher_for
         from producers.normalize.s3 import normalize_s3
 
-        pipeline = ctx.runtime.pipeline(normalize_s3)
+        # As the SQS producer: a delete of one version on a versioned bucket may leave the key alive.
+        pipeline = ctx.runtime.pipeline(normalize_s3, enrich=enricher_for(Source.S3_SQS.value, ctx.runtime.pool))
         ctx._minio_pipeline = pipeline
     return pipeline
 

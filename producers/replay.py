@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from producers.base import Enricher, Normalizer
+from producers.enrich import enricher_for
 from producers.inbox import LETTER_PREFIX, decode_entry
 from shared.deadletter import DeadLetter
 from shared.errors import InvalidEvent, RetryableError
@@ -72,19 +73,6 @@ def normalizer_for(source: str, options: ReplayOptions) -> Normalizer:
 
         return azure_normalizer(options.azure_accounts or None)
     raise InvalidEvent(f"no normalizer for source {source!r}; known: {', '.join(TRANSPORTS)}")
-
-
-def enricher_for(source: str, pool: Any) -> Enricher | None:
-    """The I/O step the producer runs after normalizing (stat payload-less notifications)."""
-    if source in ("gcs-pubsub", "gcs-push"):
-        from producers.gcs_pubsub import StatEnricher, mount_options_lookup
-
-        return StatEnricher(mount_options_lookup(pool))
-    if source in ("azure-eventgrid", "azure-queue"):
-        from producers.azure_common import AzureMounts, ContentEnricher
-
-        return ContentEnricher(AzureMounts(pool))
-    return None
 
 
 def raw_message(letter: DeadLetter) -> RawMessage:

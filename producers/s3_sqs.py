@@ -253,9 +253,9 @@ def register(produce_app: typer.Typer) -> None:
     ) -> None:
         """Consume S3/MinIO notifications from SQS (direct, SNS-wrapped or EventBridge)."""
         from producers.cli import run_producer
+        from producers.enrich import enricher_for
         from producers.normalize.s3 import make_normalizer
         from producers.pipeline import with_delivery_limit
-        from producers.s3_versions import VersionedDeleteEnricher, mount_options_lookup
 
         def build(runtime: Any) -> tuple[Any, Any]:
             client = make_sqs_client(queue_url, endpoint_url=endpoint_url, region=region, credentials=credentials)
@@ -265,7 +265,7 @@ def register(produce_app: typer.Typer) -> None:
             )  # fmt: skip
             log.info("consuming", queue_url=queue_url, endpoint=client.meta.endpoint_url)
             normalize = make_normalizer(trust_sequencer=trust_sequencer)
-            enrich = VersionedDeleteEnricher(mount_options_lookup(runtime.pool))
+            enrich = enricher_for(Source.S3_SQS.value, runtime.pool)
             return source, runtime.pipeline(with_delivery_limit(normalize, max_deliveries), enrich=enrich)
 
         run_producer(ctx, build)

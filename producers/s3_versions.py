@@ -16,18 +16,15 @@ nothing and the delete stands. Deletes without a version id (unversioned buckets
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 
+from producers.enrich import OptionsFor
 from shared.errors import MountsyncError, ObjectNotFound, RetryableError
-from shared.events import Kind, ObjectChange, Provider
+from shared.events import Kind, ObjectChange
 
 log = structlog.get_logger("mountsync.producer.s3")
-
-OptionsFor = Callable[[str], Mapping[str, Any] | None]
 
 
 def names_a_version(change: ObjectChange) -> bool:
@@ -71,23 +68,3 @@ class VersionedDeleteEnricher:
                  bucket=change.bucket, key=change.key, deleted_version=change.version,
                  live_version=info.version)  # fmt: skip
         return dataclasses.replace(change, kind=Kind.CREATED, size=info.size, etag=info.etag, version=info.version)
-
-
-def mount_options_lookup(pool: Any, ttl_s: float = 30.0) -> OptionsFor:
-    """Storage options of the first S3 mount on a bucket (its credentials can read it), cached."""
-    cache: dict[str, tuple[float, Mapping[str, Any] | None]] = {}
-
-    def options_for(bucket: str) -> Mapping[str, Any] | None:
-        hit = cache.get(bucket)
-        if hit and time.monotonic() - hit[0] < ttl_s:
-            return hit[1]
-        from shared.catalog.mounts import Mounts
-
-        with pool.connection() as conn:
-            found = [m for m in Mounts(conn).list()
-                     if m.provider is Provider.S3 and m.bucket == bucket]  # fmt: skip
-        options = dict(found[0].options) if found else None
-        cache[bucket] = (time.monotonic(), options)
-        return options
-
-    return options_for

@@ -64,8 +64,8 @@ class ServeContext:
         current = self._drainers.get(source)
         if current is not None and current.alive:
             return
+        from producers.enrich import enricher_for
         from producers.inbox import Drainer, consumer_name
-        from producers.replay import enricher_for
 
         runtime = self.runtime
         with self._lock:

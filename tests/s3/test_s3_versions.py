@@ -82,3 +82,24 @@ def test_storage_that_does_not_answer_is_retryable(moto: MotoEndpoints) -> None:
     broken = VersionedDeleteEnricher(lambda _b: {"endpoint_url": f"http://127.0.0.1:{free_port()}"})
     with pytest.raises(RetryableError):
         broken([deleted("a.jpg", "v1")])
+
+
+def test_every_s3_path_enriches_through_the_mount_of_the_bucket(
+    moto: MotoEndpoints, versioned: Any, settings: Any, add_mount: Any
+) -> None:
+    """SQS producer, MinIO push and replay share ``enricher_for``: it finds the mount's options."""
+    from producers.enrich import enricher_for
+    from shared.catalog.db import open_pool
+
+    add_mount("ver", "s3://versioned", endpoint_url=moto.endpoint_url)
+    v1 = versioned.put_object(Bucket="versioned", Key="f.jpg", Body=b"one")["VersionId"]
+    versioned.put_object(Bucket="versioned", Key="f.jpg", Body=b"second")
+    versioned.delete_object(Bucket="versioned", Key="f.jpg", VersionId=v1)
+    pool = open_pool(settings.database_url, min_size=1, max_size=1, name="test-enrich")
+    try:
+        enrich = enricher_for("s3-sqs", pool)
+        assert enrich is not None
+        (change,) = enrich([deleted("f.jpg", v1)])
+    finally:
+        pool.close()
+    assert (change.kind, change.size) == (Kind.CREATED, 6)
