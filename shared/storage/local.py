@@ -18,6 +18,7 @@ from shared.storage.url import StorageURL
 
 # Staging area for resumable uploads; never listed as content.
 UPLOADS_DIR = ".mountsync-uploads"
+COPY_BLOCK = 1024 * 1024
 
 
 def fs_etag(st: os.stat_result) -> str:
@@ -142,14 +143,30 @@ class LocalStorage:
                 raise CredentialsRejected(f"directory {self.root} is not writable") from exc
 
     def put(self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None) -> ObjectInfo:
+        """Write exactly ``size`` bytes of ``stream`` to a temporary file and move it into place.
+
+        A stream that ends early or holds more than ``size`` bytes, or whose bytes do not hash to
+        ``md5`` (hex, when given), publishes nothing and raises ``StorageUnavailable``, as S3's
+        BadDigest does: the source changed while it was copied, and hashing it again and sending
+        it again may succeed."""
+        where = f"{key!r} under {self.root}"
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
-        with open(tmp, "wb") as out:
-            shutil.copyfileobj(stream, out, 1024 * 1024)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
+        try:
+            with open(tmp, "wb") as out:
+                digest = _copy_exactly(stream, out, size, where, hashlib.md5() if md5 is not None else None)
+                if md5 is not None and digest != md5.lower():
+                    raise StorageUnavailable(
+                        f"the bytes written for {where} do not match their MD5 (the source changed while "
+                        "it was copied); not published, sending it again"
+                    )
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return self.stat(key)
 
     def delete(self, key: str) -> None:
@@ -205,3 +222,26 @@ class LocalStorage:
 
     def abort_upload(self, session: UploadSession) -> None:
         shutil.rmtree(self._session_dir(session), ignore_errors=True)
+
+
+def _copy_exactly(stream: BinaryIO, out: BinaryIO, size: int, where: str, digest: Any = None) -> str | None:
+    """Copy exactly ``size`` bytes of ``stream`` to ``out``, updating ``digest`` (a hashlib
+    object) on the way; ``StorageUnavailable`` if the stream ends early or goes on. Returns
+    the digest's hex value (None without one)."""
+    remaining = size
+    while remaining > 0:
+        block = stream.read(min(remaining, COPY_BLOCK))
+        if not block:
+            raise StorageUnavailable(
+                f"the source for {where} ended after {size - remaining} of {size} bytes (it changed while "
+                "it was copied)"
+            )
+        out.write(block)
+        if digest is not None:
+            digest.update(block)
+        remaining -= len(block)
+    if stream.read(1):
+        raise StorageUnavailable(
+            f"the source for {where} is longer than the {size} bytes announced (it changed while it was copied)"
+        )
+    return digest.hexdigest() if digest is not None else None

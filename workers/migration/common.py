@@ -7,7 +7,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-from shared.errors import BadInput, CredentialsRejected, ObjectNotFound, RetryableError
+from shared.errors import BadInput, CredentialsRejected, ObjectNotFound
 from shared.migration.store import ItemRow, Verified
 from shared.storage.base import Storage
 from workers.migration.verify import Digests
@@ -23,8 +23,9 @@ class Stop(Exception):
         self.reason = reason
 
 
-class SourceChanged(RetryableError):
-    """The source's bytes differ from what an earlier attempt uploaded; start the item over."""
+class SourceChanged(Exception):
+    """The source's bytes differ from what was stat'ed or uploaded before: not retried where it is
+    raised (the same call with the old size cannot succeed); ``Transfer.run`` starts the item over."""
 
 
 class Permanent(Exception):

@@ -227,10 +227,12 @@ class ChunkControl:
         now = self.rt.clock()
         with self._lock:
             poll = now - self._polled >= STATE_POLL_S
+            if poll:
+                self._polled = now  # one thread polls per window; the others use the last state
         if poll:
             state = self.rt.store.job_state(self.job_id) or "missing"
             with self._lock:
-                self._state, self._polled = state, now
+                self._state = state
         with self._lock:
             state = self._state
         if state not in ("planning", "running"):

@@ -105,7 +105,7 @@ class Transfer:
                 return Outcome("failed", reason=str(exc))
             except GaveUp as exc:
                 return Outcome("failed", reason=str(exc))
-            except (RetryableError, ChecksumMismatch, OSError) as exc:
+            except (RetryableError, ChecksumMismatch, SourceChanged, OSError) as exc:
                 item = self.store.refresh_upload(item)
                 if isinstance(exc, ChecksumMismatch | SourceChanged):
                     self._forget_upload(item)
@@ -209,7 +209,8 @@ class Transfer:
     def _put_streamed(self, item: ItemRow, src_key: str, size: int) -> Outcome:
         def send() -> tuple[Digests, ObjectInfo]:
             # Hashed again on every attempt: a source that changed since is sent as it is now
-            # (and S3's Content-MD5 check refuses a body that changed under the request).
+            # (and S3's Content-MD5 check, or the fs destination's MD5 check, refuses a body that
+            # changed under the request).
             with self.source.open(src_key) as stream:
                 digests = hash_stream(stream)
             if digests.size != size:
