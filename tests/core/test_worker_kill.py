@@ -66,6 +66,9 @@ def wait_for_whole_feed(settings: Settings, keys: set[str]) -> None:
             timeout=60,
             what="every change in the feed",
         )
+        # At least once, and bounded: only the drain a killed worker was in (at most 5,000 outbox
+        # rows, shared/catalog/apply.py) can be published twice.
+        assert client.xlen(stream) - len(keys) <= 5000, f"{client.xlen(stream) - len(keys)} repeated feed entries"
     finally:
         client.close()
 

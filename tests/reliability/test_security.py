@@ -30,7 +30,9 @@ from hypothesis import strategies as st
 
 from shared.config import Settings
 from shared.errors import BadInput
+from shared.events import Source
 from shared.migration.plan import destination_key
+from shared.queues import inbox_key
 from tests.conftest import ROOT, Cli, WorkerProcess, env_for
 from tests.helpers import free_port, wait_for
 from tests.reliability.servers import OwnPostgres, OwnRedis
@@ -151,8 +153,8 @@ def test_a_full_run_with_credentials_leaks_no_secret_and_unauthenticated_pushes_
         assert post(f"{base}/eventgrid", event, {"X-Mountsync-Key": "wrong"})[0] == 401
         with psycopg.connect(url) as conn:  # nothing recorded from refused requests
             assert conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0
-        with locked_redis.client() as client:
-            assert client.llen("changes") == 0
+        with locked_redis.client() as client:  # nothing queued: the Event Grid inbox was never written
+            assert client.exists(inbox_key("", Source.AZURE_EVENTGRID)) == 0
         status, body = post(f"{base}/eventgrid?key={EG_SECRET}", validation)
         assert status == 200 and json.loads(body) == {"validationResponse": "code-1"}
         assert post(f"{base}/eventgrid?key={EG_SECRET}", b"[{")[0] == 400  # a failure path, logged
