@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import psycopg
 import structlog
 
 from shared import metrics
 from shared.catalog.apply import ApplyResult, apply_changes, drain_feed
-from shared.errors import ServiceUnavailable
+from shared.catalog.db import transaction
 from shared.events import ObjectChange
 from shared.queues import FEED_STREAM
 from workers.alignment.hooks import after_apply
@@ -22,20 +21,32 @@ log = structlog.get_logger("mountsync.apply")
 def apply_batch(ctx: WorkerContext, changes: Sequence[ObjectChange]) -> ApplyResult:
     """Apply ``changes`` through the one write path, publish the feed, run post-apply hooks."""
     started = time.perf_counter()
-    try:
-        with ctx.pool.connection() as conn:
-            result = apply_changes(conn, changes)
-        metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
-        _count(result)
-        with ctx.pool.connection() as conn:
-            drain_feed(conn, ctx.redis, ctx.key(FEED_STREAM), ctx.settings.feed_maxlen)
-    except psycopg.OperationalError as exc:  # server gone mid-batch, pool timeout: retry, never drop
-        raise ServiceUnavailable(f"PostgreSQL failed while applying a batch: {exc}") from exc
+    # PostgreSQL failing mid-batch (server gone, pool timeout) raises ServiceUnavailable: retried, never dropped.
+    with transaction(ctx.pool) as conn:
+        result = apply_changes(conn, changes)
+    metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
+    _count(result)
+    _publish_feed(ctx)
     if result.applied:
-        _after_apply(ctx, result)
+        after_apply(ctx, result.applied)
     if result.dropped:
         log.warning("changes for unmounted buckets dropped", dropped=result.dropped)
     return result
+
+
+def _publish_feed(ctx: WorkerContext) -> None:
+    """Drain the outbox to the feed stream; best effort, as the batch is committed by now.
+
+    A failure here must not retry the batch: its redelivery would apply nothing (every change is
+    stale) and so never run the post-apply hooks. The rows stay in the outbox, and the next
+    apply's drain or ``reconcile_all_task`` (beat, every minute) publishes them.
+    """
+    try:
+        with ctx.pool.connection() as conn:
+            drain_feed(conn, ctx.redis, ctx.key(FEED_STREAM), ctx.settings.feed_maxlen)
+    except Exception as exc:
+        log.warning("feed drain failed; the outbox keeps its rows for the next drain",
+                    error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
 
 def _count(result: ApplyResult) -> None:
@@ -45,7 +56,3 @@ def _count(result: ApplyResult) -> None:
         metrics.CHANGES_STALE.inc(result.stale)
     if result.dropped:
         metrics.CHANGES_DROPPED.labels("unmounted").inc(result.dropped)
-
-
-def _after_apply(ctx: WorkerContext, result: ApplyResult) -> None:
-    after_apply(ctx, result.applied)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import redis as redis_lib
 from shared.catalog.apply import AppliedChange
 from shared.config import Settings
 from shared.events import Kind
-from workers.alignment import hooks
+from workers.alignment import hooks, tasks
 from workers.context import WorkerContext
 
 
@@ -123,6 +124,19 @@ def test_a_check_that_died_is_claimed_again_as_a_full_check(ctx: WorkerContext) 
     assert hooks.claim_due(ctx) == []
 
 
+def test_a_stale_lease_that_is_also_due_is_claimed_once(ctx: WorkerContext) -> None:
+    hooks.after_apply(ctx, [applied("seq/1.png")])
+    ctx.clock.t += 1  # type: ignore[attr-defined]
+    hooks.claim_due(ctx)  # the worker dies mid-check: never released
+    hooks.after_apply(ctx, [applied("seq/2.png")])  # due again while the dead lease is held
+    ctx.clock.t += hooks.LEASE_S + 1  # type: ignore[attr-defined]
+    claims = hooks.claim_due(ctx)
+    assert [(c.folder, c.new_keys) for c in claims] == [("seq", None)]  # once, as a full check
+    hooks.release(ctx, claims[0])
+    assert hooks.pending(ctx) == []
+    assert take(ctx, 1, "seq") is MISSING  # its record went with the full check
+
+
 def test_only_brand_new_images_allow_the_fast_path(ctx: WorkerContext) -> None:
     hooks.after_apply(ctx, [applied("a/1.png"), applied("a/2.png")])
     hooks.after_apply(ctx, [applied("a/3.png")])
@@ -175,3 +189,10 @@ def test_streaming_folders_gather_appends_longer_but_not_other_changes(ctx: Work
     hooks.after_apply(ctx, [applied("quiet/0001.png")])
     assert countdowns(ctx) == [2.0, 0.5, 0.5]  # other folders keep the short window
     assert take(ctx, 1, "cam") is None  # the delete makes it a full check
+
+
+def test_a_finished_check_forgets_its_delivery_count(ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "current", lambda: ctx)
+    task = SimpleNamespace(name=hooks.TASK_CHECK, request=SimpleNamespace(id=uuid.uuid4().hex, retries=2))
+    assert tasks.check_folder_task(task, 1, "seq") == {"sent_for": "1:seq", "checked": {}}
+    assert list(ctx.redis.scan_iter(match=ctx.key(f"mountsync:deliveries:{task.request.id}*"))) == []

@@ -355,6 +355,20 @@ def test_fast_path_skips_keys_a_full_check_already_pinned(annotated: FakeBucket)
     assert check(annotated).kinds == {}
 
 
+def test_fast_path_defers_when_a_recorded_pinned_frame_was_deleted(annotated: FakeBucket) -> None:
+    """A recorded key a full check already pinned, then deleted (that delete's hook has not run):
+    a frame is missing, so however the live-object count nets out this is no append."""
+    annotated.put("seq/frame_0100.png")
+    check(annotated)  # full check: pins frame 100 (its hook record not claimed yet)
+    annotated.delete("seq/frame_0100.png")
+    annotated.put("seq/frame_0101.png")
+    annotated.put("seq/frame_0102.png")  # another apply worker's, not recorded yet: the count nets out
+    result = check(annotated, new_keys=["seq/frame_0100.png", "seq/frame_0101.png"])
+    assert (result.fast, result.kinds) == (False, {"seq": "remove"})
+    (event,) = result.events
+    assert event.kind == "remove"
+
+
 def test_fast_path_takes_appends_whose_hook_has_not_run_yet(annotated: FakeBucket) -> None:
     annotated.put("seq/frame_0100.png")  # committed by another apply worker, not recorded yet
     annotated.put("seq/frame_0101.png")

@@ -100,7 +100,9 @@ def try_append(
         return None
     fresh = [(k, e, s, v) for k, e, s, v in live if k not in already]
     in_sync = usable and not alerted and order != MANIFEST and frame_count == pinned
-    if not in_sync or len(live) + len(already) < len(keys) or count < folder_objects + len(fresh):
+    # Every recorded key must be live (``live`` has one row per key): a pinned one may be in both
+    # ``live`` and ``already``, so adding those up would let a deleted pinned frame through.
+    if not in_sync or len(live) != len(keys) or count < folder_objects + len(fresh):
         return None
     if count > folder_objects + len(fresh):
         unrecorded = conn.execute(UNRECORDED_SQL, {"mount": mount.id, "folder": folder, "keys": keys,

@@ -156,13 +156,16 @@ def _send_check(ctx: WorkerContext, mount_id: int, folder: str, delay_s: float) 
 
 
 # Atomically take every due folder (and checks whose worker died mid-check) with its record.
+# A folder comes back at most once: one with a stale lease that is also due is already taken
+# (as a full check) by the first loop, which covers its record, so the second only consumes it.
 _CLAIM_DUE = """
-local out = {}
+local out, taken = {}, {}
 local running = redis.call('HGETALL', KEYS[2])
 for i = 1, #running, 2 do
   if tonumber(running[i + 1]) < tonumber(ARGV[5]) then
     redis.call('HSET', KEYS[2], running[i], ARGV[1])
     table.insert(out, {running[i], '1', {}})
+    taken[running[i]] = true
   end
 end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -171,9 +174,11 @@ for _, m in ipairs(due) do
   local keys = redis.call('LRANGE', ARGV[3] .. m, 0, -1)
   local full = redis.call('GET', ARGV[4] .. m) or ''
   redis.call('DEL', ARGV[3] .. m, ARGV[4] .. m)
-  if redis.call('HEXISTS', KEYS[2], m) == 1 then full = '1' end
-  redis.call('HSET', KEYS[2], m, ARGV[1])
-  table.insert(out, {m, full, keys})
+  if not taken[m] then
+    if redis.call('HEXISTS', KEYS[2], m) == 1 then full = '1' end
+    redis.call('HSET', KEYS[2], m, ARGV[1])
+    table.insert(out, {m, full, keys})
+  end
 end
 return out
 """

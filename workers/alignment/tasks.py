@@ -26,7 +26,7 @@ from workers.alignment import hooks, notify, service, store
 from workers.alignment.config import AlignmentConfig
 from workers.alignment.mountio import StorageIO
 from workers.context import WorkerContext, current
-from workers.deliveries import too_many_deliveries
+from workers.deliveries import finished, too_many_deliveries
 
 log = structlog.get_logger("mountsync.alignment")
 SWEEP_EVERY_S = 30.0
@@ -65,7 +65,7 @@ def check_folder_task(self: Task, mount_id: int, folder: str) -> dict[str, Any]:
                 outcomes[f"{claim.mount_id}:{claim.folder}"] = _check_claimed(ctx, conn, config, claim, mounts)
     if len(claims) == MAX_PER_DRAIN:  # more are due: keep draining in another task
         send(ctx.app, hooks.TASK_CHECK, mount_id, folder, queue=QUEUE_ALIGNMENT)
-    ctx.redis.delete(ctx.key(f"mountsync:deliveries:{self.request.id}"))
+    finished(ctx, self)
     return {"sent_for": f"{mount_id}:{folder}", "checked": outcomes}
 
 

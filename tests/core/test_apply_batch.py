@@ -1,0 +1,105 @@
+"""``apply_batch``: one transaction per batch, then a best-effort feed drain and the post-apply hooks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+import redis as redis_lib
+
+from shared.catalog.apply import drain_feed
+from shared.catalog.db import open_pool
+from shared.config import Settings
+from shared.errors import ServiceUnavailable
+from shared.events import Kind, ObjectChange, Provider, Source
+from shared.queues import FEED_STREAM
+from workers import service
+from workers.alignment.hooks import TASK_CHECK
+from workers.context import SystemClock, WorkerContext
+
+
+@dataclass
+class StubApp:
+    """Records tasks sent by name instead of talking to a broker."""
+
+    sent: list[tuple[str, list[Any]]] = field(default_factory=list)
+
+    def send_task(self, name: str, args: list[Any], queue: str, **options: Any) -> Any:
+        self.sent.append((name, args))
+        return type("Result", (), {"id": uuid.uuid4().hex})()
+
+
+@pytest.fixture
+def ctx(settings: Settings, catalog: psycopg.Connection) -> Iterator[WorkerContext]:
+    own = settings.with_(redis_prefix=f"{settings.redis_prefix}batch{uuid.uuid4().hex[:6]}:")
+    pool = open_pool(own.database_url, min_size=1, max_size=2, name="apply-batch")
+    client = redis_lib.Redis.from_url(own.redis_url)
+    context = WorkerContext(own, pool, client, StubApp(), SystemClock())
+    yield context
+    for key in client.scan_iter(match=f"{own.redis_prefix}*", count=1000):
+        client.delete(key)
+    context.close()
+
+
+@pytest.fixture
+def mount_id(add_mount: Callable[..., Any]) -> int:
+    return int(add_mount("m", "s3://bkt/").id)
+
+
+def created(key: str) -> ObjectChange:
+    return ObjectChange(Provider.S3, "bkt", key, Kind.CREATED, 1, Source.S3_SQS, size=1, etag="e", sequencer="1")
+
+
+def feed(ctx: WorkerContext) -> list[bytes]:
+    return [entry[b"key"] for _, entry in ctx.redis.xrange(ctx.key(FEED_STREAM))]
+
+
+def live_keys(catalog: psycopg.Connection) -> list[str]:
+    return [r[0] for r in catalog.execute("SELECT key FROM objects WHERE NOT deleted ORDER BY key")]
+
+
+def test_a_batch_is_committed_published_and_hooked(ctx: WorkerContext, catalog: psycopg.Connection,
+                                                   mount_id: int) -> None:  # fmt: skip
+    result = service.apply_batch(ctx, [created("seq/1.png"), created("seq/2.png")])
+    assert len(result.applied) == 2
+    assert live_keys(catalog) == ["seq/1.png", "seq/2.png"]
+    assert feed(ctx) == [b"seq/1.png", b"seq/2.png"]  # drained after the commit (outbox rows visible)
+    assert ctx.app.sent == [(TASK_CHECK, [mount_id, "seq"])]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [psycopg.OperationalError("server closed the connection"), redis_lib.ConnectionError("Redis went away")],
+)
+def test_a_failed_feed_drain_neither_retries_the_batch_nor_skips_the_hooks(
+    ctx: WorkerContext, catalog: psycopg.Connection, mount_id: int, monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+) -> None:  # fmt: skip
+    def broken(*args: Any) -> int:
+        raise failure
+
+    monkeypatch.setattr(service, "drain_feed", broken)
+    result = service.apply_batch(ctx, [created("seq/1.png")])
+    assert len(result.applied) == 1
+    assert live_keys(catalog) == ["seq/1.png"]
+    assert ctx.app.sent == [(TASK_CHECK, [mount_id, "seq"])]
+    assert feed(ctx) == []
+    # The row stays in the outbox; the next drain (next apply, reconcile_all_task) publishes it.
+    with ctx.pool.connection() as conn:
+        assert drain_feed(conn, ctx.redis, ctx.key(FEED_STREAM), 1000) == 1
+    assert feed(ctx) == [b"seq/1.png"]
+
+
+def test_a_failed_apply_is_retried_without_hooks(ctx: WorkerContext, catalog: psycopg.Connection, mount_id: int,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    def broken(*args: Any) -> Any:
+        raise psycopg.OperationalError("server closed the connection")
+
+    monkeypatch.setattr(service, "apply_changes", broken)
+    with pytest.raises(ServiceUnavailable):
+        service.apply_batch(ctx, [created("seq/1.png")])
+    assert ctx.app.sent == []
