@@ -117,12 +117,14 @@ class Proc:
 
 
 def live_count(catalog: Any, mount: str) -> int:
-    """Live (not deleted) objects of ``mount`` in the catalog."""
-    row = catalog.execute(
-        "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = %s AND NOT o.deleted",
-        (mount,),
-    ).fetchone()
-    return int(row[0])
+    """Live (not deleted) objects of ``mount``; ``catalog`` is a connection or a database URL."""
+    sql = "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = %s AND NOT o.deleted"
+    if isinstance(catalog, str):
+        import psycopg
+
+        with psycopg.connect(catalog, connect_timeout=2) as conn:
+            return int(conn.execute(sql, (mount,)).fetchone()[0])
+    return int(catalog.execute(sql, (mount,)).fetchone()[0])
 
 
 def queued_changes(client: Any, settings: Any) -> list[dict[str, Any]]:

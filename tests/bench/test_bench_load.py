@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import psycopg
 import pytest
 
 from producers.loop import run_source
@@ -33,7 +32,7 @@ from shared.config import Settings
 from shared.events import Kind, ObjectChange, Provider, RawMessage, Source
 from shared.queues import ChangeQueue, make_client
 from tests.conftest import WorkerProcess, env_for
-from tests.helpers import wait_for
+from tests.helpers import live_count, wait_for
 from tests.reliability.servers import OwnRedis
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(900)]
@@ -95,13 +94,6 @@ def load_redis() -> Iterator[OwnRedis]:
     server.close()
 
 
-def live(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
-                           "WHERE m.name = 'load' AND NOT o.deleted").fetchone()  # fmt: skip
-    return int(row[0]) if row else 0
-
-
 def unbounded_memory(settings: Settings, redis: OwnRedis) -> int:
     """Redis memory the same burst takes enqueued at once (no backpressure), measured then removed."""
     probe = settings.with_(redis_prefix="unbounded:")
@@ -157,7 +149,12 @@ def test_burst_of_200k_changes_with_bounded_memory(
     sampler.start()
     producer.start()
     try:
-        wait_for(lambda: live(own.database_url) >= TOTAL, timeout=600, what=f"{TOTAL} changes applied", interval=0.5)
+        wait_for(
+            lambda: live_count(own.database_url, "load") >= TOTAL,
+            timeout=600,
+            what=f"{TOTAL} changes applied",
+            interval=0.5,
+        )
         seconds = time.perf_counter() - started
     finally:
         stop.set()

@@ -8,7 +8,6 @@ import uuid
 from dataclasses import replace
 
 import psutil
-import psycopg
 import pytest
 import redis as redis_lib
 
@@ -16,7 +15,7 @@ from shared.config import Settings
 from shared.events import Kind, ObjectChange, Provider, Source
 from shared.queues import QUEUE_CHANGES, TASK_APPLY, ChangeQueue, make_client, send
 from tests.conftest import WorkerProcess, env_for
-from tests.helpers import wait_for
+from tests.helpers import live_count, wait_for
 
 BATCHES, PER_BATCH = 120, 500
 
@@ -43,15 +42,6 @@ def enqueue_burst(settings: Settings, bucket: str) -> set[str]:
         keys.update(c.key for c in batch)
     client.close()
     return keys
-
-
-def live_count(settings: Settings, mount: str) -> int:
-    with psycopg.connect(settings.database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id WHERE m.name = %s AND NOT deleted",
-            (mount,),
-        ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def wait_for_whole_feed(settings: Settings, keys: set[str]) -> None:
@@ -96,7 +86,7 @@ def test_sigkill_of_a_pool_child_mid_batch_loses_nothing(own_settings, add_mount
     worker = WorkerProcess(env, tmp_path / "w.log", "changes", 2).start()
     try:
         wait_for(
-            lambda: live_count(own_settings, "killed") >= 5 * PER_BATCH,
+            lambda: live_count(own_settings.database_url, "killed") >= 5 * PER_BATCH,
             timeout=60,
             what="first batches applied",
         )
@@ -105,7 +95,7 @@ def test_sigkill_of_a_pool_child_mid_batch_loses_nothing(own_settings, add_mount
         for child in victims:
             os.kill(child.pid, signal.SIGKILL)
         wait_for(
-            lambda: live_count(own_settings, "killed") == len(keys),
+            lambda: live_count(own_settings.database_url, "killed") == len(keys),
             timeout=120,
             what=f"all {len(keys)} changes applied after the kill",
         )
@@ -126,12 +116,16 @@ def test_sigkill_of_the_whole_worker_is_redelivered_after_visibility_timeout(own
         MOUNTSYNC_FEED_MAXLEN=str(own_settings.feed_maxlen),
     )
     first = WorkerProcess(env, tmp_path / "w1.log", "changes", 1).start()
-    wait_for(lambda: live_count(own_settings, "killed2") >= 3 * PER_BATCH, timeout=60, what="first batches applied")
+    wait_for(
+        lambda: live_count(own_settings.database_url, "killed2") >= 3 * PER_BATCH,
+        timeout=60,
+        what="first batches applied",
+    )
     first.kill()  # main process and children, no chance to requeue anything
     second = WorkerProcess(env, tmp_path / "w2.log", "changes", 2).start()
     try:
         wait_for(
-            lambda: live_count(own_settings, "killed2") == len(keys),
+            lambda: live_count(own_settings.database_url, "killed2") == len(keys),
             timeout=120,
             what=f"all {len(keys)} changes applied after restart",
         )

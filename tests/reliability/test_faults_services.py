@@ -25,7 +25,7 @@ from shared.config import Settings
 from shared.events import Kind, ObjectChange, Provider, Source
 from shared.queues import FEED_STREAM, ChangeQueue, make_client
 from tests.conftest import WorkerProcess, env_for
-from tests.helpers import wait_for
+from tests.helpers import live_count, wait_for
 from tests.reliability.servers import OwnPostgres, OwnRedis
 from tests.s3.notify import Producer, bucket_state, create_queue, queue_empty, route
 from tests.standins.s3 import MotoEndpoints
@@ -47,13 +47,6 @@ def own_redis() -> Iterator[OwnRedis]:
     server = OwnRedis(appendfsync="always").start()
     yield server
     server.close()
-
-
-def live_count(database_url: str, mount: str) -> int:
-    with psycopg.connect(database_url, connect_timeout=2) as conn:
-        row = conn.execute("SELECT count(*) FROM objects o JOIN mounts m ON m.id = o.mount_id "
-                           "WHERE m.name = %s AND NOT deleted", (mount,)).fetchone()  # fmt: skip
-    return int(row[0]) if row else 0
 
 
 def safe_live_count(database_url: str, mount: str) -> int:
