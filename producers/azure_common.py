@@ -1,5 +1,5 @@
 """What the three Azure transports share beyond the normalizer: mount lookup by container,
-the rename enricher, reindex requests for HNS directory events, and the delivery limit.
+the rename enricher and reindex requests for HNS directory events.
 
 - Missing content fields: a ``BlobRenamed`` event has no size or etag, a ``BlobTierChanged`` no
   etag. ``ContentEnricher`` stats such blobs through the mount's own storage options (the catalog

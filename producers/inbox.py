@@ -95,12 +95,6 @@ class Inbox:
                 "the drainer is behind, retry later"
             )
 
-    def depth(self) -> int:
-        try:
-            return int(self._client.xlen(self.key))
-        except redis_lib.RedisError as exc:
-            raise _redis_error("read the length of", exc) from exc
-
 
 def decode_entry(raw: RawMessage) -> list[ObjectChange]:
     """The changes one inbox entry holds (written by ``Inbox.enqueue``)."""

@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from producers.serve import json_response
 from shared.events import RawMessage, Source
 
 TOKEN_SETTING = "MOUNTSYNC_MINIO_WEBHOOK_TOKEN"
-
-
-def _answer(status: int, data: dict[str, Any]) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json")
 
 
 def _authorized(request: Request, token: str) -> bool:
@@ -55,11 +51,11 @@ def _pipeline(ctx: Any) -> Any:
 
 def handle(request: Request, ctx: Any) -> Response:
     if not _authorized(request, ctx.settings.extra.get(TOKEN_SETTING, "")):
-        return _answer(401, {"error": "wrong or missing token"})
+        return json_response({"error": "wrong or missing token"}, 401)
     body = request.get_data(cache=False)
     message_id = "minio-" + hashlib.sha256(body).hexdigest()[:32]  # the same event, the same id
     raw = RawMessage(Source.S3_SQS, message_id, body, {}, received_ns=time.time_ns())
     outcome = _pipeline(ctx).process([raw])
     if outcome.nack:
-        return _answer(503, {"error": "could not queue the change; retry later"})
-    return _answer(200, {"queued": outcome.changes, "dead_lettered": len(outcome.reject)})
+        return json_response({"error": "could not queue the change; retry later"}, 503)
+    return json_response({"queued": outcome.changes, "dead_lettered": len(outcome.reject)})

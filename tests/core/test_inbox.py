@@ -56,14 +56,14 @@ def test_drainer_moves_entries_to_the_changes_queue_in_batches_then_deletes_them
     for i in range(30):
         inbox.enqueue([change(i)])  # one event per request: Event Grid's default delivery
     inbox.enqueue([change(i) for i in range(30, 40)])
-    assert inbox.depth() == 31
+    assert runtime.redis.xlen(inbox.key) == 31
     lengths = next(m for m in system_collector(settings).collect() if m.name == "mountsync_queue_length")
     assert {s.labels["queue"]: s.value for s in lengths.samples}["inbox:azure-eventgrid"] == 31
 
     drainer = Drainer(runtime, SOURCE, consumer="t1").start()
     try:
         wait_for(lambda: len(queued_changes(runtime.redis, settings)) == 40, what="every change on the queue")
-        wait_for(lambda: inbox.depth() == 0, what="drained entries deleted")
+        wait_for(lambda: runtime.redis.xlen(inbox.key) == 0, what="drained entries deleted")
     finally:
         drainer.stop()
     keys = sorted(c["key"] for c in queued_changes(runtime.redis, settings))
@@ -81,7 +81,7 @@ def test_a_full_inbox_refuses_and_keeps_what_it_holds(own: Any) -> None:
     refused = metrics.INBOX_REFUSED.labels("azure-eventgrid")._value.get()
     with pytest.raises(ServiceUnavailable, match=r"holds 2 entries \(MOUNTSYNC_INBOX_MAX_DEPTH\)"):
         inbox.enqueue([change(3)])
-    assert inbox.depth() == 2
+    assert runtime.redis.xlen(inbox.key) == 2
     assert metrics.INBOX_REFUSED.labels("azure-eventgrid")._value.get() == refused + 1
 
 
@@ -101,7 +101,7 @@ def test_entries_a_killed_drainer_held_come_back_to_its_successor(own: Any) -> N
     rest = again.receive(10, 0.1)
     assert len(rest) == 2 and all(m.delivery_count == 1 for m in rest)
     again.ack(first + rest)
-    assert inbox.depth() == 0 and pending(runtime.redis, inbox.key) == 0
+    assert runtime.redis.xlen(inbox.key) == 0 and pending(runtime.redis, inbox.key) == 0
 
 
 def test_another_drainer_takes_over_entries_left_idle(own: Any) -> None:
@@ -116,7 +116,7 @@ def test_another_drainer_takes_over_entries_left_idle(own: Any) -> None:
     assert [c.key for c in decode_entry(got[0])] == ["cam/0001.jpg", "cam/0002.jpg"]
     assert got[0].delivery_count == 2
     other.ack(got)
-    assert inbox.depth() == 0 and pending(runtime.redis, inbox.key) == 0
+    assert runtime.redis.xlen(inbox.key) == 0 and pending(runtime.redis, inbox.key) == 0
 
 
 def test_a_nacked_entry_comes_back_without_counting_as_a_delivery(own: Any) -> None:

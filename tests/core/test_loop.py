@@ -1,7 +1,9 @@
 """run_source and the pipeline on real Redis and PostgreSQL, with an in-memory transport.
 
 The transport is a test double (a list of messages with ack bookkeeping): it stands for SQS /
-Pub/Sub / Event Grid, which have their own end-to-end tests against stand-ins.
+Pub/Sub / Event Grid, which have their own end-to-end tests against stand-ins. Two outages are
+doubles too, to fail at an exact point of the loop: ``BrokenQueue`` (Redis refusing the enqueue)
+and ``DownLetters`` (the dead-letter store down); real outages are in tests/reliability.
 """
 
 from __future__ import annotations
