@@ -11,22 +11,17 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-import click
+import psycopg
 import typer
 
-from shared.config import Settings, load_settings
+# typer >= 0.26 vendors click: these, not the click package's, are what its commands raise.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+from shared.config import Settings, load_settings, redact_url
 from shared.errors import BadInput, MountsyncError
 from shared.output import console, emit, emit_json, err_console
 
-try:  # typer >= 0.20 vendors its own click: its exceptions are not click's
-    from typer._click import exceptions as typer_click
-except ImportError:  # pragma: no cover - older typer uses click itself
-    import click.exceptions as typer_click  # type: ignore[no-redef]
-
-_EXIT = (click.exceptions.Exit, typer.Exit)
-_ABORT = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
-_CLICK_ERRORS = (click.ClickException, typer_click.ClickException)
-_USAGE_ERRORS = (click.UsageError, typer_click.UsageError)
+INTERRUPTED = 130  # typer turns Ctrl-C (KeyboardInterrupt) into this exit code
 
 app = typer.Typer(
     name="mountsync",
@@ -295,21 +290,31 @@ def main(argv: list[str] | None = None) -> None:
         code = command.main(
             args=argv if argv is not None else sys.argv[1:], prog_name="mountsync", standalone_mode=False
         )
-    except _EXIT as exc:
+    except NoArgsIsHelpError as exc:
+        # No arguments: the help is the whole answer (rich has printed it; plain click carries it here).
+        if exc.format_message().strip():
+            exc.show()
         sys.exit(exc.exit_code)
-    except _USAGE_ERRORS as exc:
+    except UsageError as exc:
         # One line, as for every other mistake: what is wrong and where the help is.
         command_path = exc.ctx.command_path if exc.ctx else "mountsync"
         print(f"mountsync: error: {exc.format_message()} (see `{command_path} --help`)", file=sys.stderr)
         sys.exit(2)
-    except _CLICK_ERRORS as exc:
+    except ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except _ABORT:
-        err_console.print(f"mountsync: interrupted after {time.monotonic() - started:.1f}s")
-        sys.exit(130)
+    except typer.Abort:  # end of input (EOF) where a command read stdin
+        print("mountsync: aborted (end of input)", file=sys.stderr)
+        sys.exit(1)
     except MountsyncError as exc:
         print(f"mountsync: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    # With standalone_mode=False a ``typer.Exit(n)`` inside a command comes back as the return value.
-    sys.exit(code if isinstance(code, int) else 0)
+    except psycopg.errors.UndefinedTable:
+        url = redact_url(load_settings(os.environ).database_url)
+        print(f"mountsync: error: the catalog has no schema at {url}; run `mountsync db upgrade`", file=sys.stderr)
+        sys.exit(1)
+    # With standalone_mode=False an exit code (``typer.Exit(n)``, Ctrl-C) comes back as the return value.
+    code = code if isinstance(code, int) else 0
+    if code == INTERRUPTED:
+        err_console.print(f"mountsync: interrupted after {time.monotonic() - started:.1f}s")
+    sys.exit(code)

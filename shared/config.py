@@ -1,12 +1,14 @@
 """Settings, read once at the process edge from a mapping (the environment plus ``.env``).
 
 Nothing in ``shared/`` reads ``os.environ``: the CLI entry point builds ``Settings`` and passes
-it down. Secrets (database passwords in URLs, tokens) are kept in ``Secret`` wrappers whose repr
-is masked, so a settings object can be logged.
+it down. Values are plain strings and numbers; ``describe()`` (and so ``repr``) redacts passwords in
+URLs and leaves out ``extra`` (other ``MOUNTSYNC_*`` variables, which may hold secrets), so a
+settings object can be logged. Read a secret from ``extra`` only where it is used.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -39,7 +41,7 @@ class Settings:
     redis_prefix: str = ""
     # Producers stop pulling while the ``changes`` queue holds more messages than this.
     max_queue_depth: int = 200
-    # Push endpoints answer 503 (the sender retries) while their inbox holds this many requests.
+    # ``POST /eventgrid`` answers 503 (Event Grid retries) while its inbox holds this many requests.
     inbox_max_depth: int = 100_000
     # Producer batching: up to this many changes per apply task, or whatever arrived in the window.
     batch_size: int = 2000
@@ -53,7 +55,7 @@ class Settings:
     fs_rescan_interval_s: float = 300.0
     log_format: str = "console"
     log_level: str = "INFO"
-    extra: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -67,6 +69,9 @@ class Settings:
             value = getattr(self, f.name)
             out[f.name] = redact_url(value) if f.name.endswith("_url") else value
         return out
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.describe().items())})"
 
 
 _ENV = {
@@ -87,6 +92,15 @@ _ENV = {
     "MOUNTSYNC_LOG_LEVEL": ("log_level", str),
 }
 
+# A zero or negative value would stall (empty batches, no window) or break the loops that use it.
+_POSITIVE = (
+    "MOUNTSYNC_BATCH_SIZE",
+    "MOUNTSYNC_BATCH_WINDOW",
+    "MOUNTSYNC_INBOX_MAX_DEPTH",
+    "MOUNTSYNC_FEED_MAXLEN",
+    "MOUNTSYNC_MAX_DELIVERIES",
+)
+
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build settings from an environment mapping; a bad value is a ``ConfigError`` naming it."""
@@ -105,8 +119,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raise ConfigError(
             "MOUNTSYNC_VISIBILITY_TIMEOUT must be longer than MOUNTSYNC_TASK_TIME_LIMIT, or long tasks run twice"
         )
-    if settings.inbox_max_depth < 1:
-        raise ConfigError("MOUNTSYNC_INBOX_MAX_DEPTH must be at least 1 (requests a push endpoint may hold)")
+    for var in _POSITIVE:
+        if not 0 < getattr(settings, _ENV[var][0]) < math.inf:  # also refuses nan and inf
+            raise ConfigError(f"{var}={environ.get(var)!r} must be a number greater than 0; fix or unset it")
+    if settings.max_queue_depth < 0:
+        raise ConfigError(f"MOUNTSYNC_MAX_QUEUE_DEPTH={environ.get('MOUNTSYNC_MAX_QUEUE_DEPTH')!r} must be 0 or more")
     for url, var in ((settings.redis_url, "MOUNTSYNC_REDIS_URL"),):
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"{var} must be a redis:// URL, got {redact_url(url)!r}")

@@ -27,6 +27,7 @@ from shared.config import Settings, redact_url
 from shared.embedded import EmbeddedServers
 from shared.errors import MountNotFound, MountsyncError
 from shared.output import console, emit_table
+from shared.queues import FEED_STREAM
 from shared.storage.local import fs_etag
 
 MOUNT = "demo"
@@ -95,9 +96,12 @@ class Processes:
         return proc
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "shared", *args], env=self.env, capture_output=True, text=True, timeout=120
-        )
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "shared", *args], env=self.env, capture_output=True, text=True, timeout=120
+            )
+        except subprocess.TimeoutExpired:
+            raise DemoFailed(f"`mountsync {' '.join(args)}` did not finish within 120s") from None
 
     def stop(self) -> None:
         for _, proc in reversed(self.procs):
@@ -115,10 +119,9 @@ def _feed_reader(settings: Settings) -> Callable[[], list[dict[str, str]]]:
     import redis
 
     client: Any = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    stream = f"{settings.redis_prefix}mountsync:feed"
-    last = ["$"]
-    client.xadd(stream, {"mount": "", "key": "", "kind": "demo-start"}, maxlen=settings.feed_maxlen)
-    last[0] = client.xrevrange(stream, count=1)[0][0]
+    stream = f"{settings.redis_prefix}{FEED_STREAM}"
+    # Read from a marker of our own on: only entries after it belong to this run.
+    last = [client.xadd(stream, {"mount": "", "key": "", "kind": "demo-start"}, maxlen=settings.feed_maxlen)]
 
     def read() -> list[dict[str, str]]:
         entries = client.xrange(stream, min=f"({last[0]}")
@@ -234,7 +237,7 @@ def _run(settings: Settings, root: Path, procs: Processes, say: Callable[..., No
                 [(f.get("kind"), f.get("key"), f.get("size")) for f in feed],
                 title=f"{title}  ({took:.2f}s)",
             )
-    alerts = _wait_for_alerts(procs) if pinned.returncode == 0 else []
+    alerts = _wait_for_alerts(settings, procs) if pinned.returncode == 0 else []
     if alerts and not quiet:
         say("[bold]alignment[/bold] the insert into the annotated folder raised an alert:")
         console.print(procs.run("alerts", MOUNT).stdout)
@@ -251,15 +254,30 @@ def _run(settings: Settings, root: Path, procs: Processes, say: Callable[..., No
     }
 
 
-def _wait_for_alerts(procs: Processes) -> list[Any]:
-    """Alignment checks are debounced per folder: wait (bounded) for the alert to be queryable."""
+def _open_alerts(settings: Settings) -> int:
+    with connect(settings.database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM alignment_alerts a JOIN mounts m ON m.id = a.mount_id "
+            "WHERE m.name = %s AND a.status = 'open'",
+            (MOUNT,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _wait_for_alerts(settings: Settings, procs: Processes) -> list[Any]:
+    """Alignment checks are debounced per folder: wait (bounded) for an alert, then list them once."""
     deadline = time.monotonic() + 20.0
-    while True:
-        proc = procs.run("alerts", MOUNT, "--json")
-        alerts = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else []
-        if alerts or time.monotonic() > deadline:
-            return list(alerts)
+    while not _open_alerts(settings):
+        if time.monotonic() > deadline:
+            return []
         time.sleep(0.25)
+    proc = procs.run("alerts", MOUNT, "--json")
+    if proc.returncode != 0:
+        raise DemoFailed(f"`mountsync alerts {MOUNT} --json` failed: {proc.stderr.strip()}")
+    try:
+        return list(json.loads(proc.stdout))
+    except json.JSONDecodeError as exc:
+        raise DemoFailed(f"`mountsync alerts {MOUNT} --json` printed no JSON ({exc})") from None
 
 
 def _stay_up(procs: Processes, say: Callable[..., None]) -> None:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, wait_for
+from shared.catalog import db as catalog_db
+from shared.config import redact_url
+from tests.conftest import PG_BASE
+from tests.helpers import ROOT, free_port, wait_for
 
 
 def assert_one_line_error(proc, code: int, *fragments: str) -> None:
@@ -61,6 +69,50 @@ def test_unreachable_servers_are_one_line_failures(cli, catalog) -> None:
 def test_usage_errors_exit_2(cli) -> None:
     proc = cli("mount", "add")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["mount"], ["db"]])
+def test_no_arguments_print_the_help_only(cli, args) -> None:
+    proc = cli(*args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)  # typer's own code for no_args_is_help
+    assert "Usage:" in proc.stdout and "Commands" in proc.stdout
+    assert proc.stderr.strip() == ""  # no empty "mountsync: error:" line after the help
+
+
+@pytest.mark.parametrize("var", ["MOUNTSYNC_BATCH_SIZE", "MOUNTSYNC_FEED_MAXLEN", "MOUNTSYNC_BATCH_WINDOW"])
+def test_non_positive_settings_are_one_line_config_errors(cli, var) -> None:
+    assert_one_line_error(cli("mount", "list", **{var: "0"}), 2, var, "greater than 0")
+
+
+def test_a_catalog_without_schema_is_one_line_pointing_at_db_upgrade(cli) -> None:
+    url = f"{PG_BASE}/mountsync_test_empty_{uuid.uuid4().hex[:10]}"
+    assert catalog_db.create_database(url)
+    try:
+        proc = cli("mount", "list", MOUNTSYNC_DATABASE_URL=url)
+    finally:
+        catalog_db.drop_database(url)
+    assert_one_line_error(proc, 1, f"the catalog has no schema at {redact_url(url)}", "`mountsync db upgrade`")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(cli, catalog, tmp_path) -> None:
+    cli("mount", "add", "waits", f"file://{tmp_path}", "--no-initial-reindex", check=True)
+    # No worker reads this key prefix: the run stays queued and `reindex --wait` polls until interrupted.
+    env = {**cli.env, "MOUNTSYNC_REDIS_PREFIX": f"{cli.env['MOUNTSYNC_REDIS_PREFIX']}noworker:"}
+    # The console script, as users run it: under `python -m`, CPython 3.11 reports a caught Ctrl-C that
+    # passed through an exec'd string (a dataclass made during a lazy import) as death by SIGINT, not 130.
+    script = Path(sys.executable).with_name("mountsync")
+    assert script.exists(), f"{script} missing: pip install -e ."
+    command = [str(script), "reindex", "waits", "--wait"]
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: catalog.execute("SELECT count(*) FROM reindex_runs").fetchone()[0], what="run queued")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130, (out, err)
+    assert len(lines) == 1 and lines[0].startswith("mountsync: interrupted after "), err
 
 
 def test_scheduled_reconcile_queues_due_mounts(cli, catalog, tmp_path, worker, db) -> None:

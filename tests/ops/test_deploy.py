@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
+from shared.config import Settings, load_settings
 from shared.queues import ALL_QUEUES
 from tests.conftest import ROOT
 from tests.helpers import require_service
@@ -197,6 +198,17 @@ def test_worker_pools_scale_on_their_prefixed_redis_list_and_outlast_a_batch() -
     assert sorted(queues) == sorted(ALL_QUEUES)
     auth = {d["metadata"]["name"] for _, d in docs if d["kind"] == "TriggerAuthentication"}
     assert {t["authenticationRef"]["name"] for s in scaled.values() for t in s["spec"]["triggers"]} <= auth
+
+
+def test_settings_each_pod_gets_are_valid_and_bound_the_changes_queue() -> None:
+    config = next(d for _, d in k8s_documents() if d["kind"] == "ConfigMap")["data"]
+    defaults = Settings()
+    for name, doc in deployments().items():
+        plain = {k: str(e["value"]) for k, e in env_of(doc).items() if "value" in e}
+        settings = load_settings({k: str(v) for k, v in config.items()} | plain)  # ConfigError on a bad value
+        # Producers pause above max_queue_depth tasks of up to batch_size changes each: no more than the defaults.
+        queued = settings.max_queue_depth * settings.batch_size
+        assert queued <= defaults.max_queue_depth * defaults.batch_size, (name, queued)
 
 
 def test_one_beat_and_disruption_budgets_that_match_their_pods() -> None:
