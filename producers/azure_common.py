@@ -24,15 +24,15 @@ from typing import Any
 
 import structlog
 
-from producers.normalize.azure import directory_scopes
-from shared.errors import (
+from mountsync.producers.normalize.azure import directory_scopes
+from mountsync.shared.errors import (
     BadInput,
     CredentialsRejected,
     InvalidEvent,
     ObjectNotFound,
     RetryableError,
 )
-from shared.events import Kind, ObjectChange, Provider, RawMessage
+from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage
 
 log = structlog.get_logger("mountsync.producer.azure")
 
@@ -59,7 +59,7 @@ class AzureMounts:
             return list(self._by_container.get(container, []))
 
     def _load(self) -> dict[str, list[Any]]:
-        from shared.catalog.mounts import Mounts
+        from mountsync.shared.catalog.mounts import Mounts
 
         try:
             with self._pool.connection() as conn:
@@ -112,7 +112,7 @@ def _needs_stat(change: ObjectChange) -> bool:
 
 
 def _open_mount_storage(mount: Any) -> Any:
-    from shared.storage import open_storage
+    from mountsync.shared.storage import open_storage
 
     return open_storage(mount.storage_url, mount.options)
 
@@ -165,7 +165,7 @@ def _mentions_directory(body: bytes) -> bool:
 
 
 def celery_reindex_sender(runtime: Any) -> Callable[[str, str], None]:
-    from shared.queues import QUEUE_REINDEX, TASK_REINDEX, send
+    from mountsync.shared.queues import QUEUE_REINDEX, TASK_REINDEX, send
 
     def send_reindex(name: str, prefix: str) -> None:
         send(runtime.celery, TASK_REINDEX, name, prefix, None, REINDEX_TRIGGER, queue=QUEUE_REINDEX)

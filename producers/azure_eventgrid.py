@@ -1,6 +1,6 @@
 """Event Grid namespace pull delivery: ``mountsync produce azure-eventgrid``.
 
-``EventGridPullSource`` implements ``producers.base.EventSource`` with ``EventGridConsumerClient``:
+``EventGridPullSource`` implements ``mountsync.producers.base.EventSource`` with ``EventGridConsumerClient``:
 
 - ``receive``: a background thread long-polls the service (up to 100 CloudEvents per call; the
   service holds an empty call 10..120 s) and keeps up to ``prefetch`` events ready, so the
@@ -36,9 +36,9 @@ from urllib.parse import quote
 import structlog
 import typer
 
-from producers.leases import LeaseKeeper
-from shared.errors import BadInput, ConfigError, CredentialsRejected, RetryableError
-from shared.events import RawMessage, Source
+from mountsync.producers.leases import LeaseKeeper
+from mountsync.shared.errors import BadInput, ConfigError, CredentialsRejected, RetryableError
+from mountsync.shared.events import RawMessage, Source
 
 log = structlog.get_logger("mountsync.producer.eventgrid")
 
@@ -303,7 +303,7 @@ def eventgrid_credential(environ: Any, credentials: str | None) -> Any:
     """``AzureKeyCredential`` from AZURE_EVENTGRID_KEY[_<NAME>], else DefaultAzureCredential."""
     from azure.core.credentials import AzureKeyCredential
 
-    from shared.storage.azure_auth import env_suffix
+    from mountsync.shared.storage.azure_auth import env_suffix
 
     if credentials:
         var = f"AZURE_EVENTGRID_KEY_{env_suffix(credentials)}"
@@ -340,14 +340,14 @@ def register(produce_app: typer.Typer) -> None:
         """Pull blob events from an Event Grid namespace subscription (key: AZURE_EVENTGRID_KEY)."""
         import os
 
-        from producers.azure_common import (
+        from mountsync.producers.azure_common import (
             AzureMounts,
             ContentEnricher,
             DirectoryAwareSource,
             celery_reindex_sender,
         )
-        from producers.cli import run_producer
-        from producers.normalize.azure import make_normalizer
+        from mountsync.producers.cli import run_producer
+        from mountsync.producers.normalize.azure import make_normalizer
 
         check_endpoint(endpoint)
         credential = eventgrid_credential(os.environ, credentials or None)

@@ -1,6 +1,6 @@
 """Event Grid -> Azure Storage Queue delivery: ``mountsync produce azure-queue --queue NAME``.
 
-``StorageQueueSource`` implements ``producers.base.EventSource`` with azure-storage-queue:
+``StorageQueueSource`` implements ``mountsync.producers.base.EventSource`` with azure-storage-queue:
 
 - Bodies are read raw (no SDK decode policy) and decoded by the normalizer: base64 of the JSON
   event (what Event Grid writes today) or plain JSON (older subscriptions), so the dead-letter
@@ -26,9 +26,9 @@ from typing import Any
 import structlog
 import typer
 
-from producers.leases import LeaseKeeper
-from shared.errors import ConfigError, CredentialsRejected, RetryableError
-from shared.events import RawMessage, Source
+from mountsync.producers.leases import LeaseKeeper
+from mountsync.shared.errors import ConfigError, CredentialsRejected, RetryableError
+from mountsync.shared.events import RawMessage, Source
 
 log = structlog.get_logger("mountsync.producer.azure_queue")
 
@@ -166,7 +166,7 @@ def make_queue_client(queue: str, options: dict[str, Any], environ: Any = None) 
     """A raw-text ``QueueClient`` (no base64 decoding by the SDK) for ``queue``."""
     from azure.storage.queue import QueueClient
 
-    from shared.storage.azure_auth import resolve_access
+    from mountsync.shared.storage.azure_auth import resolve_access
 
     access = resolve_access(options, "queue", environ)
     if access.connection_string:
@@ -194,15 +194,15 @@ def register(produce_app: typer.Typer) -> None:
         max_deliveries: int = typer.Option(10, "--max-deliveries", help="Dead-letter after this many deliveries."),
     ) -> None:
         """Consume blob events from an Azure Storage Queue (credentials as for az:// mounts)."""
-        from producers.azure_common import (
+        from mountsync.producers.azure_common import (
             AzureMounts,
             ContentEnricher,
             DirectoryAwareSource,
             celery_reindex_sender,
         )
-        from producers.cli import run_producer
-        from producers.normalize.azure import make_normalizer
-        from producers.pipeline import with_delivery_limit
+        from mountsync.producers.cli import run_producer
+        from mountsync.producers.normalize.azure import make_normalizer
+        from mountsync.producers.pipeline import with_delivery_limit
 
         options = {"account_url": account_url, "credentials": credentials}
         client = make_queue_client(queue, {k: v for k, v in options.items() if v})

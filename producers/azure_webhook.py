@@ -32,16 +32,16 @@ from typing import Any
 import structlog
 from werkzeug.wrappers import Request, Response
 
-from producers.azure_common import (
+from mountsync.producers.azure_common import (
     AzureMounts,
     celery_reindex_sender,
     request_directory_reindex,
 )
-from producers.inbox import Inbox
-from producers.normalize.azure import make_normalizer, split_events, validation_code
-from producers.pipeline import Pipeline
-from shared.errors import InvalidEvent
-from shared.events import RawMessage, Source
+from mountsync.producers.inbox import Inbox
+from mountsync.producers.normalize.azure import make_normalizer, split_events, validation_code
+from mountsync.producers.pipeline import Pipeline
+from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.events import RawMessage, Source
 
 log = structlog.get_logger("mountsync.serve.eventgrid")
 

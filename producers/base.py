@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from shared.events import ObjectChange, RawMessage, Source
+from mountsync.shared.events import ObjectChange, RawMessage, Source
 
 Normalizer = Callable[[RawMessage], list[ObjectChange]]
 """Pure: raw message -> changes. ``[]`` for test/validation events; raises ``InvalidEvent``."""

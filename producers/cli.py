@@ -11,19 +11,19 @@ from typing import Any
 import structlog
 import typer
 
-from shared.output import err_console
+from mountsync.shared.output import err_console
 
 log = structlog.get_logger("mountsync.producer")
 
 # Each module defines ``register(produce_app)``; SDK imports stay inside its functions.
 SOURCES = (
-    "producers.fs",
-    "producers.s3_sqs",
-    "producers.gcs_pubsub",
-    "producers.azure_eventgrid",
-    "producers.azure_queue",
+    "mountsync.producers.fs",
+    "mountsync.producers.s3_sqs",
+    "mountsync.producers.gcs_pubsub",
+    "mountsync.producers.azure_eventgrid",
+    "mountsync.producers.azure_queue",
 )
-ROOT_COMMANDS = ("producers.gcs_setup", "producers.deadletters")
+ROOT_COMMANDS = ("mountsync.producers.gcs_setup", "mountsync.producers.deadletters")
 
 produce_app = typer.Typer(help="Run one producer (an event source feeding the changes queue).",
                           no_args_is_help=True)  # fmt: skip
@@ -60,19 +60,19 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(8, "--threads"),
     ) -> None:
         """HTTP: Pub/Sub push, Event Grid webhook, health, metrics and the JSON API."""
-        from producers.serve import run_server
-        from shared.cli import settings_of
+        from mountsync.producers.serve import run_server
+        from mountsync.shared.cli import settings_of
 
         run_server(settings_of(ctx), host=host, port=port, threads=threads)
 
 
 def run_producer(ctx: typer.Context, build: Callable[[Any], tuple[Any, Any]]) -> None:
     """Build the runtime and source, then run the shared loop until SIGTERM/SIGINT."""
-    from producers.health import start_producer_health
-    from producers.loop import run_source
-    from producers.runtime import build_runtime
-    from shared.cli import settings_of
-    from shared.redis_check import warn_if_redis_loses_data
+    from mountsync.producers.health import start_producer_health
+    from mountsync.producers.loop import run_source
+    from mountsync.producers.runtime import build_runtime
+    from mountsync.shared.cli import settings_of
+    from mountsync.shared.redis_check import warn_if_redis_loses_data
 
     settings = settings_of(ctx)
     runtime = build_runtime(settings)

@@ -1,7 +1,7 @@
 """``mountsync deadletters list | show | replay``: inspect what could not be processed, and retry it.
 
-Dead letters are kept in PostgreSQL with the reason (``shared.deadletter``). ``replay`` sends
-them back through the path they first took (see ``producers.replay``) once the cause is fixed:
+Dead letters are kept in PostgreSQL with the reason (``mountsync.shared.deadletter``). ``replay`` sends
+them back through the path they first took (see ``mountsync.producers.replay``) once the cause is fixed:
 a new release of a normalizer, a mount added for a bucket, a storage account now served.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import typer
 
-from shared.errors import BadInput, MountsyncError
-from shared.output import console, emit, emit_json, err_console
+from mountsync.shared.errors import BadInput, MountsyncError
+from mountsync.shared.output import console, emit, emit_json, err_console
 
 deadletters_app = typer.Typer(help="Dead letters: inspect and replay.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print one JSON document on stdout.")
@@ -29,7 +29,7 @@ _LIST_SQL = (
 
 
 def _settings(ctx: typer.Context) -> Any:
-    from shared.cli import settings_of
+    from mountsync.shared.cli import settings_of
 
     return settings_of(ctx)
 
@@ -42,7 +42,7 @@ def _letter_ids(pool: Any, *, include_replayed: bool, source: str | None, limit:
 
 
 def _pool(settings: Any) -> Any:
-    from shared.catalog.db import open_pool
+    from mountsync.shared.catalog.db import open_pool
 
     return open_pool(settings.database_url, min_size=1, max_size=2, name="deadletters")
 
@@ -56,7 +56,7 @@ def list_letters(
     as_json: bool = JSON,
 ) -> None:
     """Dead letters, newest first: id, source, message id, reason, size, when, replayed."""
-    from shared.deadletter import DeadLetters
+    from mountsync.shared.deadletter import DeadLetters
 
     pool = _pool(_settings(ctx))
     try:
@@ -74,7 +74,7 @@ def list_letters(
 @deadletters_app.command("show")
 def show_letter(ctx: typer.Context, letter_id: int = ID_ARGUMENT, as_json: bool = JSON) -> None:
     """One dead letter with its payload (as text) and transport attributes."""
-    from shared.deadletter import DeadLetters
+    from mountsync.shared.deadletter import DeadLetters
 
     pool = _pool(_settings(ctx))
     try:
@@ -103,9 +103,9 @@ def replay_letters(
     as_json: bool = JSON,
 ) -> None:
     """Send letters back through their normalizer (or task) and queue them; failures keep the new reason."""
-    from producers.replay import Replayer, ReplayOptions, ReplayResult
-    from producers.runtime import build_runtime
-    from shared.deadletter import DeadLetters
+    from mountsync.producers.replay import Replayer, ReplayOptions, ReplayResult
+    from mountsync.producers.runtime import build_runtime
+    from mountsync.shared.deadletter import DeadLetters
 
     if bool(letter_ids) == replay_all:
         raise BadInput("give letter ids or --all (see `mountsync deadletters list`)")

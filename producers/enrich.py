@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from producers.base import Enricher
-from shared.events import Provider
+from mountsync.producers.base import Enricher
+from mountsync.shared.events import Provider
 
 OptionsFor = Callable[[str], Mapping[str, Any] | None]
 
@@ -27,7 +27,7 @@ def mount_options_lookup(pool: Any, provider: Provider, ttl_s: float = 30.0) -> 
         hit = cache.get(bucket)
         if hit and time.monotonic() - hit[0] < ttl_s:
             return hit[1]
-        from shared.catalog.mounts import Mounts
+        from mountsync.shared.catalog.mounts import Mounts
 
         with pool.connection() as conn:
             found = [m for m in Mounts(conn).list() if m.provider is provider and m.bucket == bucket]
@@ -41,15 +41,15 @@ def mount_options_lookup(pool: Any, provider: Provider, ttl_s: float = 30.0) -> 
 def enricher_for(source: str, pool: Any) -> Enricher | None:
     """The enricher the producer of ``source`` runs (None: its notifications are complete)."""
     if source == "s3-sqs":
-        from producers.s3_versions import VersionedDeleteEnricher
+        from mountsync.producers.s3_versions import VersionedDeleteEnricher
 
         return VersionedDeleteEnricher(mount_options_lookup(pool, Provider.S3))
     if source in ("gcs-pubsub", "gcs-push"):
-        from producers.gcs_pubsub import StatEnricher
+        from mountsync.producers.gcs_pubsub import StatEnricher
 
         return StatEnricher(mount_options_lookup(pool, Provider.GCS))
     if source in ("azure-eventgrid", "azure-queue"):
-        from producers.azure_common import AzureMounts, ContentEnricher
+        from mountsync.producers.azure_common import AzureMounts, ContentEnricher
 
         return ContentEnricher(AzureMounts(pool))
     return None

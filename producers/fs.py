@@ -20,8 +20,8 @@ from typing import Any
 import typer
 from watchdog.events import FileSystemEventHandler
 
-from shared.events import RawMessage, Source
-from shared.storage.local import UPLOADS_DIR, fs_etag
+from mountsync.shared.events import RawMessage, Source
+from mountsync.shared.storage.local import UPLOADS_DIR, fs_etag
 
 RescanRequest = Callable[[str], None]
 
@@ -105,7 +105,7 @@ class WatcherSource:
         self._observer.join(timeout=5)
 
 
-class _Handler(FileSystemEventHandler):  # type: ignore[misc]
+class _Handler(FileSystemEventHandler):
     def __init__(self, source: WatcherSource) -> None:
         super().__init__()
         self._source = source
@@ -129,12 +129,12 @@ def register(produce_app: typer.Typer) -> None:
         mount: str = typer.Option(..., "--mount", help="Name of a file:// mount to watch."),
     ) -> None:
         """Watch a local directory mount and queue its changes."""
-        from producers.cli import run_producer
-        from producers.normalize.fs import normalize_fs
-        from shared.catalog.mounts import Mounts
-        from shared.errors import BadInput
-        from shared.events import Provider
-        from shared.queues import QUEUE_REINDEX, TASK_REINDEX, send
+        from mountsync.producers.cli import run_producer
+        from mountsync.producers.normalize.fs import normalize_fs
+        from mountsync.shared.catalog.mounts import Mounts
+        from mountsync.shared.errors import BadInput
+        from mountsync.shared.events import Provider
+        from mountsync.shared.queues import QUEUE_REINDEX, TASK_REINDEX, send
 
         def build(runtime: Any) -> tuple[Any, Any]:
             with runtime.pool.connection() as conn:

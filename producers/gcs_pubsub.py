@@ -25,9 +25,9 @@ from typing import Any
 import structlog
 import typer
 
-from producers.enrich import OptionsFor
-from shared.errors import BadInput, ConfigError, CredentialsRejected, RetryableError
-from shared.events import Kind, ObjectChange, RawMessage, Source
+from mountsync.producers.enrich import OptionsFor
+from mountsync.shared.errors import BadInput, ConfigError, CredentialsRejected, RetryableError
+from mountsync.shared.events import Kind, ObjectChange, RawMessage, Source
 
 log = structlog.get_logger("mountsync.producer.gcs")
 
@@ -249,7 +249,7 @@ class StatEnricher:
         self._warned = False
 
     def __call__(self, changes: list[ObjectChange]) -> list[ObjectChange]:
-        from producers.normalize.gcs import needs_stat
+        from mountsync.producers.normalize.gcs import needs_stat
 
         out: list[ObjectChange] = []
         for change in changes:
@@ -264,15 +264,15 @@ class StatEnricher:
     def _storage(self, bucket: str) -> Any:
         storage = self._storages.get(bucket)
         if storage is None:
-            from shared.storage import open_storage
+            from mountsync.shared.storage import open_storage
 
             storage = open_storage(f"gs://{bucket}/", self._options_for(bucket) or {})
             self._storages[bucket] = storage
         return storage
 
     def _stat(self, change: ObjectChange) -> ObjectChange | None:
-        from shared import metrics
-        from shared.errors import MountsyncError, ObjectNotFound
+        from mountsync.shared import metrics
+        from mountsync.shared.errors import MountsyncError, ObjectNotFound
 
         if not self._warned:
             self._warned = True
@@ -294,7 +294,7 @@ class StatEnricher:
 
 
 def _merge(change: ObjectChange, info: Any) -> ObjectChange:
-    from producers.normalize.gcs import dedupe_key
+    from mountsync.producers.normalize.gcs import dedupe_key
 
     generation, _, metageneration = (int(p) for p in info.sequencer.split("."))
     if int(change.version or 0) > generation:
@@ -335,9 +335,9 @@ def register(produce_app: typer.Typer) -> None:
         ),
     ) -> None:
         """Consume GCS notifications from a Pub/Sub subscription (streaming pull)."""
-        from producers.cli import run_producer
-        from producers.enrich import enricher_for
-        from producers.normalize.gcs import normalize_gcs
+        from mountsync.producers.cli import run_producer
+        from mountsync.producers.enrich import enricher_for
+        from mountsync.producers.normalize.gcs import normalize_gcs
 
         path = subscription_path(subscription)
 

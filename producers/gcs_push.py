@@ -37,9 +37,9 @@ from typing import Any
 import structlog
 from werkzeug.wrappers import Request, Response
 
-from shared import metrics
-from shared.errors import InvalidEvent, RetryableError
-from shared.events import RawMessage, Source, load_json
+from mountsync.shared import metrics
+from mountsync.shared.errors import InvalidEvent, RetryableError
+from mountsync.shared.events import RawMessage, Source, load_json
 
 log = structlog.get_logger("mountsync.producer.gcs-push")
 
@@ -181,8 +181,8 @@ class _Endpoint:
     """Per-server state: verifier and pipeline, built on first use."""
 
     def __init__(self, ctx: Any) -> None:
-        from producers.enrich import enricher_for
-        from producers.normalize.gcs import normalize_gcs
+        from mountsync.producers.enrich import enricher_for
+        from mountsync.producers.normalize.gcs import normalize_gcs
 
         self.auth = PushAuth.from_extra(ctx.settings.extra)
         self.verifier = PushVerifier(self.auth) if self.auth.enabled else None

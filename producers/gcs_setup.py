@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from shared.errors import BadInput
+from mountsync.shared.errors import BadInput
 
 EVENT_TYPES = ("OBJECT_FINALIZE", "OBJECT_METADATA_UPDATE", "OBJECT_DELETE", "OBJECT_ARCHIVE")
 ALIASES = {
@@ -207,7 +207,7 @@ def register_root(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
         """Print (or --apply) a bucket notification config with payload JSON_API_V1."""
-        from shared.output import console, emit_json, err_console
+        from mountsync.shared.output import console, emit_json, err_console
 
         plan = plan_notification(bucket, topic, project=project, prefix=prefix,
                                  event_types=event_types, custom_attributes=attribute)  # fmt: skip
@@ -224,8 +224,8 @@ def register_root(app: typer.Typer) -> None:
 
 
 def _client(bucket: str, credentials: str, endpoint_url: str) -> Any:
-    from shared.storage.gcs import GCSStorage
-    from shared.storage.url import parse_storage_url
+    from mountsync.shared.storage.gcs import GCSStorage
+    from mountsync.shared.storage.url import parse_storage_url
 
     options = {k: v for k, v in (("credentials", credentials), ("endpoint_url", endpoint_url)) if v}
     return GCSStorage(parse_storage_url(f"gs://{bucket}/"), options).client

@@ -37,12 +37,12 @@ from typing import Any
 import redis as redis_lib
 import structlog
 
-from producers.pipeline import Pipeline, with_delivery_limit
-from shared import metrics
-from shared.config import Settings
-from shared.errors import InvalidEvent, ServiceUnavailable
-from shared.events import ObjectChange, RawMessage, Source, load_json
-from shared.queues import inbox_key
+from mountsync.producers.pipeline import Pipeline, with_delivery_limit
+from mountsync.shared import metrics
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import InvalidEvent, ServiceUnavailable
+from mountsync.shared.events import ObjectChange, RawMessage, Source, load_json
+from mountsync.shared.queues import inbox_key
 
 log = structlog.get_logger("mountsync.inbox")
 
@@ -270,7 +270,7 @@ class Drainer:
         return self
 
     def _run(self) -> None:
-        from producers.loop import run_source
+        from mountsync.producers.loop import run_source
 
         log.info("draining inbox", inbox=self.source.key, consumer=self.source.consumer)
         while not self._stop.is_set():

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from producers.base import EventSource
-from producers.pipeline import Outcome, Pipeline
-from shared import metrics
-from shared.config import Settings
-from shared.errors import RetryableError
-from shared.events import RawMessage
-from shared.queues import QUEUE_CHANGES
+from mountsync.producers.base import EventSource
+from mountsync.producers.pipeline import Outcome, Pipeline
+from mountsync.shared import metrics
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import RetryableError
+from mountsync.shared.events import RawMessage
+from mountsync.shared.queues import QUEUE_CHANGES
 
 log = structlog.get_logger("mountsync.producer")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from shared.errors import BadInput
-from shared.migration.client import JobNotFound, MigrationClient
+from mountsync.shared.errors import BadInput
+from mountsync.shared.migration.client import JobNotFound, MigrationClient
 
 
 def _json(data: Any, status: int = 200) -> Response:

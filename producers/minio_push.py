@@ -23,8 +23,8 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from producers.serve import json_response
-from shared.events import RawMessage, Source
+from mountsync.producers.serve import json_response
+from mountsync.shared.events import RawMessage, Source
 
 TOKEN_SETTING = "MOUNTSYNC_MINIO_WEBHOOK_TOKEN"
 
@@ -40,8 +40,8 @@ def _authorized(request: Request, token: str) -> bool:
 def _pipeline(ctx: Any) -> Any:
     pipeline = getattr(ctx, "_minio_pipeline", None)
     if pipeline is None:
-        from producers.enrich import enricher_for
-        from producers.normalize.s3 import normalize_s3
+        from mountsync.producers.enrich import enricher_for
+        from mountsync.producers.normalize.s3 import normalize_s3
 
         # As the SQS producer: a delete of one version on a versioned bucket may leave the key alive.
         pipeline = ctx.runtime.pipeline(normalize_s3, enrich=enricher_for(Source.S3_SQS.value, ctx.runtime.pool))

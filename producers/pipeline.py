@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from producers.base import ChangeSink, Enricher, Normalizer
-from shared import metrics
-from shared.deadletter import DeadLetters
-from shared.errors import InvalidEvent, RetryableError
-from shared.events import ObjectChange, RawMessage
+from mountsync.producers.base import ChangeSink, Enricher, Normalizer
+from mountsync.shared import metrics
+from mountsync.shared.deadletter import DeadLetters
+from mountsync.shared.errors import InvalidEvent, RetryableError
+from mountsync.shared.events import ObjectChange, RawMessage
 
 log = structlog.get_logger("mountsync.producer")
 

@@ -20,13 +20,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from producers.base import Enricher, Normalizer
-from producers.enrich import enricher_for
-from producers.inbox import LETTER_PREFIX, decode_entry
-from shared.deadletter import DeadLetter
-from shared.errors import InvalidEvent, RetryableError
-from shared.events import ObjectChange, RawMessage, Source, load_json
-from shared.queues import celery_config, send
+from mountsync.producers.base import Enricher, Normalizer
+from mountsync.producers.enrich import enricher_for
+from mountsync.producers.inbox import LETTER_PREFIX, decode_entry
+from mountsync.shared.deadletter import DeadLetter
+from mountsync.shared.errors import InvalidEvent, RetryableError
+from mountsync.shared.events import ObjectChange, RawMessage, Source, load_json
+from mountsync.shared.queues import celery_config, send
 
 TRANSPORTS = ("fs", "s3-sqs", "gcs-pubsub", "gcs-push", "azure-eventgrid", "azure-queue")
 TASK_PREFIX = "task:"
@@ -57,19 +57,19 @@ class ReplayResult:
 def normalizer_for(source: str, options: ReplayOptions) -> Normalizer:
     """The pure normalizer the producer of ``source`` uses (without its delivery limit)."""
     if source == "fs":
-        from producers.normalize.fs import normalize_fs
+        from mountsync.producers.normalize.fs import normalize_fs
 
         return normalize_fs
     if source == "s3-sqs":
-        from producers.normalize.s3 import make_normalizer
+        from mountsync.producers.normalize.s3 import make_normalizer
 
         return make_normalizer(trust_sequencer=options.trust_sequencer)
     if source in ("gcs-pubsub", "gcs-push"):
-        from producers.normalize.gcs import normalize_gcs
+        from mountsync.producers.normalize.gcs import normalize_gcs
 
         return normalize_gcs
     if source in ("azure-eventgrid", "azure-queue"):
-        from producers.normalize.azure import make_normalizer as azure_normalizer
+        from mountsync.producers.normalize.azure import make_normalizer as azure_normalizer
 
         return azure_normalizer(options.azure_accounts or None)
     raise InvalidEvent(f"no normalizer for source {source!r}; known: {', '.join(TRANSPORTS)}")
@@ -78,7 +78,7 @@ def normalizer_for(source: str, options: ReplayOptions) -> Normalizer:
 def raw_message(letter: DeadLetter) -> RawMessage:
     """The letter as the transport delivered it (a push envelope is unwrapped first)."""
     if letter.source == "gcs-push" and letter.reason.startswith(PUSH_ENVELOPE):
-        from producers.gcs_push import parse_envelope
+        from mountsync.producers.gcs_push import parse_envelope
 
         return parse_envelope(letter.payload, time.time_ns())
     attributes = {str(k): str(v) for k, v in letter.attributes.items()}

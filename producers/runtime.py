@@ -8,13 +8,13 @@ from typing import Any
 from celery import Celery
 from psycopg_pool import ConnectionPool
 
-from producers.base import Enricher, Normalizer
-from producers.pipeline import Pipeline
-from shared.catalog.db import open_pool
-from shared.config import Settings
-from shared.deadletter import DeadLetters
-from shared.errors import ServiceUnavailable
-from shared.queues import ChangeQueue, make_client
+from mountsync.producers.base import Enricher, Normalizer
+from mountsync.producers.pipeline import Pipeline
+from mountsync.shared.catalog.db import open_pool
+from mountsync.shared.config import Settings
+from mountsync.shared.deadletter import DeadLetters
+from mountsync.shared.errors import ServiceUnavailable
+from mountsync.shared.queues import ChangeQueue, make_client
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """S3 / MinIO notifications from an SQS queue: ``mountsync produce s3-sqs --queue-url URL``.
 
-``SqsSource`` implements ``producers.base.EventSource`` with boto3:
+``SqsSource`` implements ``mountsync.producers.base.EventSource`` with boto3:
 
 - ``receive`` long-polls (``WaitTimeSeconds`` = the loop's wait rounded up to whole seconds, at
   least 1 so every SQS server is asked, at most ``--wait-seconds``), up to 10 messages a call,
@@ -14,7 +14,7 @@
   message after its dead-letter record exists.
 - A message delivered more than ``--max-deliveries`` times is dead-lettered (poison guard); an
   SQS redrive policy on the queue is the other safety net.
-- Deletes that name a version are checked against the bucket (``producers.s3_versions``): on a
+- Deletes that name a version are checked against the bucket (``mountsync.producers.s3_versions``): on a
   versioned bucket the key may still be alive.
 """
 
@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 import structlog
 import typer
 
-from producers.leases import LeaseKeeper
-from shared.errors import ConfigError, CredentialsRejected, RetryableError
-from shared.events import RawMessage, Source
+from mountsync.producers.leases import LeaseKeeper
+from mountsync.shared.errors import ConfigError, CredentialsRejected, RetryableError
+from mountsync.shared.events import RawMessage, Source
 
 log = structlog.get_logger("mountsync.producer.s3")
 
@@ -252,10 +252,10 @@ def register(produce_app: typer.Typer) -> None:
         ),
     ) -> None:
         """Consume S3/MinIO notifications from SQS (direct, SNS-wrapped or EventBridge)."""
-        from producers.cli import run_producer
-        from producers.enrich import enricher_for
-        from producers.normalize.s3 import make_normalizer
-        from producers.pipeline import with_delivery_limit
+        from mountsync.producers.cli import run_producer
+        from mountsync.producers.enrich import enricher_for
+        from mountsync.producers.normalize.s3 import make_normalizer
+        from mountsync.producers.pipeline import with_delivery_limit
 
         def build(runtime: Any) -> tuple[Any, Any]:
             client = make_sqs_client(queue_url, endpoint_url=endpoint_url, region=region, credentials=credentials)

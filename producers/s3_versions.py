@@ -20,9 +20,9 @@ from typing import Any
 
 import structlog
 
-from producers.enrich import OptionsFor
-from shared.errors import MountsyncError, ObjectNotFound, RetryableError
-from shared.events import Kind, ObjectChange
+from mountsync.producers.enrich import OptionsFor
+from mountsync.shared.errors import MountsyncError, ObjectNotFound, RetryableError
+from mountsync.shared.events import Kind, ObjectChange
 
 log = structlog.get_logger("mountsync.producer.s3")
 
@@ -47,7 +47,7 @@ class VersionedDeleteEnricher:
             return None  # no mount: the catalog drops the change anyway
         ident = (bucket, tuple(sorted((k, str(v)) for k, v in options.items())))
         if ident not in self._storages:
-            from shared.storage import open_storage
+            from mountsync.shared.storage import open_storage
 
             self._storages[ident] = open_storage(f"s3://{bucket}/", options)
         return self._storages[ident]

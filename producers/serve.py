@@ -18,25 +18,25 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from shared.config import Settings
-from shared.errors import MissingExtra, ServiceUnavailable
-from shared.events import Source
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import MissingExtra, ServiceUnavailable
+from mountsync.shared.events import Source
 
 log = structlog.get_logger("mountsync.serve")
 
 MAX_BODY = 4 * 1024 * 1024  # Event Grid batches are at most 1 MiB; Pub/Sub push 10 MB of base64
 
 ROUTES: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("/healthz", ("GET",), "producers.serve:healthz"),
-    ("/readyz", ("GET",), "producers.serve:readyz"),
-    ("/metrics", ("GET",), "producers.serve:metrics_view"),
-    ("/push/gcs", ("POST",), "producers.gcs_push:handle"),
-    ("/eventgrid", ("POST", "OPTIONS"), "producers.azure_webhook:handle"),
-    ("/push/minio", ("POST",), "producers.minio_push:handle"),
-    ("/api/migrations", ("POST",), "producers.migration_api:submit"),
-    ("/api/migrations", ("GET",), "producers.migration_api:list_jobs"),
-    ("/api/migrations/<job_id>", ("GET",), "producers.migration_api:status"),
-    ("/api/migrations/<job_id>/cancel", ("POST",), "producers.migration_api:cancel"),
+    ("/healthz", ("GET",), "mountsync.producers.serve:healthz"),
+    ("/readyz", ("GET",), "mountsync.producers.serve:readyz"),
+    ("/metrics", ("GET",), "mountsync.producers.serve:metrics_view"),
+    ("/push/gcs", ("POST",), "mountsync.producers.gcs_push:handle"),
+    ("/eventgrid", ("POST", "OPTIONS"), "mountsync.producers.azure_webhook:handle"),
+    ("/push/minio", ("POST",), "mountsync.producers.minio_push:handle"),
+    ("/api/migrations", ("POST",), "mountsync.producers.migration_api:submit"),
+    ("/api/migrations", ("GET",), "mountsync.producers.migration_api:list_jobs"),
+    ("/api/migrations/<job_id>", ("GET",), "mountsync.producers.migration_api:status"),
+    ("/api/migrations/<job_id>/cancel", ("POST",), "mountsync.producers.migration_api:cancel"),
 )
 
 
@@ -54,7 +54,7 @@ class ServeContext:
         """Producer runtime (DB pool, Redis, queue), opened on first use and kept."""
         with self._lock:
             if self._runtime is None:
-                from producers.runtime import build_runtime
+                from mountsync.producers.runtime import build_runtime
 
                 self._runtime = build_runtime(self.settings)
             return self._runtime
@@ -64,8 +64,8 @@ class ServeContext:
         current = self._drainers.get(source)
         if current is not None and current.alive:
             return
-        from producers.enrich import enricher_for
-        from producers.inbox import Drainer, consumer_name
+        from mountsync.producers.enrich import enricher_for
+        from mountsync.producers.inbox import Drainer, consumer_name
 
         runtime = self.runtime
         with self._lock:
@@ -77,7 +77,7 @@ class ServeContext:
 
     def recover_inboxes(self) -> None:
         """Drain what earlier runs accepted but did not finish, before any new request arrives."""
-        from shared.queues import INBOX_SOURCES, inbox_key
+        from mountsync.shared.queues import INBOX_SOURCES, inbox_key
 
         for source in INBOX_SOURCES:
             if self.runtime.redis.xlen(inbox_key(self.settings.redis_prefix, source)):
@@ -126,7 +126,7 @@ def readyz(request: Request, ctx: ServeContext) -> Response:
 
 def metrics_view(request: Request, ctx: ServeContext) -> Response:
     """This process's metrics plus the deployment's gauges (queues, lag, dead letters, alerts, jobs)."""
-    from producers.health import metrics_body
+    from mountsync.producers.health import metrics_body
 
     if ctx._system_metrics is None:
         ctx._system_metrics = system_registry(ctx.settings)
@@ -134,8 +134,8 @@ def metrics_view(request: Request, ctx: ServeContext) -> Response:
 
 
 def system_registry(settings: Settings) -> CollectorRegistry:
-    from shared.migration.metrics import JobsCollector
-    from shared.system_metrics import system_collector
+    from mountsync.shared.migration.metrics import JobsCollector
+    from mountsync.shared.system_metrics import system_collector
 
     registry = CollectorRegistry(auto_describe=False)
     collector = system_collector(settings)
@@ -158,13 +158,14 @@ def make_app(settings: Settings, *, consumer: str = "") -> Any:
                    for path, methods, target in ROUTES])  # fmt: skip
     ctx = ServeContext(settings, consumer)
 
-    @Request.application  # type: ignore[untyped-decorator]
+    @Request.application
     def application(request: Request) -> Response:
         request.max_content_length = MAX_BODY
         adapter = url_map.bind_to_environ(request.environ)
         try:
             target, args = adapter.match()
-            return _resolve(target)(request, ctx, **args)
+            response: Response = _resolve(target)(request, ctx, **args)
+            return response
         except (NotFound, MethodNotAllowed) as exc:
             return json_response({"error": exc.description}, exc.code or 404)
         except HTTPException as exc:
@@ -176,7 +177,7 @@ def make_app(settings: Settings, *, consumer: str = "") -> Any:
             log.exception("request failed", path=request.path)
             return json_response({"error": "internal error"}, 500)
 
-    application.ctx = ctx
+    application.ctx = ctx  # type: ignore[attr-defined]
     return application
 
 
@@ -184,8 +185,8 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int) -> Non
     import redis
     from waitress import serve
 
-    from producers.inbox import consumer_name
-    from shared.redis_check import warn_if_redis_loses_data
+    from mountsync.producers.inbox import consumer_name
+    from mountsync.shared.redis_check import warn_if_redis_loses_data
 
     warn_if_redis_loses_data(redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5), "serve")
     app = make_app(settings, consumer=consumer_name(str(port)))

@@ -1,5 +1,5 @@
-"""``python -m shared`` runs the mountsync CLI (same as the ``mountsync`` console script)."""
+"""``python -m mountsync.shared`` runs the mountsync CLI (same as the ``mountsync`` console script)."""
 
-from shared.cli import main
+from mountsync.shared.cli import main
 
 main()

@@ -17,9 +17,9 @@ import typer
 # typer >= 0.26 vendors click: these, not the click package's, are what its commands raise.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from shared.config import Settings, load_settings, redact_url
-from shared.errors import BadInput, MountsyncError
-from shared.output import console, emit, emit_json, err_console
+from mountsync.shared.config import Settings, load_settings, redact_url
+from mountsync.shared.errors import BadInput, MountsyncError
+from mountsync.shared.output import console, emit, emit_json, err_console
 
 INTERRUPTED = 130  # typer turns Ctrl-C (KeyboardInterrupt) into this exit code
 
@@ -50,7 +50,7 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 @app.callback()
 def root(ctx: typer.Context) -> None:
-    from shared.logs import configure_logging
+    from mountsync.shared.logs import configure_logging
 
     settings = load_settings(os.environ)
     configure_logging(settings)
@@ -58,7 +58,7 @@ def root(ctx: typer.Context) -> None:
 
 
 def connect_catalog(settings: Settings) -> Any:
-    from shared.catalog.db import connect
+    from mountsync.shared.catalog.db import connect
 
     return connect(settings.database_url)
 
@@ -66,7 +66,7 @@ def connect_catalog(settings: Settings) -> Any:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context, as_json: bool = JSON) -> None:
     """Create the database if needed and upgrade the catalog schema (idempotent)."""
-    from shared.catalog.db import upgrade
+    from mountsync.shared.catalog.db import upgrade
 
     heads = upgrade(settings_of(ctx).database_url)
     if as_json:
@@ -91,8 +91,8 @@ def mount_add(
     as_json: bool = JSON,
 ) -> None:
     """Register a mount after proving its credentials (list; write+delete when writable)."""
-    from shared.catalog.mounts import Mounts, validate_name, validate_options
-    from shared.storage import open_storage, parse_storage_url
+    from mountsync.shared.catalog.mounts import Mounts, validate_name, validate_options
+    from mountsync.shared.storage import open_storage, parse_storage_url
 
     settings = settings_of(ctx)
     validate_name(name)
@@ -128,7 +128,7 @@ def mount_add(
 @mount_app.command("list")
 def mount_list(ctx: typer.Context, as_json: bool = JSON) -> None:
     """All mounts."""
-    from shared.catalog.mounts import Mounts
+    from mountsync.shared.catalog.mounts import Mounts
 
     with connect_catalog(settings_of(ctx)) as conn:
         mounts = [m.describe() for m in Mounts(conn).list()]
@@ -138,7 +138,7 @@ def mount_list(ctx: typer.Context, as_json: bool = JSON) -> None:
 @mount_app.command("show")
 def mount_show(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
     """One mount, with live object counts and its last reindex."""
-    from shared.catalog.mounts import Mounts
+    from mountsync.shared.catalog.mounts import Mounts
 
     with connect_catalog(settings_of(ctx)) as conn:
         mount = Mounts(conn).get(name)
@@ -150,7 +150,7 @@ def mount_show(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
         last = conn.execute(
             "SELECT id FROM reindex_runs WHERE mount_id = %s ORDER BY id DESC LIMIT 1", (mount.id,)
         ).fetchone()
-        from shared.catalog.runs import get_run
+        from mountsync.shared.catalog.runs import get_run
 
         run = get_run(conn, last[0]) if last else None
     data = {
@@ -166,8 +166,8 @@ def mount_show(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
 @mount_app.command("check")
 def mount_check(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
     """Run the credential check of an existing mount again."""
-    from shared.catalog.mounts import Mounts
-    from shared.storage import open_storage
+    from mountsync.shared.catalog.mounts import Mounts
+    from mountsync.shared.storage import open_storage
 
     with connect_catalog(settings_of(ctx)) as conn:
         mount = Mounts(conn).get(name)
@@ -181,7 +181,7 @@ def mount_check(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
 @mount_app.command("remove")
 def mount_remove(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
     """Remove a mount and its catalog rows (the bucket is not touched)."""
-    from shared.catalog.mounts import Mounts
+    from mountsync.shared.catalog.mounts import Mounts
 
     with connect_catalog(settings_of(ctx)) as conn:
         Mounts(conn).remove(name)
@@ -192,8 +192,8 @@ def mount_remove(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
 
 
 def _queue_reindex(settings: Settings, conn: Any, name: str, mount_id: int, prefix: str, trigger: str) -> int:
-    from shared.catalog.runs import create_run
-    from shared.queues import QUEUE_REINDEX, TASK_REINDEX, make_client, send
+    from mountsync.shared.catalog.runs import create_run
+    from mountsync.shared.queues import QUEUE_REINDEX, TASK_REINDEX, make_client, send
 
     run_id = create_run(conn, mount_id, prefix, trigger)
     send(make_client(settings), TASK_REINDEX, name, prefix, run_id, trigger, queue=QUEUE_REINDEX)
@@ -210,7 +210,7 @@ def reindex(
     as_json: bool = JSON,
 ) -> None:
     """Queue a full reindex of a mount (list, diff against the catalog, apply differences)."""
-    from shared.catalog.mounts import Mounts
+    from mountsync.shared.catalog.mounts import Mounts
 
     settings = settings_of(ctx)
     if any(part in ("..", ".") for part in prefix.split("/")):
@@ -224,7 +224,7 @@ def reindex(
             else:
                 console.print(f"reindex of {name!r} queued as run {run_id}")
             return
-        from shared.progress import wait_for_run
+        from mountsync.shared.progress import wait_for_run
 
         run = wait_for_run(conn, run_id, timeout=timeout or None, quiet=as_json)
     if as_json:
@@ -244,7 +244,7 @@ def ls(
     as_json: bool = JSON,
 ) -> None:
     """Live catalog objects of a mount: key, size, etag, version."""
-    from shared.catalog.mounts import Mounts
+    from mountsync.shared.catalog.mounts import Mounts
 
     with connect_catalog(settings_of(ctx)) as conn:
         mount = Mounts(conn).get(name)
@@ -266,7 +266,7 @@ def demo(
     as_json: bool = JSON,
 ) -> None:
     """Mirror a sample image tree end to end: servers, worker, producer, changes, catalog."""
-    from shared.demo import run_demo
+    from mountsync.shared.demo import run_demo
 
     summary = run_demo(settings_of(ctx), os.path.abspath(data_dir), keep_running=keep_running, quiet=as_json)
     if as_json:

@@ -11,7 +11,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from shared.errors import BadInput
+from mountsync.shared.errors import BadInput
 
 # Payloads above this are stored truncated (the reason says so); nothing is dropped silently.
 MAX_STORED_PAYLOAD = 1024 * 1024

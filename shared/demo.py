@@ -21,14 +21,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from shared.catalog.db import connect, upgrade
-from shared.catalog.mounts import Mounts
-from shared.config import Settings, redact_url
-from shared.embedded import EmbeddedServers
-from shared.errors import MountNotFound, MountsyncError
-from shared.output import console, emit_table
-from shared.queues import FEED_STREAM
-from shared.storage.local import fs_etag
+from mountsync.shared.catalog.db import connect, upgrade
+from mountsync.shared.catalog.mounts import Mounts
+from mountsync.shared.config import Settings, redact_url
+from mountsync.shared.embedded import EmbeddedServers
+from mountsync.shared.errors import MountNotFound, MountsyncError
+from mountsync.shared.output import console, emit_table
+from mountsync.shared.queues import FEED_STREAM
+from mountsync.shared.storage.local import fs_etag
 
 MOUNT = "demo"
 STEP_TIMEOUT_S = 60.0
@@ -86,7 +86,7 @@ class Processes:
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shared", *args],
+            [sys.executable, "-m", "mountsync.shared", *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -98,7 +98,11 @@ class Processes:
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
-                [sys.executable, "-m", "shared", *args], env=self.env, capture_output=True, text=True, timeout=120
+                [sys.executable, "-m", "mountsync.shared", *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
         except subprocess.TimeoutExpired:
             raise DemoFailed(f"`mountsync {' '.join(args)}` did not finish within 120s") from None

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from shared.config import Settings, redact_url
-from shared.errors import ConfigError, MissingExtra
+from mountsync.shared.config import Settings, redact_url
+from mountsync.shared.errors import ConfigError, MissingExtra
 
 
 def redis_answers(url: str) -> bool:

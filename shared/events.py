@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import InvalidEvent
+from mountsync.shared.errors import InvalidEvent
 
 SCHEMA_VERSION = 1
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc, exactly

@@ -7,7 +7,7 @@ import sys
 
 import structlog
 
-from shared.config import Settings
+from mountsync.shared.config import Settings
 
 
 def configure_logging(settings: Settings) -> None:

@@ -7,9 +7,9 @@ import time
 import psycopg
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from shared.catalog.runs import ReindexRun, get_run
-from shared.errors import MountsyncError
-from shared.output import err_console
+from mountsync.shared.catalog.runs import ReindexRun, get_run
+from mountsync.shared.errors import MountsyncError
+from mountsync.shared.output import err_console
 
 POLL_S = 0.2
 NO_WORKER_HINT_S = 10.0

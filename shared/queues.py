@@ -8,9 +8,9 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from shared.config import Settings
-from shared.errors import ServiceUnavailable
-from shared.events import ObjectChange, Source
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import ServiceUnavailable
+from mountsync.shared.events import ObjectChange, Source
 
 QUEUE_CHANGES = "changes"
 QUEUE_REINDEX = "reindex"

@@ -1,6 +1,6 @@
 """System gauges computed at scrape time from Redis and PostgreSQL (served by ``mountsync serve``).
 
-Counters in ``shared.metrics`` are per process (a producer counts what it received); these gauges
+Counters in ``mountsync.shared.metrics`` are per process (a producer counts what it received); these gauges
 describe the whole deployment, so one process exposes them and every replica of it shows the
 same numbers: queue lengths and consumer lag from Redis, open dead letters and alerts, drops and
 the last reconcile of each mount from the catalog. A scrape never fails because Redis or
@@ -18,8 +18,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from shared.queues import ALL_QUEUES, INBOX_SOURCES, QUEUE_CHANGES, inbox_key
-from shared.redis_check import check_redis_durability
+from mountsync.shared.queues import ALL_QUEUES, INBOX_SOURCES, QUEUE_CHANGES, inbox_key
+from mountsync.shared.redis_check import check_redis_durability
 
 PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)  # kombu's non-zero steps; step 0 is the queue's own list

@@ -20,9 +20,9 @@ import psycopg
 import pytest
 import redis as redis_lib
 
-from shared.catalog import db as catalog_db
-from shared.catalog.mounts import Mount, Mounts
-from shared.config import Settings
+from mountsync.shared.catalog import db as catalog_db
+from mountsync.shared.catalog.mounts import Mount, Mounts
+from mountsync.shared.config import Settings
 from tests.helpers import ROOT, Proc, wait_for
 
 _STANDINS = ("s3", "gcs", "azure")
@@ -157,7 +157,7 @@ class Cli:
 
     def __call__(self, *args: str, check: bool = False, timeout: float = 120, **env: str) -> Any:
         proc = subprocess.run(
-            [sys.executable, "-m", "shared", *args],
+            [sys.executable, "-m", "mountsync.shared", *args],
             env={**self.env, **env},
             capture_output=True,
             text=True,
@@ -188,7 +188,7 @@ class WorkerProcess:
             [
                 sys.executable,
                 "-m",
-                "shared",
+                "mountsync.shared",
                 "worker",
                 "-Q",
                 self.queues,

@@ -79,7 +79,7 @@ class Proc:
 
     @classmethod
     def mountsync(cls, args: list[str], env: Mapping[str, str], log_path: Path) -> Proc:
-        return cls([sys.executable, "-m", "shared", *args], env, log_path)
+        return cls([sys.executable, "-m", "mountsync.shared", *args], env, log_path)
 
     @classmethod
     def python(cls, code: str, args: list[str], env: Mapping[str, str], log_path: Path) -> Proc:

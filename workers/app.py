@@ -1,4 +1,4 @@
-"""The Celery application: ``celery -A workers.app worker``. Settings are read here, at the process edge."""
+"""The Celery application: ``celery -A mountsync.workers.app worker``. Settings are read here, at the process edge."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 from celery import Celery, signals
 
-from shared.config import load_settings
-from shared.logs import configure_logging
-from shared.queues import TASK_RECONCILE_ALL, make_client
-from workers import context
+from mountsync.shared.config import load_settings
+from mountsync.shared.logs import configure_logging
+from mountsync.shared.queues import TASK_RECONCILE_ALL, make_client
+from mountsync.workers import context
 
 settings = load_settings(os.environ)
 configure_logging(settings)
@@ -27,9 +27,9 @@ app.conf.beat_schedule = {
 
 
 def _register_all(celery_app: Celery) -> None:
-    from workers import tasks
-    from workers.alignment import tasks as alignment_tasks
-    from workers.migration import tasks as migration_tasks
+    from mountsync.workers import tasks
+    from mountsync.workers.alignment import tasks as alignment_tasks
+    from mountsync.workers.migration import tasks as migration_tasks
 
     for module in (tasks, alignment_tasks, migration_tasks):
         module.register_tasks(celery_app)
@@ -61,7 +61,7 @@ def _open_solo(sender: Any = None, **_: Any) -> None:
 def _check_redis(**_: Any) -> None:
     import redis
 
-    from shared.redis_check import warn_if_redis_loses_data
+    from mountsync.shared.redis_check import warn_if_redis_loses_data
 
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     try:
@@ -72,20 +72,20 @@ def _check_redis(**_: Any) -> None:
 
 @signals.worker_init.connect
 def _serve_metrics(**_: Any) -> None:
-    from workers import metrics_server
+    from mountsync.workers import metrics_server
 
     metrics_server.start(os.environ)
 
 
 @signals.worker_process_shutdown.connect
 def _child_metrics_gone(pid: int | None = None, **_: Any) -> None:
-    from workers import metrics_server
+    from mountsync.workers import metrics_server
 
     metrics_server.child_exited(os.environ, pid or os.getpid())
 
 
 @signals.worker_shutdown.connect
 def _remove_metric_files(**_: Any) -> None:
-    from workers import metrics_server
+    from mountsync.workers import metrics_server
 
     metrics_server.cleanup(os.environ)

@@ -7,12 +7,12 @@ import sys
 
 import typer
 
-from shared.queues import ALL_QUEUES
+from mountsync.shared.queues import ALL_QUEUES
 
 
 def _celery(*args: str) -> None:
     # exec keeps signals (SIGTERM -> warm shutdown) going straight to Celery.
-    os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", "workers.app", *args])
+    os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", "mountsync.workers.app", *args])
 
 
 def register(app: typer.Typer) -> None:
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
             args += ["-c", str(concurrency)]
         args += ["-n", hostname or f"{queues.replace(',', '+')}@%h"]
         if metrics_port:
-            from workers.metrics_server import prepare
+            from mountsync.workers.metrics_server import prepare
 
             prepare(os.environ, metrics_host, metrics_port)
         _celery(*args)
@@ -61,15 +61,15 @@ def register(app: typer.Typer) -> None:
         read_only: bool = typer.Option(False, "--read-only", help="Disable revoke/shutdown/apply."),
     ) -> None:
         """Run Flower, the ops UI (auth from FLOWER_BASIC_AUTH or FLOWER_AUTH/OAuth env)."""
-        from workers.flower import flower_args
+        from mountsync.workers.flower import flower_args
 
         args = flower_args(os.environ, address=address, port=port, persistent=persistent,
                            max_tasks=max_tasks, url_prefix=url_prefix, read_only=read_only)  # fmt: skip
-        celery = [sys.executable, "-m", "celery", "-A", "workers.flower_app"]
+        celery = [sys.executable, "-m", "celery", "-A", "mountsync.workers.flower_app"]
         os.execvp(sys.executable, [*celery, "flower", *args])
 
-    from workers.alignment import cli as alignment_cli
-    from workers.migration import cli as migration_cli
+    from mountsync.workers.alignment import cli as alignment_cli
+    from mountsync.workers.migration import cli as migration_cli
 
     alignment_cli.register(app)
     migration_cli.register(app)

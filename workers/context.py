@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from celery import Celery
 from psycopg_pool import ConnectionPool
 
-from shared.config import Settings
+from mountsync.shared.config import Settings
 
 
 class Clock(Protocol):
@@ -56,7 +56,7 @@ _current: WorkerContext | None = None
 def open_context(settings: Settings, app: Celery) -> WorkerContext:
     import redis
 
-    from shared.catalog.db import open_pool
+    from mountsync.shared.catalog.db import open_pool
 
     global _current
     if _current is not None:

@@ -12,8 +12,8 @@ from typing import Any
 import structlog
 from celery import Task
 
-from shared.deadletter import DeadLetters
-from workers.context import WorkerContext
+from mountsync.shared.deadletter import DeadLetters
+from mountsync.workers.context import WorkerContext
 
 log = structlog.get_logger("mountsync.tasks")
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import structlog
 
-from shared.errors import ConfigError
+from mountsync.shared.errors import ConfigError
 
 log = structlog.get_logger("mountsync.flower")
 
@@ -65,7 +65,7 @@ def flower_args(
     url_prefix: str = "",
     read_only: bool = False,
 ) -> list[str]:
-    """Arguments after ``celery -A workers.app flower``; refuses an open Flower off loopback."""
+    """Arguments after ``celery -A mountsync.workers.app flower``; refuses an open Flower off loopback."""
     mode = auth_mode(environ)
     if mode == "none":
         if not is_loopback(address):

@@ -1,4 +1,4 @@
-"""The Celery app as Flower runs it (``celery -A workers.flower_app flower``).
+"""The Celery app as Flower runs it (``celery -A mountsync.workers.flower_app flower``).
 
 Flower inspects workers with up to eight concurrent broadcast calls next to its event consumer;
 with the small broker pool the workers use (``broker_pool_limit`` 4) those calls wait for each
@@ -7,7 +7,7 @@ other and ``/api/workers?refresh=1`` never answers. Flower gets a pool of its ow
 
 from __future__ import annotations
 
-from workers.app import app
+from mountsync.workers.app import app
 
 app.conf.broker_pool_limit = 16
 

@@ -19,13 +19,13 @@ from typing import Any
 
 import structlog
 
-from shared import metrics
-from shared.catalog.apply import fingerprint_hash
-from shared.catalog.mounts import Mount
-from shared.events import Kind, ObjectChange, Source
-from shared.storage import ObjectInfo, Storage
-from workers.context import WorkerContext
-from workers.service import apply_batch
+from mountsync.shared import metrics
+from mountsync.shared.catalog.apply import fingerprint_hash
+from mountsync.shared.catalog.mounts import Mount
+from mountsync.shared.events import Kind, ObjectChange, Source
+from mountsync.shared.storage import ObjectInfo, Storage
+from mountsync.workers.context import WorkerContext
+from mountsync.workers.service import apply_batch
 
 log = structlog.get_logger("mountsync.reindex")
 APPLY_CHUNK = 1000

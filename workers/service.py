@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import structlog
 
-from shared import metrics
-from shared.catalog.apply import ApplyResult, apply_changes, drain_feed
-from shared.catalog.db import transaction
-from shared.events import ObjectChange
-from shared.queues import FEED_STREAM
-from workers.alignment.hooks import after_apply
-from workers.context import WorkerContext
+from mountsync.shared import metrics
+from mountsync.shared.catalog.apply import ApplyResult, apply_changes, drain_feed
+from mountsync.shared.catalog.db import transaction
+from mountsync.shared.events import ObjectChange
+from mountsync.shared.queues import FEED_STREAM
+from mountsync.workers.alignment.hooks import after_apply
+from mountsync.workers.context import WorkerContext
 
 log = structlog.get_logger("mountsync.apply")
 

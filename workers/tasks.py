@@ -8,18 +8,18 @@ from typing import Any
 import structlog
 from celery import Celery, Task
 
-from shared.catalog import runs
-from shared.catalog.apply import drain_feed
-from shared.catalog.mounts import Mounts
-from shared.deadletter import DeadLetters
-from shared.errors import InvalidEvent, MountNotFound, RetryableError
-from shared.events import ObjectChange
-from shared.queues import FEED_STREAM, QUEUE_REINDEX, TASK_APPLY, TASK_RECONCILE_ALL, TASK_REINDEX, send
-from shared.storage import open_storage
-from workers.context import WorkerContext, current
-from workers.deliveries import finished, too_many_deliveries
-from workers.reindex import ReindexSummary, run_reindex
-from workers.service import apply_batch
+from mountsync.shared.catalog import runs
+from mountsync.shared.catalog.apply import drain_feed
+from mountsync.shared.catalog.mounts import Mounts
+from mountsync.shared.deadletter import DeadLetters
+from mountsync.shared.errors import InvalidEvent, MountNotFound, RetryableError
+from mountsync.shared.events import ObjectChange
+from mountsync.shared.queues import FEED_STREAM, QUEUE_REINDEX, TASK_APPLY, TASK_RECONCILE_ALL, TASK_REINDEX, send
+from mountsync.shared.storage import open_storage
+from mountsync.workers.context import WorkerContext, current
+from mountsync.workers.deliveries import finished, too_many_deliveries
+from mountsync.workers.reindex import ReindexSummary, run_reindex
+from mountsync.workers.service import apply_batch
 
 log = structlog.get_logger("mountsync.tasks")
 PROGRESS_EVERY_S = 0.5

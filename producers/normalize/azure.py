@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, RawMessage, load_json, normalize_etag, to_ns
+from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, load_json, normalize_etag, to_ns
 
 STORAGE = "Microsoft.Storage."
 VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source, load_json
+from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source, load_json
 
 
 def _field(body: dict[str, Any], name: str, kind: type) -> Any:

@@ -28,8 +28,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source, gcs_content_etag, load_json, to_ns
+from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source, gcs_content_etag, load_json, to_ns
 
 KINDS = {
     "OBJECT_FINALIZE": Kind.CREATED,

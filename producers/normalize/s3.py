@@ -34,8 +34,8 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote_plus
 
-from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source, load_json, normalize_etag, to_ns
+from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source, load_json, normalize_etag, to_ns
 
 SEQUENCER_WIDTH = 32
 HEX = frozenset(string.hexdigits)

@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from shared.events import Kind, ObjectChange
+from mountsync.shared.events import Kind, ObjectChange
 
 STAGE_DDL = """
 SET LOCAL jit = off;

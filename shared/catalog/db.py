@@ -11,8 +11,8 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from shared.config import redact_url
-from shared.errors import ServiceUnavailable
+from mountsync.shared.config import redact_url
+from mountsync.shared.errors import ServiceUnavailable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 

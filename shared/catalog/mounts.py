@@ -10,9 +10,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from shared.errors import BadInput, MountExists, MountNotFound
-from shared.events import Provider
-from shared.storage.url import StorageURL, parse_storage_url
+from mountsync.shared.errors import BadInput, MountExists, MountNotFound
+from mountsync.shared.events import Provider
+from mountsync.shared.storage.url import StorageURL, parse_storage_url
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 # Options that may be stored; anything secret-looking is refused (store a credential NAME instead).

@@ -2,7 +2,7 @@
 
 ``spec`` validates what submitters send, ``plan`` derives chunks and destination keys (pure),
 ``store`` keeps job, item, part and link-batch state in PostgreSQL, ``client`` submits and
-queries jobs for the CLI and the HTTP API. The transfer itself runs in ``workers.migration``.
+queries jobs for the CLI and the HTTP API. The transfer itself runs in ``mountsync.workers.migration``.
 """
 
 TASK_CHUNK = "mountsync.migration.upload_chunk"

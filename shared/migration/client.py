@@ -13,13 +13,13 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
-from shared.config import Settings
-from shared.errors import BadInput, ServiceUnavailable
-from shared.migration import TASK_MAINTAIN, TASK_RESUME
-from shared.migration.progress import Progress, item_failures, job_progress, list_jobs
-from shared.migration.spec import parse_spec
-from shared.migration.store import MigrationStore
-from shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION, make_client, send
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import BadInput, ServiceUnavailable
+from mountsync.shared.migration import TASK_MAINTAIN, TASK_RESUME
+from mountsync.shared.migration.progress import Progress, item_failures, job_progress, list_jobs
+from mountsync.shared.migration.spec import parse_spec
+from mountsync.shared.migration.store import MigrationStore
+from mountsync.shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION, make_client, send
 
 JOB_STATES = (
     "submitted", "planning", "running", "completed", "completed_with_errors", "failed", "cancelled",
@@ -42,7 +42,7 @@ class MigrationClient:
     @property
     def store(self) -> MigrationStore:
         if self._pool is None:
-            from shared.catalog.db import open_pool
+            from mountsync.shared.catalog.db import open_pool
 
             self._pool = open_pool(self.settings.database_url, min_size=1, max_size=2, name="cli")
         return MigrationStore(self._pool)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.migration.store import MigrationStore
+from mountsync.shared.migration.store import MigrationStore
 
 LINK_BATCH_SIZE = 1000
 

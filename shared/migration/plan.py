@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from shared.errors import BadInput
+from mountsync.shared.errors import BadInput
 
 MAX_KEY_BYTES = 1024  # S3, GCS and Azure all cap object names near 1 KiB
 CHUNK_SIZE = 1000  # items per chunk, at most (the limit)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.migration.store import MigrationStore
+from mountsync.shared.migration.store import MigrationStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from shared.errors import BadInput
-from shared.migration.plan import CHUNK_BYTES, CHUNK_SIZE, destination_key, safe_relative_path
-from shared.migration.plan import Entry as Item  # one thing to copy; path relative to the source
-from shared.storage.url import StorageURL, parse_storage_url
+from mountsync.shared.errors import BadInput
+from mountsync.shared.migration.plan import CHUNK_BYTES, CHUNK_SIZE, destination_key, safe_relative_path
+from mountsync.shared.migration.plan import Entry as Item  # one thing to copy; path relative to the source
+from mountsync.shared.storage.url import StorageURL, parse_storage_url
 
 MiB = 1024 * 1024
 MAX_INLINE_ITEMS = 100_000

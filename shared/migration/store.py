@@ -18,9 +18,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from shared.catalog.db import transaction
-from shared.migration.plan import ChunkCutter, PlannedItem, collided
-from shared.migration.spec import MigrationSpec
+from mountsync.shared.catalog.db import transaction
+from mountsync.shared.migration.plan import ChunkCutter, PlannedItem, collided
+from mountsync.shared.migration.spec import MigrationSpec
 
 ACTIVE_STATES = ("submitted", "planning", "running")
 FINAL_STATES = ("completed", "completed_with_errors", "failed", "cancelled")

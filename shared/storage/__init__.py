@@ -6,10 +6,10 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from shared.errors import MissingExtra
-from shared.events import Provider
-from shared.storage.base import ObjectInfo, PartInfo, Storage, UploadSession
-from shared.storage.url import StorageURL, parse_storage_url
+from mountsync.shared.errors import MissingExtra
+from mountsync.shared.events import Provider
+from mountsync.shared.storage.base import ObjectInfo, PartInfo, Storage, UploadSession
+from mountsync.shared.storage.url import StorageURL, parse_storage_url
 
 __all__ = [
     "ObjectInfo",
@@ -23,10 +23,10 @@ __all__ = [
 
 # provider -> (module, class, pip extra)
 ADAPTERS: dict[Provider, tuple[str, str, str]] = {
-    Provider.FS: ("shared.storage.local", "LocalStorage", ""),
-    Provider.S3: ("shared.storage.s3", "S3Storage", "s3"),
-    Provider.GCS: ("shared.storage.gcs", "GCSStorage", "gcs"),
-    Provider.AZURE: ("shared.storage.azure", "AzureStorage", "azure"),
+    Provider.FS: ("mountsync.shared.storage.local", "LocalStorage", ""),
+    Provider.S3: ("mountsync.shared.storage.s3", "S3Storage", "s3"),
+    Provider.GCS: ("mountsync.shared.storage.gcs", "GCSStorage", "gcs"),
+    Provider.AZURE: ("mountsync.shared.storage.azure", "AzureStorage", "azure"),
 }
 
 

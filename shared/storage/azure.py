@@ -1,6 +1,6 @@
 """Azure Blob Storage (``az://container/prefix``, alias ``azure://``) through azure-storage-blob.
 
-Credentials: see ``shared.storage.azure_auth`` (connection string, account URL with SAS or key,
+Credentials: see ``mountsync.shared.storage.azure_auth`` (connection string, account URL with SAS or key,
 or DefaultAzureCredential). The SDK is imported when the first client is built.
 
 - ETags are normalized (quotes stripped) so a listing equals the ``data.eTag`` of Event Grid
@@ -22,16 +22,16 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, TypeVar
 
-from shared.errors import (
+from mountsync.shared.errors import (
     BadInput,
     CredentialsRejected,
     ObjectNotFound,
     StorageUnavailable,
 )
-from shared.events import normalize_etag, to_ns
-from shared.storage.azure_auth import AzureAccess, resolve_access
-from shared.storage.base import ObjectInfo, PartInfo, UploadSession
-from shared.storage.url import StorageURL
+from mountsync.shared.events import normalize_etag, to_ns
+from mountsync.shared.storage.azure_auth import AzureAccess, resolve_access
+from mountsync.shared.storage.base import ObjectInfo, PartInfo, UploadSession
+from mountsync.shared.storage.url import StorageURL
 
 LIST_PAGE_SIZE = 5000
 MAX_BLOCKS = 50_000

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from shared.errors import ConfigError, MissingExtra
+from mountsync.shared.errors import ConfigError, MissingExtra
 
 SERVICES = ("blob", "queue")
 DEV_PORTS = {"blob": 10000, "queue": 10001}

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
-from shared.storage.url import StorageURL
+from mountsync.shared.storage.url import StorageURL
 
 Parts = list["PartInfo"]
 

@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-from shared.errors import (
+from mountsync.shared.errors import (
     BadInput,
     ConfigError,
     CredentialsRejected,
@@ -43,11 +43,11 @@ from shared.errors import (
     ObjectNotFound,
     StorageUnavailable,
 )
-from shared.events import gcs_content_etag, hex_of_b64, to_ns
-from shared.storage.base import ObjectInfo, PartInfo, UploadSession
-from shared.storage.gcs_resumable import ResumableSessions
-from shared.storage.streams import TranslatingReader
-from shared.storage.url import StorageURL
+from mountsync.shared.events import gcs_content_etag, hex_of_b64, to_ns
+from mountsync.shared.storage.base import ObjectInfo, PartInfo, UploadSession
+from mountsync.shared.storage.gcs_resumable import ResumableSessions
+from mountsync.shared.storage.streams import TranslatingReader
+from mountsync.shared.storage.url import StorageURL
 
 log = logging.getLogger("mountsync.storage.gcs")
 

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from shared.errors import BadInput, ObjectNotFound, RetryableError, StorageUnavailable
-from shared.storage.base import PartInfo, UploadSession
+from mountsync.shared.errors import BadInput, ObjectNotFound, RetryableError, StorageUnavailable
+from mountsync.shared.storage.base import PartInfo, UploadSession
 
 log = logging.getLogger("mountsync.storage.gcs")
 

@@ -12,9 +12,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from shared.errors import BadInput, CredentialsRejected, ObjectNotFound, StorageUnavailable
-from shared.storage.base import ObjectInfo, PartInfo, Parts, UploadSession
-from shared.storage.url import StorageURL
+from mountsync.shared.errors import BadInput, CredentialsRejected, ObjectNotFound, StorageUnavailable
+from mountsync.shared.storage.base import ObjectInfo, PartInfo, Parts, UploadSession
+from mountsync.shared.storage.url import StorageURL
 
 # Staging area for resumable uploads; never listed as content.
 UPLOADS_DIR = ".mountsync-uploads"
@@ -76,7 +76,7 @@ class LocalStorage:
             yield from self._walk(sub_path, sub_prefix, recursive)
 
     def folder_summaries(self, prefix: str = "") -> Iterator[tuple[str, int, int, int]]:
-        """(folder, objects, bytes, fingerprint) per directory, as ``workers.reindex`` computes them
+        """(folder, objects, bytes, fingerprint) per directory, as ``mountsync.workers.reindex`` computes them
         from ``list()``, without building an ``ObjectInfo`` per file (the reconcile's hot path)."""
         base = prefix.strip("/")
         start = str(self.root / base) if base else str(self.root)

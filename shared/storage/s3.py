@@ -17,17 +17,17 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
-from shared.errors import (
+from mountsync.shared.errors import (
     BadInput,
     ConfigError,
     CredentialsRejected,
     ObjectNotFound,
     StorageUnavailable,
 )
-from shared.events import normalize_etag, to_ns
-from shared.storage.base import ObjectInfo, PartInfo, UploadSession
-from shared.storage.streams import StreamWindow, TranslatingReader
-from shared.storage.url import StorageURL
+from mountsync.shared.events import normalize_etag, to_ns
+from mountsync.shared.storage.base import ObjectInfo, PartInfo, UploadSession
+from mountsync.shared.storage.streams import StreamWindow, TranslatingReader
+from mountsync.shared.storage.url import StorageURL
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_PART_SIZE = 5 * 1024 * 1024 * 1024

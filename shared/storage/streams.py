@@ -7,7 +7,7 @@ import io
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from shared.errors import MountsyncError
+from mountsync.shared.errors import MountsyncError
 
 
 class TranslatingReader(io.RawIOBase):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from shared.errors import BadInput
-from shared.events import Provider
+from mountsync.shared.errors import BadInput
+from mountsync.shared.events import Provider
 
 SCHEMES: dict[str, Provider] = {
     "s3": Provider.S3,

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from shared.config import Settings
+from mountsync.shared.config import Settings
 from tests.alignment.support import FakeBucket
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 
-from shared.catalog.apply import apply_changes
-from shared.catalog.mounts import Mount, Mounts
-from shared.events import Kind, ObjectChange, Provider, Source
+from mountsync.shared.catalog.apply import apply_changes
+from mountsync.shared.catalog.mounts import Mount, Mounts
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 
 _clock = itertools.count(1_700_000_000_000_000_000, 1000)
 

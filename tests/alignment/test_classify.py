@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from workers.alignment.classify import ChangeKind, Classification, Frame, classify_folder_change
-from workers.alignment.sortorder import get_policy
+from mountsync.workers.alignment.classify import ChangeKind, Classification, Frame, classify_folder_change
+from mountsync.workers.alignment.sortorder import get_policy
 
 A = ChangeKind.APPEND
 I = ChangeKind.INSERT  # noqa: E741

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import ConfigError
-from workers.alignment.datasets import (
+from mountsync.shared.errors import ConfigError
+from mountsync.workers.alignment.datasets import (
     IMAGE_SEQUENCE,
     VIDEO,
     MediaTypes,

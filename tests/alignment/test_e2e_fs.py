@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings
-from shared.queues import make_client
+from mountsync.shared.config import Settings
+from mountsync.shared.queues import make_client
 from tests.helpers import wait_for
 
 MOUNT = "fsalign"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings
+from mountsync.shared.config import Settings
 from tests.alignment.support import Receiver, start_receiver
 from tests.conftest import Cli, WorkerProcess, env_for
 from tests.helpers import free_port, wait_for

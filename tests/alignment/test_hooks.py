@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import redis as redis_lib
 
-from shared.catalog.apply import AppliedChange
-from shared.config import Settings
-from shared.events import Kind
-from workers.alignment import hooks, tasks
-from workers.context import WorkerContext
+from mountsync.shared.catalog.apply import AppliedChange
+from mountsync.shared.config import Settings
+from mountsync.shared.events import Kind
+from mountsync.workers.alignment import hooks, tasks
+from mountsync.workers.context import WorkerContext
 
 
 @dataclass

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.errors import ConfigError, RetryableError
+from mountsync.shared.errors import ConfigError, RetryableError
+from mountsync.workers.alignment.config import AlignmentConfig
+from mountsync.workers.alignment.notify import post_webhook, safe_target
 from tests.alignment.support import Receiver, start_receiver
 from tests.helpers import free_port
-from workers.alignment.config import AlignmentConfig
-from workers.alignment.notify import post_webhook, safe_target
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ from dataclasses import replace
 import psycopg
 import pytest
 
-from shared.catalog.mounts import Mount
-from shared.errors import BadInput
-from shared.events import Provider
-from tests.alignment.support import FakeBucket, frame_keys
-from workers.alignment import store
-from workers.alignment.config import AlignmentConfig
-from workers.alignment.mountio import NoIO
-from workers.alignment.service import (
+from mountsync.shared.catalog.mounts import Mount
+from mountsync.shared.errors import BadInput
+from mountsync.shared.events import Provider
+from mountsync.workers.alignment import store
+from mountsync.workers.alignment.config import AlignmentConfig
+from mountsync.workers.alignment.mountio import NoIO
+from mountsync.workers.alignment.service import (
     FolderCheck,
     ack_alert,
     check_folder,
@@ -24,6 +23,7 @@ from workers.alignment.service import (
     normalize_folder,
     pin_dataset,
 )
+from tests.alignment.support import FakeBucket, frame_keys
 
 CONFIG = AlignmentConfig(settle_s=0)
 

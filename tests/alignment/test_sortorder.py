@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import BadInput
-from workers.alignment.sortorder import (
+from mountsync.shared.errors import BadInput
+from mountsync.workers.alignment.sortorder import (
     dive_compare,
     get_policy,
     manifest_policy,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import ConfigError
-from shared.storage.azure_auth import account_from_url, resolve_access
+from mountsync.shared.errors import ConfigError
+from mountsync.shared.storage.azure_auth import account_from_url, resolve_access
 
 CONN = "DefaultEndpointsProtocol=https;AccountName=acmeraw;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net"
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from producers.azure_common import ContentEnricher, DirectoryAwareSource, reindex_targets
-from shared.errors import ObjectNotFound, ServiceUnavailable, StorageUnavailable
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source
-from shared.storage.base import ObjectInfo
+from mountsync.producers.azure_common import ContentEnricher, DirectoryAwareSource, reindex_targets
+from mountsync.shared.errors import ObjectNotFound, ServiceUnavailable, StorageUnavailable
+from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source
+from mountsync.shared.storage.base import ObjectInfo
 from tests.helpers import wait_for
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -132,7 +132,7 @@ def test_content_enricher_leaves_unmounted_containers_alone() -> None:
 
 
 def test_prefetcher_forgets_a_fetch_error_once_fetching_works_again() -> None:
-    from producers.azure_eventgrid import Prefetcher
+    from mountsync.producers.azure_eventgrid import Prefetcher
 
     calls: list[int] = []
 

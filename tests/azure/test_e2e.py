@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings
-from shared.storage.azure import AzureStorage
-from shared.storage.url import parse_storage_url
+from mountsync.shared.config import Settings
+from mountsync.shared.storage.azure import AzureStorage
+from mountsync.shared.storage.url import parse_storage_url
 from tests.azure.blob_events import BlobEventFactory, WebhookDelivery, publish, queue_delivery
 from tests.azure.eventgrid_server import EventGridServer
 from tests.conftest import env_for
@@ -73,11 +73,11 @@ def reindex_in_process(settings: Settings, mount_name: str, azurite: AzuriteEndp
     """The reconcile a worker would run, here in-process with Azurite credentials."""
     import redis
 
-    from shared.catalog.db import open_pool
-    from shared.catalog.mounts import Mounts
-    from shared.queues import make_client
-    from workers.context import SystemClock, WorkerContext
-    from workers.reindex import run_reindex
+    from mountsync.shared.catalog.db import open_pool
+    from mountsync.shared.catalog.mounts import Mounts
+    from mountsync.shared.queues import make_client
+    from mountsync.workers.context import SystemClock, WorkerContext
+    from mountsync.workers.reindex import run_reindex
 
     pool = open_pool(settings.database_url, min_size=1, max_size=2, name="test-reindex")
     ctx = WorkerContext(settings, pool, redis.Redis.from_url(settings.redis_url), make_client(settings),
@@ -163,10 +163,10 @@ def test_webhook_requests_accepted_before_a_crash_are_drained_at_the_next_start(
     """What a serve killed after its 200s leaves: entries in the inbox, some in its drainer's hands."""
     import redis
 
-    from producers.inbox import Inbox, InboxSource, consumer_name
-    from producers.normalize.azure import normalize_azure
-    from shared.events import RawMessage, Source
-    from shared.queues import inbox_key
+    from mountsync.producers.inbox import Inbox, InboxSource, consumer_name
+    from mountsync.producers.normalize.azure import normalize_azure
+    from mountsync.shared.events import RawMessage, Source
+    from mountsync.shared.queues import inbox_key
 
     client = redis.Redis.from_url(settings.redis_url)
     inbox = Inbox(client, settings, Source.AZURE_EVENTGRID)

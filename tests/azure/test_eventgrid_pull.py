@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from azure.core.credentials import AzureKeyCredential
 
-from producers.azure_eventgrid import EventGridPullSource, check_endpoint, make_client
-from producers.normalize.azure import normalize_azure
-from shared.errors import BadInput, CredentialsRejected, InvalidEvent
-from shared.events import Kind
+from mountsync.producers.azure_eventgrid import EventGridPullSource, check_endpoint, make_client
+from mountsync.producers.normalize.azure import normalize_azure
+from mountsync.shared.errors import BadInput, CredentialsRejected, InvalidEvent
+from mountsync.shared.events import Kind
 from tests.azure.blob_events import BlobEventFactory, as_cloudevent, publish
 from tests.helpers import wait_for
 

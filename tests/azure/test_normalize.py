@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from producers.normalize.azure import (
+from mountsync.producers.normalize.azure import (
     directory_scopes,
     make_normalizer,
     normalize_azure,
     split_events,
     validation_code,
 )
-from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, RawMessage, Source, to_ns
+from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.events import Kind, ObjectChange, RawMessage, Source, to_ns
 
 PAYLOADS = Path(__file__).parent / "payloads"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from producers.azure_queue import StorageQueueSource, make_queue_client
-from producers.normalize.azure import normalize_azure
-from producers.pipeline import with_delivery_limit
-from shared.errors import InvalidEvent
+from mountsync.producers.azure_queue import StorageQueueSource, make_queue_client
+from mountsync.producers.normalize.azure import normalize_azure
+from mountsync.producers.pipeline import with_delivery_limit
+from mountsync.shared.errors import InvalidEvent
 from tests.azure.blob_events import BlobEventFactory, queue_delivery
 from tests.helpers import wait_for
 from tests.standins.azure import AzuriteEndpoints

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from shared.errors import BadInput, CredentialsRejected, ObjectNotFound
-from shared.events import normalize_etag
-from shared.storage import open_storage
-from shared.storage.azure import AzureStorage, upload_id_for
+from mountsync.shared.errors import BadInput, CredentialsRejected, ObjectNotFound
+from mountsync.shared.events import normalize_etag
+from mountsync.shared.storage import open_storage
+from mountsync.shared.storage.azure import AzureStorage, upload_id_for
 from tests.standins.azure import AzuriteEndpoints
 
 KEYS = ["a.txt", "dir/b 1.txt", "dir/sub/c+d%20e=f.bin", "dir/ünï/ç.jpg", "deep/" * 8 + "x"]

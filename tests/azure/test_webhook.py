@@ -11,11 +11,11 @@ import pytest
 from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
-from producers.azure_webhook import _State, handle
-from producers.normalize.azure import make_normalizer
-from producers.pipeline import Pipeline
-from shared.config import Settings
-from shared.errors import ServiceUnavailable
+from mountsync.producers.azure_webhook import _State, handle
+from mountsync.producers.normalize.azure import make_normalizer
+from mountsync.producers.pipeline import Pipeline
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import ServiceUnavailable
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -195,8 +195,8 @@ def test_directory_reindex_that_cannot_be_queued_is_503(hook: Harness) -> None:
 def test_directory_events_in_base64_queue_bodies_are_recognized() -> None:
     import base64
 
-    from producers.azure_common import request_directory_reindex
-    from shared.events import RawMessage, Source
+    from mountsync.producers.azure_common import request_directory_reindex
+    from mountsync.shared.events import RawMessage, Source
 
     events = json.loads((PAYLOADS / "hns_directories.json").read_text())
     bodies = [base64.b64encode(json.dumps(e).encode()) for e in events]

@@ -38,13 +38,13 @@ def reindex(database_url: str, mount_name: str) -> dict[str, object]:
     """Set up like a warm worker (imports, pool, mount), then time only the reindex."""
     import redis
 
-    from shared.catalog.db import open_pool
-    from shared.catalog.mounts import Mounts
-    from shared.config import Settings
-    from shared.queues import make_client
-    from shared.storage import open_storage
-    from workers.context import SystemClock, WorkerContext
-    from workers.reindex import run_reindex
+    from mountsync.shared.catalog.db import open_pool
+    from mountsync.shared.catalog.mounts import Mounts
+    from mountsync.shared.config import Settings
+    from mountsync.shared.queues import make_client
+    from mountsync.shared.storage import open_storage
+    from mountsync.workers.context import SystemClock, WorkerContext
+    from mountsync.workers.reindex import run_reindex
 
     settings = Settings(database_url=database_url, redis_prefix=os.environ.get("PROBE_PREFIX", "probe:"))
     ctx = WorkerContext(

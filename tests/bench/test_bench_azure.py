@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings
+from mountsync.shared.config import Settings
 from tests.azure.blob_events import BlobEventFactory, WebhookDelivery, publish
 from tests.azure.eventgrid_server import EventGridServer
 from tests.conftest import env_for

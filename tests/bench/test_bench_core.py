@@ -13,9 +13,9 @@ import psycopg
 import pytest
 import redis as redis_lib
 
-from shared.catalog.apply import apply_changes
-from shared.events import Kind, ObjectChange, Provider, Source
-from shared.queues import ChangeQueue, make_client
+from mountsync.shared.catalog.apply import apply_changes
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source
+from mountsync.shared.queues import ChangeQueue, make_client
 from tests.conftest import ROOT, WorkerProcess, env_for
 from tests.helpers import wait_for
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings
-from shared.storage import open_storage
+from mountsync.shared.config import Settings
+from mountsync.shared.storage import open_storage
 from tests.conftest import env_for
 from tests.helpers import Proc, enqueued_changes, live_count, wait_for
 from tests.standins.gcs import GcsEndpoints, PubSubEndpoints

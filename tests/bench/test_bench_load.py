@@ -25,12 +25,12 @@ from typing import Any
 import psutil
 import pytest
 
-from producers.loop import run_source
-from producers.normalize.s3 import normalize_s3
-from producers.runtime import build_runtime
-from shared.config import Settings
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source
-from shared.queues import ChangeQueue, make_client
+from mountsync.producers.loop import run_source
+from mountsync.producers.normalize.s3 import normalize_s3
+from mountsync.producers.runtime import build_runtime
+from mountsync.shared.config import Settings
+from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source
+from mountsync.shared.queues import ChangeQueue, make_client
 from tests.conftest import WorkerProcess, env_for
 from tests.helpers import live_count, wait_for
 from tests.reliability.servers import OwnRedis

@@ -24,8 +24,8 @@ from typing import Any
 import psutil
 import pytest
 
-from shared.migration.client import MigrationClient
-from shared.queues import QUEUE_MIGRATIONS
+from mountsync.shared.migration.client import MigrationClient
+from mountsync.shared.queues import QUEUE_MIGRATIONS
 from tests.conftest import WorkerProcess, env_for
 from tests.helpers import require_service, wait_for
 

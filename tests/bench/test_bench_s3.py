@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings
+from mountsync.shared.config import Settings
 from tests.conftest import env_for
 from tests.helpers import Proc, enqueued_changes, live_count, wait_for
 from tests.s3.notify import create_queue, queue_empty, route

@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from shared.catalog.apply import apply_changes, drain_feed, fingerprint_hash
-from shared.config import Settings
-from shared.events import Kind, ObjectChange, Provider, Source
+from mountsync.shared.catalog.apply import apply_changes, drain_feed, fingerprint_hash
+from mountsync.shared.config import Settings
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 
 
 def s3(

@@ -11,15 +11,15 @@ import psycopg
 import pytest
 import redis as redis_lib
 
-from shared.catalog.apply import drain_feed
-from shared.catalog.db import open_pool
-from shared.config import Settings
-from shared.errors import ServiceUnavailable
-from shared.events import Kind, ObjectChange, Provider, Source
-from shared.queues import FEED_STREAM
-from workers import service
-from workers.alignment.hooks import TASK_CHECK
-from workers.context import SystemClock, WorkerContext
+from mountsync.shared.catalog.apply import drain_feed
+from mountsync.shared.catalog.db import open_pool
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import ServiceUnavailable
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source
+from mountsync.shared.queues import FEED_STREAM
+from mountsync.workers import service
+from mountsync.workers.alignment.hooks import TASK_CHECK
+from mountsync.workers.context import SystemClock, WorkerContext
 
 
 @dataclass

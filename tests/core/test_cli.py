@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.catalog import db as catalog_db
-from shared.config import redact_url
+from mountsync.shared.catalog import db as catalog_db
+from mountsync.shared.config import redact_url
 from tests.conftest import PG_BASE
 from tests.helpers import ROOT, free_port, wait_for
 
@@ -127,8 +127,8 @@ def test_scheduled_reconcile_queues_due_mounts(cli, catalog, tmp_path, worker, d
         "1",
         check=True,
     )
-    from shared.config import Settings
-    from shared.queues import TASK_RECONCILE_ALL, make_client, send
+    from mountsync.shared.config import Settings
+    from mountsync.shared.queues import TASK_RECONCILE_ALL, make_client, send
 
     settings = Settings(
         redis_url=cli.env["MOUNTSYNC_REDIS_URL"],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import Settings, load_settings
-from shared.errors import ConfigError
+from mountsync.shared.config import Settings, load_settings
+from mountsync.shared.errors import ConfigError
 
 POSITIVE = [
     "MOUNTSYNC_BATCH_SIZE",

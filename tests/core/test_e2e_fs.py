@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.storage.local import fs_etag
+from mountsync.shared.storage.local import fs_etag
 from tests.conftest import ROOT
 from tests.helpers import wait_for
 
@@ -90,7 +90,7 @@ def test_500_random_changes_through_the_fs_producer_converge(
     make_tree(root, folders=3, per_folder=20)
     add_mount("watched", f"file://{root}")
     producer = subprocess.Popen(
-        [sys.executable, "-m", "shared", "produce", "fs", "--mount", "watched"],
+        [sys.executable, "-m", "mountsync.shared", "produce", "fs", "--mount", "watched"],
         env=test_env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

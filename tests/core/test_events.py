@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, Source, normalize_etag, parse_time, to_ns
+from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source, normalize_etag, parse_time, to_ns
 
 
 def change(**over: object) -> ObjectChange:

@@ -18,14 +18,14 @@ import pytest
 import redis as redis_lib
 from werkzeug.test import Client
 
-from producers.inbox import GROUP, Drainer, Inbox, InboxSource, decode_entry
-from producers.runtime import Runtime, build_runtime
-from shared import metrics
-from shared.config import Settings
-from shared.errors import ServiceUnavailable
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source
-from shared.queues import inbox_key
-from shared.system_metrics import system_collector
+from mountsync.producers.inbox import GROUP, Drainer, Inbox, InboxSource, decode_entry
+from mountsync.producers.runtime import Runtime, build_runtime
+from mountsync.shared import metrics
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import ServiceUnavailable
+from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source
+from mountsync.shared.queues import inbox_key
+from mountsync.shared.system_metrics import system_collector
 from tests.helpers import queued_changes, wait_for
 
 SOURCE = Source.AZURE_EVENTGRID
@@ -156,7 +156,7 @@ def test_an_entry_that_cannot_be_decoded_is_dead_lettered_not_lost(own: Any) -> 
 
 
 def test_webhook_answers_503_while_the_inbox_is_full_and_200_when_it_drained(own: Any) -> None:
-    from producers.serve import make_app
+    from mountsync.producers.serve import make_app
 
     settings, runtime = own
     runtime.settings = replace(settings, inbox_max_depth=1)

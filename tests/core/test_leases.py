@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from producers.leases import LeaseKeeper
-from shared.events import RawMessage, Source
+from mountsync.producers.leases import LeaseKeeper
+from mountsync.shared.events import RawMessage, Source
 from tests.helpers import wait_for
 
 

@@ -18,14 +18,14 @@ import psycopg
 import pytest
 import redis as redis_lib
 
-from producers.loop import LoopStats, run_source
-from producers.normalize.fs import normalize_fs
-from producers.pipeline import Pipeline
-from shared.catalog.db import open_pool
-from shared.deadletter import DeadLetters
-from shared.errors import ServiceUnavailable
-from shared.events import RawMessage, Source
-from shared.queues import QUEUE_CHANGES, ChangeQueue, make_client
+from mountsync.producers.loop import LoopStats, run_source
+from mountsync.producers.normalize.fs import normalize_fs
+from mountsync.producers.pipeline import Pipeline
+from mountsync.shared.catalog.db import open_pool
+from mountsync.shared.deadletter import DeadLetters
+from mountsync.shared.errors import ServiceUnavailable
+from mountsync.shared.events import RawMessage, Source
+from mountsync.shared.queues import QUEUE_CHANGES, ChangeQueue, make_client
 from tests.helpers import queued_changes
 
 

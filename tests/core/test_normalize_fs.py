@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from producers.normalize.fs import normalize_fs
-from shared.errors import InvalidEvent
-from shared.events import Kind, RawMessage, Source
+from mountsync.producers.normalize.fs import normalize_fs
+from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.events import Kind, RawMessage, Source
 
 
 def message(body: object) -> RawMessage:

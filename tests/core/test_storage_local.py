@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import StorageUnavailable
-from shared.storage.local import LocalStorage
-from shared.storage.url import parse_storage_url
+from mountsync.shared.errors import StorageUnavailable
+from mountsync.shared.storage.local import LocalStorage
+from mountsync.shared.storage.url import parse_storage_url
 
 
 def storage(root: Path) -> LocalStorage:

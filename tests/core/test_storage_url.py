@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import BadInput, ObjectNotFound
-from shared.events import Provider
-from shared.storage import open_storage, parse_storage_url
+from mountsync.shared.errors import BadInput, ObjectNotFound
+from mountsync.shared.events import Provider
+from mountsync.shared.storage import open_storage, parse_storage_url
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_fs_adapter_refuses_escaping_keys(tmp_path: Path) -> None:
 
 
 def test_fs_folder_summaries_equal_the_generic_listing_summary(tmp_path: Path) -> None:
-    from workers.reindex import summarize_listing
+    from mountsync.workers.reindex import summarize_listing
 
     for folder in ("a", "a/b", "c d", "ünï"):
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,9 @@ import psutil
 import pytest
 import redis as redis_lib
 
-from shared.config import Settings
-from shared.events import Kind, ObjectChange, Provider, Source
-from shared.queues import QUEUE_CHANGES, TASK_APPLY, ChangeQueue, make_client, send
+from mountsync.shared.config import Settings
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source
+from mountsync.shared.queues import QUEUE_CHANGES, TASK_APPLY, ChangeQueue, make_client, send
 from tests.conftest import WorkerProcess, env_for
 from tests.helpers import live_count, wait_for
 

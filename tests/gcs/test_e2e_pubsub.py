@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings
-from shared.storage import open_storage
+from mountsync.shared.config import Settings
+from mountsync.shared.storage import open_storage
 from tests.gcs.tcp_gate import TcpGate
 from tests.helpers import wait_for
 from tests.standins.gcs import GcsEndpoints, PubSubEndpoints
@@ -35,7 +35,7 @@ class Producer:
 
     def __init__(self, env: dict[str, str], subscription: str, emulator_host: str, log: Path) -> None:
         self.log_path = log
-        args = [sys.executable, "-m", "shared", "produce", "gcs-pubsub", "--subscription", subscription,
+        args = [sys.executable, "-m", "mountsync.shared", "produce", "gcs-pubsub", "--subscription", subscription,
                 "--max-lease-extension", "10", "--emulator-host", emulator_host]  # fmt: skip
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from producers.gcs_setup import EVENT_TYPES, apply_notification, plan_notification
-from shared.errors import BadInput
+from mountsync.producers.gcs_setup import EVENT_TYPES, apply_notification, plan_notification
+from mountsync.shared.errors import BadInput
 from tests.standins.gcs import GcsEndpoints
 
 PATH_RE = re.compile(r"^/storage/v1/b/([^/]+)/notificationConfigs(?:/([^/?]+))?")

@@ -10,11 +10,11 @@ from typing import Any
 import google_crc32c
 import pytest
 
-from shared.errors import BadInput, ObjectNotFound, RetryableError, StorageUnavailable
-from shared.events import gcs_content_etag
-from shared.storage import PartInfo, open_storage
-from shared.storage.gcs import GCSStorage
-from shared.storage.gcs_resumable import CHUNK_ALIGN
+from mountsync.shared.errors import BadInput, ObjectNotFound, RetryableError, StorageUnavailable
+from mountsync.shared.events import gcs_content_etag
+from mountsync.shared.storage import PartInfo, open_storage
+from mountsync.shared.storage.gcs import GCSStorage
+from mountsync.shared.storage.gcs_resumable import CHUNK_ALIGN
 from tests.standins.gcs import GcsEndpoints
 
 PART = CHUNK_ALIGN  # smallest legal part: keeps the tests fast
@@ -72,7 +72,7 @@ def test_overwrite_raises_the_sequencer(fake_gcs: GcsEndpoints, bucket: str) -> 
 def test_listing_streams_every_object_with_the_same_facts_as_stat(
     fake_gcs: GcsEndpoints, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("shared.storage.gcs.LIST_PAGE_SIZE", 4)  # force several pages
+    monkeypatch.setattr("mountsync.shared.storage.gcs.LIST_PAGE_SIZE", 4)  # force several pages
     storage = storage_for(fake_gcs, bucket)
     keys = [f"frames/{i:03d}.png" for i in range(11)] + ["frames/sub/x.png", "top.txt"]
     for key in keys:
@@ -127,7 +127,7 @@ def test_credential_check_refuses_a_missing_bucket(fake_gcs: GcsEndpoints, bucke
 
 
 def test_unknown_credential_set_is_a_config_error(bucket_name: str) -> None:
-    from shared.errors import ConfigError
+    from mountsync.shared.errors import ConfigError
 
     storage = GCSStorage(
         open_storage(f"gs://{bucket_name}/", {"anonymous": True}).url,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from producers.normalize.gcs import needs_stat, normalize_gcs
-from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source
+from mountsync.producers.normalize.gcs import needs_stat, normalize_gcs
+from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source
 
 PAYLOADS = Path(__file__).parent / "payloads"
 HELLO_MD5 = hashlib.md5(b"hello").hexdigest()

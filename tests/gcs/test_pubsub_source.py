@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from producers.gcs_pubsub import PubSubSource, StatEnricher
-from producers.normalize.gcs import normalize_gcs
-from shared.errors import BadInput, ConfigError
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source
-from shared.storage import open_storage
+from mountsync.producers.gcs_pubsub import PubSubSource, StatEnricher
+from mountsync.producers.normalize.gcs import normalize_gcs
+from mountsync.shared.errors import BadInput, ConfigError
+from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source
+from mountsync.shared.storage import open_storage
 from tests.helpers import wait_for
 from tests.standins.gcs import GcsEndpoints, PubSubEndpoints
 

@@ -18,10 +18,10 @@ import psycopg
 import pytest
 from werkzeug.test import Client
 
-from producers.runtime import Runtime, build_runtime
-from producers.serve import ServeContext, make_app
-from shared.config import Settings
-from shared.queues import ChangeQueue, make_client
+from mountsync.producers.runtime import Runtime, build_runtime
+from mountsync.producers.serve import ServeContext, make_app
+from mountsync.shared.config import Settings
+from mountsync.shared.queues import ChangeQueue, make_client
 from tests.gcs.oidc import LocalSigner
 from tests.helpers import free_port, wait_for
 

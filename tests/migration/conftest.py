@@ -17,13 +17,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from shared.catalog.db import open_pool
-from shared.config import Settings
-from shared.migration import TASK_CHUNK, TASK_DELIVER, TASK_MAINTAIN, TASK_RESUME
-from shared.migration.store import MigrationStore
-from shared.queues import TASK_SUBMIT_MIGRATION
-from workers.migration import service, upkeep
-from workers.migration.service import MigrationRuntime
+from mountsync.shared.catalog.db import open_pool
+from mountsync.shared.config import Settings
+from mountsync.shared.migration import TASK_CHUNK, TASK_DELIVER, TASK_MAINTAIN, TASK_RESUME
+from mountsync.shared.migration.store import MigrationStore
+from mountsync.shared.queues import TASK_SUBMIT_MIGRATION
+from mountsync.workers.migration import service, upkeep
+from mountsync.workers.migration.service import MigrationRuntime
 
 
 @dataclass

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from types import SimpleNamespace
 
-from workers.migration.service import STATE_POLL_S, ChunkControl
+from mountsync.workers.migration.service import STATE_POLL_S, ChunkControl
 
 
 def test_one_thread_polls_the_job_state_per_window() -> None:

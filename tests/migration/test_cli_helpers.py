@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import BadInput
-from shared.migration.spec import parse_spec
-from workers.migration.cli import build_spec, human_bytes, human_eta, parse_value, read_items
+from mountsync.shared.errors import BadInput
+from mountsync.shared.migration.spec import parse_spec
+from mountsync.workers.migration.cli import build_spec, human_bytes, human_eta, parse_value, read_items
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from shared.migration.progress import job_progress
-from shared.storage import open_storage
+from mountsync.shared.migration.progress import job_progress
+from mountsync.shared.storage import open_storage
 from tests.migration.conftest import Crash, parts_table
 from tests.migration.test_fs_to_fs import MiB, make_tree
 
@@ -158,6 +158,6 @@ def test_defaults_stream_local_files_to_s3_in_one_request_and_cut_chunks_by_byte
 
 
 def store_failures(store: Any, job: str) -> list[dict[str, Any]]:
-    from shared.migration.progress import item_failures
+    from mountsync.shared.migration.progress import item_failures
 
     return item_failures(store, job)

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings
-from shared.migration.client import JobNotFound, MigrationClient
-from shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION, make_client
+from mountsync.shared.config import Settings
+from mountsync.shared.migration.client import JobNotFound, MigrationClient
+from mountsync.shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION, make_client
 from tests.conftest import Cli, WorkerProcess, env_for
 from tests.helpers import wait_for
 from tests.migration.test_fs_to_fs import MiB, make_tree
@@ -133,7 +133,7 @@ def test_other_service_sends_task_by_name(tmp_path: Path, mig_worker, mig_settin
 def test_http_api(tmp_path: Path, mig_worker, mig_settings, moto, bucket, client) -> None:
     from werkzeug.test import Client
 
-    from producers.serve import make_app
+    from mountsync.producers.serve import make_app
 
     http = Client(make_app(mig_settings))
     bad = http.post("/api/migrations", json={"source": "file:///x"})

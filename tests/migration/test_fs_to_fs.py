@@ -6,8 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from shared.migration.progress import job_progress
-from shared.migration.store import MigrationStore
+from mountsync.shared.migration.progress import job_progress
+from mountsync.shared.migration.store import MigrationStore
 
 MiB = 1024 * 1024
 OPTIONS = {"part_size": 5 * MiB, "multipart_threshold": 5 * MiB, "max_buffer_bytes": 40 * MiB}
@@ -138,7 +138,7 @@ def test_empty_source_completes(tmp_path: Path, inline, store) -> None:
 def test_bad_spec_through_the_task_is_recorded(inline, store) -> None:
     import pytest
 
-    from shared.errors import BadInput
+    from mountsync.shared.errors import BadInput
 
     with pytest.raises(BadInput, match="overlaps"):
         inline.submit({"source": "file:///a", "destination": "file:///a/b"}, task_id="bad-1")
@@ -147,7 +147,7 @@ def test_bad_spec_through_the_task_is_recorded(inline, store) -> None:
 
 
 def store_failures(store: MigrationStore, job: str) -> list[dict]:
-    from shared.migration.progress import item_failures
+    from mountsync.shared.migration.progress import item_failures
 
     return item_failures(store, job)
 
@@ -155,7 +155,7 @@ def store_failures(store: MigrationStore, job: str) -> list[dict]:
 def test_job_gauges_for_prometheus(tmp_path: Path, inline, store, mig_pool) -> None:
     from prometheus_client import CollectorRegistry
 
-    from shared.migration.metrics import register_jobs_collector
+    from mountsync.shared.migration.metrics import register_jobs_collector
 
     make_tree(tmp_path / "src", {"a.txt": 5})
     inline.submit({"source": f"file://{tmp_path}/src", "destination": f"file://{tmp_path}/d"})

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from shared.migration.progress import job_progress
-from shared.migration.store import MigrationStore
+from mountsync.shared.migration.progress import job_progress
+from mountsync.shared.migration.store import MigrationStore
 from tests.migration.conftest import Crash, parts_table
 from tests.migration.test_fs_to_fs import MiB, make_tree, sha256_of
 
@@ -155,9 +155,9 @@ def test_leases_stay_alive_during_a_slow_part(
 ) -> None:
     import time
 
+    from mountsync.workers.migration import service
+    from mountsync.workers.migration.service import MigrationRuntime
     from tests.migration.conftest import Inline, InlineApp
-    from workers.migration import service
-    from workers.migration.service import MigrationRuntime
 
     class SlowDest:
         def __init__(self, inner: Any) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import BadInput
-from shared.migration.plan import (
+from mountsync.shared.errors import BadInput
+from mountsync.shared.migration.plan import (
     CHUNK_SIZE,
     ChunkCutter,
     Entry,
@@ -14,7 +14,7 @@ from shared.migration.plan import (
     plan_batches,
     safe_relative_path,
 )
-from shared.migration.spec import MAX_INLINE_ITEMS, TransferOptions, parse_spec
+from mountsync.shared.migration.spec import MAX_INLINE_ITEMS, TransferOptions, parse_spec
 
 MiB = 1024 * 1024
 GOOD = {"source": "file:///data/images", "destination": "s3://bucket/migrated"}

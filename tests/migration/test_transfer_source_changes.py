@@ -12,12 +12,12 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from shared.migration.spec import TransferOptions
-from shared.migration.store import ItemRow
-from shared.storage.local import LocalStorage
-from shared.storage.url import parse_storage_url
-from workers.migration.retry import ByteBudget
-from workers.migration.transfer import Transfer
+from mountsync.shared.migration.spec import TransferOptions
+from mountsync.shared.migration.store import ItemRow
+from mountsync.shared.storage.local import LocalStorage
+from mountsync.shared.storage.url import parse_storage_url
+from mountsync.workers.migration.retry import ByteBudget
+from mountsync.workers.migration.transfer import Transfer
 
 # Up to 1 KiB buffered (_put); above that, up to 1 MiB, hashed then streamed (_put_streamed).
 OPTIONS = TransferOptions(multipart_threshold=1024 * 1024, max_buffer_bytes=1024, skip_existing=False)

@@ -20,7 +20,7 @@ import pytest
 import redis as redis_lib
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.config import Settings
+from mountsync.shared.config import Settings
 from tests.conftest import ROOT, WorkerProcess, env_for
 from tests.helpers import free_port, wait_for
 
@@ -84,7 +84,7 @@ class Process:
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.args, self.log_path = args, log_path
         log = open(log_path, "ab")  # noqa: SIM115 - owned by the subprocess
-        self.proc = subprocess.Popen([sys.executable, "-m", "shared", *args], env=env, stdout=log,
+        self.proc = subprocess.Popen([sys.executable, "-m", "mountsync.shared", *args], env=env, stdout=log,
                                      stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)  # fmt: skip
         log.close()
 

@@ -11,10 +11,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from shared.catalog.db import open_pool
-from shared.config import Settings
-from shared.deadletter import DeadLetters
-from shared.events import Kind, ObjectChange, Provider, Source
+from mountsync.shared.catalog.db import open_pool
+from mountsync.shared.config import Settings
+from mountsync.shared.deadletter import DeadLetters
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 from tests.conftest import ROOT
 from tests.helpers import wait_for
 

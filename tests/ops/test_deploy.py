@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 import yaml
 
-from shared.config import Settings, load_settings
-from shared.queues import ALL_QUEUES
+from mountsync.shared.config import Settings, load_settings
+from mountsync.shared.queues import ALL_QUEUES
 from tests.conftest import ROOT
 from tests.helpers import require_service
 
@@ -275,9 +275,9 @@ def exposed_metric_names() -> set[str]:
     import flower.events
     import prometheus_client
 
-    import shared.metrics
-    import shared.migration.metrics  # noqa: F401
-    from shared.system_metrics import SystemCollector
+    import mountsync.shared.metrics
+    import mountsync.shared.migration.metrics  # noqa: F401
+    from mountsync.shared.system_metrics import SystemCollector
 
     names = set()
     for collector in list(prometheus_client.REGISTRY._collector_to_names):

@@ -11,9 +11,9 @@ from typing import Any
 
 import redis as redis_lib
 
-from shared.config import Settings
-from shared.events import Kind, ObjectChange, Provider, Source
-from shared.queues import ChangeQueue, make_client
+from mountsync.shared.config import Settings
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source
+from mountsync.shared.queues import ChangeQueue, make_client
 from tests.conftest import env_for
 from tests.helpers import free_port, wait_for
 from tests.ops.conftest import http_get, samples, start_worker, wait_http

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import ConfigError
-from workers.flower import auth_mode, flower_args, is_loopback
+from mountsync.shared.errors import ConfigError
+from mountsync.workers.flower import auth_mode, flower_args, is_loopback
 
 OAUTH = {"FLOWER_AUTH": ".*@example.com", "FLOWER_AUTH_PROVIDER": "flower.views.auth.GoogleAuth2LoginHandler",
          "FLOWER_OAUTH2_KEY": "k", "FLOWER_OAUTH2_SECRET": "s", "FLOWER_OAUTH2_REDIRECT_URI": "https://x/login",

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from shared.config import Settings
+from mountsync.shared.config import Settings
 from tests.conftest import env_for
 from tests.helpers import wait_for
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from werkzeug.test import Client
 
-from producers.health import health_app
-from shared.config import Settings
+from mountsync.producers.health import health_app
+from mountsync.shared.config import Settings
 from tests.conftest import env_for
 from tests.helpers import free_port, wait_for
 from tests.ops.conftest import http_get, http_post, scrape, start_worker, value, wait_http

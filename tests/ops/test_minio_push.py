@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from shared.config import Settings
+from mountsync.shared.config import Settings
 from tests.conftest import ROOT, env_for
 from tests.helpers import free_port, wait_for
 from tests.ops.conftest import http_post, wait_http

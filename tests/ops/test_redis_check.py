@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis as redis_lib
 
-from shared.config import Settings
-from shared.redis_check import UNVERIFIED, check_redis_durability
+from mountsync.shared.config import Settings
+from mountsync.shared.redis_check import UNVERIFIED, check_redis_durability
 from tests.conftest import env_for
 from tests.helpers import free_port, require_service, wait_for
 from tests.ops.conftest import start_worker

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.config import Settings
+from mountsync.shared.config import Settings
 from tests.conftest import env_for
 from tests.helpers import free_port, wait_for
 from tests.ops.conftest import scrape, start_worker, value

@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote, quote_plus
 
-from producers.normalize.azure import normalize_azure
-from producers.normalize.fs import normalize_fs
-from producers.normalize.gcs import normalize_gcs
-from producers.normalize.s3 import normalize_s3
-from shared.events import ObjectChange, Provider, RawMessage, Source
-from shared.storage.base import ObjectInfo
+from mountsync.producers.normalize.azure import normalize_azure
+from mountsync.producers.normalize.fs import normalize_fs
+from mountsync.producers.normalize.gcs import normalize_gcs
+from mountsync.producers.normalize.s3 import normalize_s3
+from mountsync.shared.events import ObjectChange, Provider, RawMessage, Source
+from mountsync.shared.storage.base import ObjectInfo
 
 ACCOUNT = "acmeraw"
 TOPIC = f"/subscriptions/0/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/{ACCOUNT}"

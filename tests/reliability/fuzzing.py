@@ -19,7 +19,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from shared.events import Kind, ObjectChange, Provider, Source
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 
 TESTS = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("MOUNTSYNC_FUZZ_EXAMPLES", "150"))

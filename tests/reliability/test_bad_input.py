@@ -20,18 +20,18 @@ import psycopg
 import pytest
 from werkzeug.test import Client
 
-from producers.normalize.azure import normalize_azure
-from producers.normalize.fs import normalize_fs
-from producers.normalize.gcs import normalize_gcs
-from producers.normalize.s3 import normalize_s3
-from producers.pipeline import Outcome
-from producers.runtime import Runtime, build_runtime
-from producers.serve import MAX_BODY, make_app
-from shared.config import Settings
-from shared.deadletter import MAX_STORED_PAYLOAD
-from shared.events import MAX_KEY_BYTES, RawMessage, Source
-from shared.migration.client import JobNotFound
-from shared.queues import QUEUE_REINDEX, TASK_REINDEX, TASK_SUBMIT_MIGRATION, make_client, send
+from mountsync.producers.normalize.azure import normalize_azure
+from mountsync.producers.normalize.fs import normalize_fs
+from mountsync.producers.normalize.gcs import normalize_gcs
+from mountsync.producers.normalize.s3 import normalize_s3
+from mountsync.producers.pipeline import Outcome
+from mountsync.producers.runtime import Runtime, build_runtime
+from mountsync.producers.serve import MAX_BODY, make_app
+from mountsync.shared.config import Settings
+from mountsync.shared.deadletter import MAX_STORED_PAYLOAD
+from mountsync.shared.events import MAX_KEY_BYTES, RawMessage, Source
+from mountsync.shared.migration.client import JobNotFound
+from mountsync.shared.queues import QUEUE_REINDEX, TASK_REINDEX, TASK_SUBMIT_MIGRATION, make_client, send
 from tests.helpers import wait_for
 
 Normalizer = Callable[[RawMessage], list[Any]]
@@ -231,7 +231,7 @@ def test_bad_http_requests_are_4xx_with_the_reason(http, catalog, path, body, st
 
 # -- migration specs sent by name ----------------------------------------------------------------
 def test_bad_spec_sent_by_name_becomes_a_failed_job_with_the_reason(settings, catalog, worker) -> None:
-    from shared.migration.client import MigrationClient
+    from mountsync.shared.migration.client import MigrationClient
 
     spec = {"source": "file:///data", "destination": "s3://b/p", "job_id": "bad-by-name",
             "items": [{"entity_id": "e1", "path": "a/../../../etc/shadow"}]}  # fmt: skip

@@ -32,15 +32,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from shared.catalog.db import open_pool
-from shared.catalog.mounts import Mount, Mounts
-from shared.config import Settings
-from shared.events import Provider, RawMessage
-from shared.queues import make_client
+from mountsync.shared.catalog.db import open_pool
+from mountsync.shared.catalog.mounts import Mount, Mounts
+from mountsync.shared.config import Settings
+from mountsync.shared.events import Provider, RawMessage
+from mountsync.shared.queues import make_client
+from mountsync.workers.context import SystemClock, WorkerContext
+from mountsync.workers.reindex import run_reindex
+from mountsync.workers.service import apply_batch
 from tests.reliability.bucket_model import NORMALIZERS, BucketModel, ModelStorage
-from workers.context import SystemClock, WorkerContext
-from workers.reindex import run_reindex
-from workers.service import apply_batch
 
 EXAMPLES = int(os.environ.get("MOUNTSYNC_CONVERGENCE_EXAMPLES", "60"))
 PROPERTY = hsettings(

@@ -20,11 +20,11 @@ import psycopg
 import pytest
 import redis as redis_lib
 
-from shared.catalog import runs
-from shared.config import Settings
-from shared.queues import FEED_STREAM, QUEUE_REINDEX, TASK_REINDEX, make_client, send
-from shared.storage.local import LocalStorage
-from shared.storage.url import parse_storage_url
+from mountsync.shared.catalog import runs
+from mountsync.shared.config import Settings
+from mountsync.shared.queues import FEED_STREAM, QUEUE_REINDEX, TASK_REINDEX, make_client, send
+from mountsync.shared.storage.local import LocalStorage
+from mountsync.shared.storage.url import parse_storage_url
 from tests.conftest import WorkerProcess, env_for
 from tests.helpers import wait_for
 

@@ -19,11 +19,11 @@ import psycopg
 import pytest
 import redis as redis_lib
 
-from shared.catalog import db as catalog_db
-from shared.catalog.mounts import Mounts
-from shared.config import Settings
-from shared.events import Kind, ObjectChange, Provider, Source
-from shared.queues import FEED_STREAM, ChangeQueue, make_client
+from mountsync.shared.catalog import db as catalog_db
+from mountsync.shared.catalog.mounts import Mounts
+from mountsync.shared.config import Settings
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source
+from mountsync.shared.queues import FEED_STREAM, ChangeQueue, make_client
 from tests.conftest import WorkerProcess, env_for
 from tests.helpers import live_count, wait_for
 from tests.reliability.servers import OwnPostgres, OwnRedis

@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings
-from shared.storage.azure import AzureStorage
-from shared.storage.url import parse_storage_url
+from mountsync.shared.config import Settings
+from mountsync.shared.storage.azure import AzureStorage
+from mountsync.shared.storage.url import parse_storage_url
 from tests.azure.blob_events import BlobEventFactory, queue_delivery
 from tests.conftest import ROOT, Cli, WorkerProcess, env_for
 from tests.helpers import free_port, require_service, wait_for
@@ -112,7 +112,7 @@ def test_azurite_stopped_and_restarted_mid_stream_loses_nothing(
     queue_delivery(queue, [factory.put(f"first/{i:03d}.bin", os.urandom(1 + i)) for i in range(60)])
     worker = WorkerProcess(env, tmp_path / "worker.log", "changes,reindex", 2).start()
     consumer = subprocess.Popen(
-        [sys.executable, "-m", "shared", "produce", "azure-queue", "--queue", queue.queue_name,
+        [sys.executable, "-m", "mountsync.shared", "produce", "azure-queue", "--queue", queue.queue_name,
          "--visibility-timeout", "5"], env=env, cwd=ROOT, stdout=open(tmp_path / "consumer.log", "wb"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
     )  # fmt: skip

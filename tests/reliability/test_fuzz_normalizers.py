@@ -17,20 +17,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producers.gcs_push import parse_envelope
-from producers.normalize.azure import (
+from mountsync.producers.gcs_push import parse_envelope
+from mountsync.producers.normalize.azure import (
     directory_scopes,
     make_normalizer,
     normalize_azure,
     split_events,
     validation_code,
 )
-from producers.normalize.fs import normalize_fs
-from producers.normalize.gcs import normalize_gcs
-from producers.normalize.s3 import make_normalizer as make_s3_normalizer
-from producers.normalize.s3 import normalize_s3
-from shared.errors import InvalidEvent
-from shared.events import ObjectChange, RawMessage, Source
+from mountsync.producers.normalize.fs import normalize_fs
+from mountsync.producers.normalize.gcs import normalize_gcs
+from mountsync.producers.normalize.s3 import make_normalizer as make_s3_normalizer
+from mountsync.producers.normalize.s3 import normalize_s3
+from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.events import ObjectChange, RawMessage, Source
 from tests.reliability.fuzzing import (
     FUZZ,
     assert_storable,

@@ -10,11 +10,11 @@ import psycopg
 import pytest
 import redis as redis_lib
 
-from shared.catalog.db import open_pool
-from shared.config import Settings
-from shared.queues import make_client
-from workers.context import SystemClock, WorkerContext
-from workers.deliveries import finished, too_many_deliveries
+from mountsync.shared.catalog.db import open_pool
+from mountsync.shared.config import Settings
+from mountsync.shared.queues import make_client
+from mountsync.workers.context import SystemClock, WorkerContext
+from mountsync.workers.deliveries import finished, too_many_deliveries
 
 
 @pytest.fixture

@@ -28,11 +28,11 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from shared.config import Settings
-from shared.errors import BadInput
-from shared.events import Source
-from shared.migration.plan import destination_key
-from shared.queues import inbox_key
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import BadInput
+from mountsync.shared.events import Source
+from mountsync.shared.migration.plan import destination_key
+from mountsync.shared.queues import inbox_key
 from tests.conftest import ROOT, Cli, WorkerProcess, env_for
 from tests.helpers import free_port, wait_for
 from tests.reliability.servers import OwnPostgres, OwnRedis
@@ -120,8 +120,8 @@ def test_a_full_run_with_credentials_leaks_no_secret_and_unauthenticated_pushes_
     port = free_port()
     serve_log = tmp_path / "serve.log"
     with open(serve_log, "wb") as log_file:  # the child keeps its own descriptor
-        serve = subprocess.Popen([sys.executable, "-m", "shared", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                                 stdout=log_file, stderr=subprocess.STDOUT)  # fmt: skip
+        command = [sys.executable, "-m", "mountsync.shared", "serve", "--port", str(port)]
+        serve = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         assert run("mount", "add", "sec", "s3://sec-bucket/", "--endpoint-url", moto.endpoint_url).returncode == 0
         assert run("mount", "add", "nobucket", "s3://no-such-bucket/", "--endpoint-url", moto.endpoint_url).returncode

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from shared.storage import open_storage
-from shared.storage.s3 import S3Storage
+from mountsync.shared.storage import open_storage
+from mountsync.shared.storage.s3 import S3Storage
 from tests.standins.s3 import MotoEndpoints, moto, moto_server  # noqa: F401
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.events import normalize_etag
+from mountsync.shared.events import normalize_etag
 from tests.conftest import ROOT
 from tests.standins.s3 import MotoEndpoints
 
@@ -88,7 +88,7 @@ class Producer:
     def __init__(self, env: dict[str, str], log_path: Path, queue_url: str, *args: str) -> None:
         self.log_path = log_path
         self.command = [
-            sys.executable, "-m", "shared", "produce", "s3-sqs", "--queue-url", queue_url,
+            sys.executable, "-m", "mountsync.shared", "produce", "s3-sqs", "--queue-url", queue_url,
             "--wait-seconds", "1", *args,
         ]  # fmt: skip
         self.env = env

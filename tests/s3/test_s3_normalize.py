@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from producers.normalize.s3 import kind_of, make_normalizer, normalize_s3, padded_sequencer
-from shared.errors import InvalidEvent
-from shared.events import Kind, ObjectChange, Provider, RawMessage, Source, to_ns
+from mountsync.producers.normalize.s3 import kind_of, make_normalizer, normalize_s3, padded_sequencer
+from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source, to_ns
 
 PAYLOADS = Path(__file__).parent / "payloads"
 

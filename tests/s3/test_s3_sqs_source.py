@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from producers.s3_sqs import SqsSource, make_sqs_client, region_of
-from shared.errors import ConfigError
-from shared.events import RawMessage, Source
+from mountsync.producers.s3_sqs import SqsSource, make_sqs_client, region_of
+from mountsync.shared.errors import ConfigError
+from mountsync.shared.events import RawMessage, Source
 from tests.helpers import wait_for
 from tests.standins.s3 import MotoEndpoints
 
@@ -94,7 +94,7 @@ def test_ack_returns_the_messages_whose_delete_failed(moto: MotoEndpoints, queue
 
 
 def test_ack_of_nothing_deliverable_raises_retryable(moto: MotoEndpoints, queue_url: str) -> None:
-    from shared.errors import RetryableError
+    from mountsync.shared.errors import RetryableError
 
     send(moto, queue_url, "{}")
     src = source(moto, queue_url)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from shared.errors import BadInput, ConfigError, CredentialsRejected, ObjectNotFound, StorageUnavailable
-from shared.storage import open_storage
-from shared.storage.s3 import MIN_PART_SIZE, S3Storage, multipart_etag
+from mountsync.shared.errors import BadInput, ConfigError, CredentialsRejected, ObjectNotFound, StorageUnavailable
+from mountsync.shared.storage import open_storage
+from mountsync.shared.storage.s3 import MIN_PART_SIZE, S3Storage, multipart_etag
 from tests.standins.s3 import MotoEndpoints
 
 ODD_KEYS = [
@@ -163,8 +163,8 @@ def test_part_size_below_the_s3_minimum_is_refused(storage: S3Storage) -> None:
 
 
 def test_large_put_goes_multipart(storage: S3Storage, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shared.storage.s3.PUT_SINGLE_MAX", MIN_PART_SIZE)
-    monkeypatch.setattr("shared.storage.s3.PUT_PART_SIZE", MIN_PART_SIZE)
+    monkeypatch.setattr("mountsync.shared.storage.s3.PUT_SINGLE_MAX", MIN_PART_SIZE)
+    monkeypatch.setattr("mountsync.shared.storage.s3.PUT_PART_SIZE", MIN_PART_SIZE)
     data = os.urandom(2 * MIN_PART_SIZE + 100)
     info = storage.put("auto-mp.bin", io.BytesIO(data), len(data))
     assert info.size == len(data)
@@ -232,7 +232,7 @@ def test_endpoint_from_aws_endpoint_url_is_honoured(
 
 
 def test_unreachable_endpoint_is_storage_unavailable(bucket_name: str) -> None:
-    from shared.errors import StorageUnavailable
+    from mountsync.shared.errors import StorageUnavailable
     from tests.standins.s3 import free_port
 
     adapter = open_storage(f"s3://{bucket_name}/", {"endpoint_url": f"http://127.0.0.1:{free_port()}"})
@@ -258,8 +258,8 @@ def test_rejected_credentials_are_credentials_rejected(bucket_name: str) -> None
 def test_a_local_file_goes_in_one_request_read_in_place(
     storage: S3Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("shared.storage.s3.PUT_INLINE_MAX", 1024)
-    monkeypatch.setattr("shared.storage.s3.PUT_SINGLE_MAX", MIN_PART_SIZE)  # would go multipart if buffered
+    monkeypatch.setattr("mountsync.shared.storage.s3.PUT_INLINE_MAX", 1024)
+    monkeypatch.setattr("mountsync.shared.storage.s3.PUT_SINGLE_MAX", MIN_PART_SIZE)  # would go multipart if buffered
     data = os.urandom(2 * MIN_PART_SIZE + 100)
     path = tmp_path / "local.bin"
     path.write_bytes(b"head" + data)
@@ -277,7 +277,7 @@ def test_bodies_carry_content_md5_and_skip_the_payload_hash(
 ) -> None:
     """S3 refuses a body that does not match its Content-MD5; with that check on every body the
     SigV4 payload hash would only hash it twice, so it is off even on plain http."""
-    monkeypatch.setattr("shared.storage.s3.PUT_INLINE_MAX", 1024)
+    monkeypatch.setattr("mountsync.shared.storage.s3.PUT_INLINE_MAX", 1024)
     sent: list[Any] = []
     storage.client.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append(request))
     path = tmp_path / "f.bin"

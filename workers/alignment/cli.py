@@ -11,14 +11,14 @@ from typing import Any
 
 import typer
 
-from shared.catalog.mounts import Mounts
-from shared.cli import connect_catalog, settings_of
-from shared.errors import BadInput
-from shared.output import console, emit, emit_json
-from workers.alignment import service, store
-from workers.alignment.config import AlignmentConfig
-from workers.alignment.mountio import StorageIO
-from workers.alignment.notify import describe_alert
+from mountsync.shared.catalog.mounts import Mounts
+from mountsync.shared.cli import connect_catalog, settings_of
+from mountsync.shared.errors import BadInput
+from mountsync.shared.output import console, emit, emit_json
+from mountsync.workers.alignment import service, store
+from mountsync.workers.alignment.config import AlignmentConfig
+from mountsync.workers.alignment.mountio import StorageIO
+from mountsync.workers.alignment.notify import describe_alert
 
 JSON = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shared.config import Settings
-from shared.errors import ConfigError
-from workers.alignment.datasets import MediaTypes
-from workers.alignment.sortorder import DEFAULT_POLICY, POLICIES
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import ConfigError
+from mountsync.workers.alignment.datasets import MediaTypes
+from mountsync.workers.alignment.sortorder import DEFAULT_POLICY, POLICIES
 
 QUARANTINE_POLICIES = ("breaking", "any", "never")
 _TRUE = {"1", "true", "yes", "on"}

@@ -19,7 +19,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from shared.errors import ConfigError
+from mountsync.shared.errors import ConfigError
 
 IMAGE_TYPES = frozenset({"png", "jpg", "jpeg"})
 VIDEO_TYPES = frozenset({"mp4", "webm", "avi", "mov", "mkv", "m4v", "mpg", "mpeg", "mp2", "wmv", "flv", "ogv", "3gp"})

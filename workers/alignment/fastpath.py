@@ -26,11 +26,11 @@ from typing import Any
 
 import psycopg
 
-from shared.catalog.mounts import Mount
-from workers.alignment.classify import Frame
-from workers.alignment.datasets import MediaTypes, Role
-from workers.alignment.mountio import MountIO
-from workers.alignment.sortorder import MANIFEST, get_policy
+from mountsync.shared.catalog.mounts import Mount
+from mountsync.workers.alignment.classify import Frame
+from mountsync.workers.alignment.datasets import MediaTypes, Role
+from mountsync.workers.alignment.mountio import MountIO
+from mountsync.workers.alignment.sortorder import MANIFEST, get_policy
 
 MAX_FAST_KEYS = 5000
 

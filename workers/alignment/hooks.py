@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from shared.errors import ConfigError
-from shared.events import Kind
-from shared.queues import QUEUE_ALIGNMENT, send
-from workers.alignment.config import AlignmentConfig
-from workers.alignment.datasets import Role
+from mountsync.shared.errors import ConfigError
+from mountsync.shared.events import Kind
+from mountsync.shared.queues import QUEUE_ALIGNMENT, send
+from mountsync.workers.alignment.config import AlignmentConfig
+from mountsync.workers.alignment.datasets import Role
 
 if TYPE_CHECKING:
-    from shared.catalog.apply import AppliedChange
-    from workers.context import WorkerContext
+    from mountsync.shared.catalog.apply import AppliedChange
+    from mountsync.workers.context import WorkerContext
 
 log = structlog.get_logger("mountsync.alignment")
 

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from shared.catalog.mounts import Mount
-from shared.errors import ObjectNotFound
-from shared.events import Provider
-from shared.storage import Storage, open_storage
-from workers.alignment.classify import Frame
+from mountsync.shared.catalog.mounts import Mount
+from mountsync.shared.errors import ObjectNotFound
+from mountsync.shared.events import Provider
+from mountsync.shared.storage import Storage, open_storage
+from mountsync.workers.alignment.classify import Frame
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_VERSION_LOOKUPS = 20_000

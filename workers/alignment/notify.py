@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 import structlog
 from prometheus_client import Counter, Histogram
 
-from shared.errors import RetryableError
-from workers.alignment.service import AlertEvent
-from workers.alignment.store import Alert
+from mountsync.shared.errors import RetryableError
+from mountsync.workers.alignment.service import AlertEvent
+from mountsync.workers.alignment.store import Alert
 
 log = structlog.get_logger("mountsync.alignment")
 

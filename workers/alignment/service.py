@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from shared.catalog.mounts import Mount, Mounts
-from shared.errors import BadInput
-from workers.alignment import store
-from workers.alignment.classify import Classification, Frame, classify_folder_change
-from workers.alignment.config import AlignmentConfig
-from workers.alignment.datasets import VIDEO, DatasetSpec, FolderContents, describe_folder
-from workers.alignment.fastpath import try_append
-from workers.alignment.mountio import MountIO
-from workers.alignment.sortorder import MANIFEST, get_policy, parse_frame_manifest
+from mountsync.shared.catalog.mounts import Mount, Mounts
+from mountsync.shared.errors import BadInput
+from mountsync.workers.alignment import store
+from mountsync.workers.alignment.classify import Classification, Frame, classify_folder_change
+from mountsync.workers.alignment.config import AlignmentConfig
+from mountsync.workers.alignment.datasets import VIDEO, DatasetSpec, FolderContents, describe_folder
+from mountsync.workers.alignment.fastpath import try_append
+from mountsync.workers.alignment.mountio import MountIO
+from mountsync.workers.alignment.sortorder import MANIFEST, get_policy, parse_frame_manifest
 
 
 @dataclass(frozen=True)

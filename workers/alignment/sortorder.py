@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import BadInput
+from mountsync.shared.errors import BadInput
 
 DIVE = "dive"
 LEXICOGRAPHIC = "lexicographic"

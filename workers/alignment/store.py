@@ -16,8 +16,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from workers.alignment.classify import Classification, Frame
-from workers.alignment.datasets import DatasetSpec
+from mountsync.workers.alignment.classify import Classification, Frame
+from mountsync.workers.alignment.datasets import DatasetSpec
 
 _LOCK_NS = 731850402
 

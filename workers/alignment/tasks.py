@@ -19,14 +19,14 @@ import psycopg
 import structlog
 from celery import Celery, Task
 
-from shared.catalog.mounts import Mount, Mounts
-from shared.errors import BadInput, MountNotFound, RetryableError
-from shared.queues import QUEUE_ALIGNMENT, send
-from workers.alignment import hooks, notify, service, store
-from workers.alignment.config import AlignmentConfig
-from workers.alignment.mountio import StorageIO
-from workers.context import WorkerContext, current
-from workers.deliveries import finished, too_many_deliveries
+from mountsync.shared.catalog.mounts import Mount, Mounts
+from mountsync.shared.errors import BadInput, MountNotFound, RetryableError
+from mountsync.shared.queues import QUEUE_ALIGNMENT, send
+from mountsync.workers.alignment import hooks, notify, service, store
+from mountsync.workers.alignment.config import AlignmentConfig
+from mountsync.workers.alignment.mountio import StorageIO
+from mountsync.workers.context import WorkerContext, current
+from mountsync.workers.deliveries import finished, too_many_deliveries
 
 log = structlog.get_logger("mountsync.alignment")
 SWEEP_EVERY_S = 30.0
@@ -174,7 +174,7 @@ def sweep_task(self: Task) -> dict[str, Any]:
 def register_tasks(app: Celery) -> None:
     """Register the alignment tasks and the sweep in the beat schedule.
 
-    Routing to the ``alignment`` queue comes from ``shared.queues`` (``mountsync.alignment.*``).
+    Routing to the ``alignment`` queue comes from ``mountsync.shared.queues`` (``mountsync.alignment.*``).
     """
     common = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
     app.task(name=hooks.TASK_CHECK, **common)(check_folder_task)

@@ -1,6 +1,6 @@
 """``mountsync migrate ...``: submit, watch, list, cancel and resume migration jobs.
 
-Commands talk to PostgreSQL and Redis through ``shared.migration.client`` (tasks are sent by
+Commands talk to PostgreSQL and Redis through ``mountsync.shared.migration.client`` (tasks are sent by
 name); nothing here imports worker code.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from shared.errors import BadInput
+from mountsync.shared.errors import BadInput
 
 migrate_app = typer.Typer(help="Migration jobs: copy files into buckets, verified.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print one JSON document on stdout.")
@@ -30,8 +30,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _client(ctx: typer.Context) -> Any:
-    from shared.cli import settings_of
-    from shared.migration.client import MigrationClient
+    from mountsync.shared.cli import settings_of
+    from mountsync.shared.migration.client import MigrationClient
 
     return MigrationClient(settings_of(ctx))
 
@@ -123,7 +123,7 @@ def submit(
             _watch(client, new_id, as_json=as_json)
             return
     if as_json:
-        from shared.output import emit_json
+        from mountsync.shared.output import emit_json
 
         emit_json({"job_id": new_id, "state": "submitted"})
     else:
@@ -166,7 +166,7 @@ def summary(p: Any) -> dict[str, Any]:
 def _watch(client: Any, job_id: str, *, as_json: bool, interval: float = 0.5) -> None:
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from shared.output import err_console
+    from mountsync.shared.output import err_console
 
     columns = (TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.fields[items]}  {task.fields[bytes]}  {task.fields[rate]}  "
@@ -193,7 +193,7 @@ def _watch(client: Any, job_id: str, *, as_json: bool, interval: float = 0.5) ->
 
 
 def _show(client: Any, p: Any, *, as_json: bool) -> None:
-    from shared.output import emit, emit_json
+    from mountsync.shared.output import emit, emit_json
 
     failures = client.failures(p.job_id) if p.items_failed else []
     if as_json:
@@ -227,7 +227,7 @@ def list_jobs(
     as_json: bool = JSON,
 ) -> None:
     """Recent migration jobs."""
-    from shared.output import emit
+    from mountsync.shared.output import emit
 
     with _client(ctx) as client:
         jobs = client.list(limit=limit, state=state)
@@ -248,7 +248,7 @@ def cancel(ctx: typer.Context, job_id: str, as_json: bool = JSON) -> None:
     with _client(ctx) as client:
         p = client.cancel(job_id)
     if as_json:
-        from shared.output import emit_json
+        from mountsync.shared.output import emit_json
 
         emit_json(p.to_json())
     else:
@@ -261,7 +261,7 @@ def resume(ctx: typer.Context, job_id: str, as_json: bool = JSON) -> None:
     with _client(ctx) as client:
         p = client.resume(job_id)
     if as_json:
-        from shared.output import emit_json
+        from mountsync.shared.output import emit_json
 
         emit_json(p.to_json())
     else:

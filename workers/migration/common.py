@@ -7,10 +7,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-from shared.errors import BadInput, CredentialsRejected, ObjectNotFound
-from shared.migration.store import ItemRow, Verified
-from shared.storage.base import Storage
-from workers.migration.verify import Digests
+from mountsync.shared.errors import BadInput, CredentialsRejected, ObjectNotFound
+from mountsync.shared.migration.store import ItemRow, Verified
+from mountsync.shared.storage.base import Storage
+from mountsync.workers.migration.verify import Digests
 
 PERMANENT = (ObjectNotFound, BadInput, CredentialsRejected)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from shared.migration.spec import Callback
+from mountsync.shared.migration.spec import Callback
 
 HTTP_TIMEOUT_S = 30.0
 USER_AGENT = "mountsync-migration/1"
@@ -93,7 +93,7 @@ def post_json(url: str, payload: dict[str, Any], timeout: float = HTTP_TIMEOUT_S
 def send_task(app: Any, callback: Callback, payload: dict[str, Any]) -> Attempt:
     """Send the batch as ``callback.task(payload)`` on ``callback.queue`` (the submitter's
     queue, declared on the fly: it is not one of mountsync's own queues)."""
-    from kombu import Queue
+    from kombu.entity import Queue
 
     try:
         queue = Queue(callback.queue, routing_key=callback.queue)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from shared.errors import RetryableError
+from mountsync.shared.errors import RetryableError
 
 T = TypeVar("T")
 

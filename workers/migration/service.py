@@ -19,19 +19,19 @@ from typing import Any
 import structlog
 from psycopg_pool import ConnectionPool
 
-from shared.config import Settings
-from shared.errors import BadInput, MountsyncError, RetryableError
-from shared.migration import TASK_CHUNK, TASK_DELIVER, lifecycle
-from shared.migration import metrics as m
-from shared.migration.plan import Entry, plan_batches, relative_to_prefix
-from shared.migration.spec import MigrationSpec, parse_spec
-from shared.migration.store import Finished, ItemRow, MigrationStore
-from shared.queues import QUEUE_MIGRATIONS, send
-from shared.storage import open_storage
-from shared.storage.base import Storage
-from workers.migration.common import Outcome, Stop, object_link
-from workers.migration.retry import ByteBudget
-from workers.migration.transfer import Transfer
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import BadInput, MountsyncError, RetryableError
+from mountsync.shared.migration import TASK_CHUNK, TASK_DELIVER, lifecycle
+from mountsync.shared.migration import metrics as m
+from mountsync.shared.migration.plan import Entry, plan_batches, relative_to_prefix
+from mountsync.shared.migration.spec import MigrationSpec, parse_spec
+from mountsync.shared.migration.store import Finished, ItemRow, MigrationStore
+from mountsync.shared.queues import QUEUE_MIGRATIONS, send
+from mountsync.shared.storage import open_storage
+from mountsync.shared.storage.base import Storage
+from mountsync.workers.migration.common import Outcome, Stop, object_link
+from mountsync.workers.migration.retry import ByteBudget
+from mountsync.workers.migration.transfer import Transfer
 
 log = structlog.get_logger("mountsync.migration")
 
@@ -70,7 +70,7 @@ def runtime(settings: Settings, app: Any) -> MigrationRuntime:
     global _runtime
     with _runtime_lock:
         if _runtime is None or _runtime[0] != os.getpid():
-            from shared.catalog.db import open_pool
+            from mountsync.shared.catalog.db import open_pool
 
             pool: ConnectionPool = open_pool(settings.database_url, min_size=1, max_size=10, name="migration")
             _runtime = (os.getpid(), MigrationRuntime(settings, MigrationStore(pool), app))

@@ -13,12 +13,12 @@ from typing import Any
 import structlog
 from celery import Celery, Task
 
-from shared.errors import BadInput, RetryableError
-from shared.migration import TASK_CHUNK, TASK_DELIVER, TASK_MAINTAIN, TASK_RESUME
-from shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION
-from workers.context import current
-from workers.migration import service, upkeep
-from workers.migration.service import MigrationRuntime
+from mountsync.shared.errors import BadInput, RetryableError
+from mountsync.shared.migration import TASK_CHUNK, TASK_DELIVER, TASK_MAINTAIN, TASK_RESUME
+from mountsync.shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION
+from mountsync.workers.context import current
+from mountsync.workers.migration import service, upkeep
+from mountsync.workers.migration.service import MigrationRuntime
 
 log = structlog.get_logger("mountsync.migration")
 MAINTAIN_EVERY_S = 60.0

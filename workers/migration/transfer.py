@@ -22,14 +22,14 @@ from typing import Any, BinaryIO
 
 import structlog
 
-from shared.errors import ObjectNotFound, RetryableError
-from shared.events import Provider, normalize_etag
-from shared.migration import metrics as m
-from shared.migration.plan import common_folder, part_count, part_size_for
-from shared.migration.spec import TransferOptions
-from shared.migration.store import ItemRow, MigrationStore, Verified
-from shared.storage.base import ObjectInfo, PartInfo, Storage, UploadSession
-from workers.migration.common import (
+from mountsync.shared.errors import ObjectNotFound, RetryableError
+from mountsync.shared.events import Provider, normalize_etag
+from mountsync.shared.migration import metrics as m
+from mountsync.shared.migration.plan import common_folder, part_count, part_size_for
+from mountsync.shared.migration.spec import TransferOptions
+from mountsync.shared.migration.store import ItemRow, MigrationStore, Verified
+from mountsync.shared.storage.base import ObjectInfo, PartInfo, Storage, UploadSession
+from mountsync.workers.migration.common import (
     PERMANENT,
     Control,
     Outcome,
@@ -42,8 +42,8 @@ from workers.migration.common import (
     read_all,
     read_exact,
 )
-from workers.migration.retry import Backoff, ByteBudget, GaveUp, with_retries
-from workers.migration.verify import (
+from mountsync.workers.migration.retry import Backoff, ByteBudget, GaveUp, with_retries
+from mountsync.workers.migration.verify import (
     ChecksumMismatch,
     Digests,
     candidate_part_sizes,

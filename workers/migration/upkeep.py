@@ -7,15 +7,15 @@ from typing import Any
 
 import structlog
 
-from shared.errors import ObjectNotFound
-from shared.migration import TASK_CHUNK, TASK_DELIVER, lifecycle
-from shared.migration import metrics as m
-from shared.migration.spec import parse_spec
-from shared.storage import open_storage
-from shared.storage.base import UploadSession
-from workers.migration.links import build_payload, deliver
-from workers.migration.retry import Backoff
-from workers.migration.service import MigrationRuntime, _settle
+from mountsync.shared.errors import ObjectNotFound
+from mountsync.shared.migration import TASK_CHUNK, TASK_DELIVER, lifecycle
+from mountsync.shared.migration import metrics as m
+from mountsync.shared.migration.spec import parse_spec
+from mountsync.shared.storage import open_storage
+from mountsync.shared.storage.base import UploadSession
+from mountsync.workers.migration.links import build_payload, deliver
+from mountsync.workers.migration.retry import Backoff
+from mountsync.workers.migration.service import MigrationRuntime, _settle
 
 log = structlog.get_logger("mountsync.migration")
 STALLED_BATCH_S = 600.0

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from shared.migration.plan import part_count
-from shared.migration.store import Verified
-from shared.storage.base import ObjectInfo
+from mountsync.shared.migration.plan import part_count
+from mountsync.shared.migration.store import Verified
+from mountsync.shared.storage.base import ObjectInfo
 
 MiB = 1024 * 1024
 READ_BLOCK = 1 * MiB
