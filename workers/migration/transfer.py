@@ -27,7 +27,6 @@ from mountsync.shared.events import Provider, normalize_etag
 from mountsync.shared.migration import metrics as m
 from mountsync.shared.migration.plan import common_folder, part_count, part_size_for
 from mountsync.shared.migration.spec import TransferOptions
-from mountsync.shared.migration.store import ItemRow, MigrationStore, Verified
 from mountsync.shared.storage.base import ObjectInfo, PartInfo, Storage, UploadSession
 from mountsync.workers.migration.common import (
     PERMANENT,
@@ -42,7 +41,10 @@ from mountsync.workers.migration.common import (
     read_all,
     read_exact,
 )
+from mountsync.workers.migration.items import ItemRow, ItemStore
+from mountsync.workers.migration.parts import PartStore
 from mountsync.workers.migration.retry import Backoff, ByteBudget, GaveUp, with_retries
+from mountsync.workers.migration.verified import VerificationCache, Verified
 from mountsync.workers.migration.verify import (
     ChecksumMismatch,
     Digests,
@@ -66,15 +68,18 @@ class Transfer:
         source: Storage,
         dest: Storage,
         options: TransferOptions,
-        store: MigrationStore,
         *,
+        items: ItemStore,
+        parts: PartStore,
+        verified: VerificationCache,
         budget: ByteBudget,
         part_pool: ThreadPoolExecutor,
         control: Control,
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.source, self.dest, self.options, self.store = source, dest, options, store
+        self.source, self.dest, self.options = source, dest, options
+        self.items, self.parts, self.verified = items, parts, verified
         self.budget, self.part_pool, self.control = budget, part_pool, control
         self.backoff = backoff or Backoff(options.retry_base_s, options.retry_max_s)
         self.sleep = sleep or _sleep
@@ -82,6 +87,7 @@ class Transfer:
         # Destination objects among the keys about to be copied, from one listing; None means
         # "unknown" and every item asks the destination itself (a HEAD per item).
         self.existing: dict[str, ObjectInfo] | None = None
+        self.records: dict[str, Verified] = {}  # verified-copy records of the keys listed
         self.multipart_etags = dest.url.provider is Provider.S3
         # One request: buffered up to BUFFERED_PUT_MAX; above that a local file, which can be
         # read twice at page-cache speed, is hashed first and then streamed (when the
@@ -106,7 +112,7 @@ class Transfer:
             except GaveUp as exc:
                 return Outcome("failed", reason=str(exc))
             except (RetryableError, ChecksumMismatch, SourceChanged, OSError) as exc:
-                item = self.store.refresh_upload(item)
+                item = self.parts.refresh_upload(item)
                 if isinstance(exc, ChecksumMismatch | SourceChanged):
                     self._forget_upload(item)
                     item = _without_upload(item)
@@ -124,7 +130,7 @@ class Transfer:
         if item.size is not None and item.size != size:
             raise Permanent(f"source has {size} bytes, the spec said {item.size}")
         if item.size is None:
-            self.store.set_size(item.job_id, item.seq, size)
+            self.items.set_size(item.job_id, item.seq, size)
         if self.options.skip_existing:
             skipped = self._skip_if_equal(item, src_key, size)
             if skipped is not None:
@@ -159,6 +165,7 @@ class Transfer:
             log.warning("destination listing failed; checking items one by one", error=str(exc))
             return
         self.existing = found
+        self.records = self.verified.get_many(self.location, found)
 
     def _skip_if_equal(self, item: ItemRow, src_key: str, size: int) -> Outcome | None:
         if self.existing is not None and item.dest_key not in self.existing:
@@ -176,7 +183,10 @@ class Transfer:
             sizes = candidate_part_sizes(size, parts, configured)
         digests = self._hash_source(src_key, sizes)
         check_wanted(item, digests)
-        record = self.store.verified(self.location, item.dest_key)
+        if self.existing is not None:
+            record = self.records.get(item.dest_key)
+        else:
+            record = self.verified.get(self.location, item.dest_key)
         if same_content(info, digests, record) is not True:
             return None
         self._forget_upload(item)
@@ -264,10 +274,10 @@ class Transfer:
             confirmed = self._confirmed_parts(item, session)
             if confirmed is not None:
                 return session, confirmed
-            self.store.forget_upload(item.job_id, item.seq)
+            self.parts.forget_upload(item.job_id, item.seq)
         part_size = part_size_for(size, self.options.part_size)
         session = self._call(lambda: self.dest.start_upload(item.dest_key, part_size), "start upload")
-        self.store.start_upload(item.job_id, item.seq, session.upload_id, part_size)
+        self.parts.start_upload(item.job_id, item.seq, session.upload_id, part_size)
         return session, {}
 
     def _confirmed_parts(self, item: ItemRow, session: UploadSession) -> dict[int, tuple[PartInfo, str]] | None:
@@ -279,7 +289,7 @@ class Transfer:
             return None
         listed = {p.number: p for p in remote}
         confirmed: dict[int, tuple[PartInfo, str]] = {}
-        for row in self.store.parts(item.job_id, item.seq, session.upload_id):
+        for row in self.parts.parts(item.job_id, item.seq, session.upload_id):
             part = listed.get(row.number)
             if not row.done or part is None or part.size != row.size:
                 continue
@@ -354,7 +364,7 @@ class Transfer:
 
     def _send_part(self, item: ItemRow, session: UploadSession, number: int, data: bytes, print_: str) -> PartInfo:
         try:
-            self.store.part_sending(item.job_id, item.seq, session.upload_id, number, len(data), print_)
+            self.parts.part_sending(item.job_id, item.seq, session.upload_id, number, len(data), print_)
 
             def send() -> PartInfo:
                 return self.dest.upload_part(session, number, data)
@@ -366,7 +376,7 @@ class Transfer:
                 what=f"upload part {number}",
                 sleep=self.sleep,
             )
-            self.store.part_done(item.job_id, item.seq, number, part.etag)
+            self.parts.part_done(item.job_id, item.seq, number, part.etag)
             m.PARTS_SENT.inc()
             m.BYTES_SENT.inc(len(data))
             return part
@@ -389,7 +399,7 @@ class Transfer:
             # Never log the upload id: for GCS it is the session URL, which grants the upload.
             log.warning("abort of upload failed", job_id=item.job_id, key=session.key, error=str(exc))
             return
-        self.store.forget_upload(item.job_id, item.seq)
+        self.parts.forget_upload(item.job_id, item.seq)
 
     def _forget_upload(self, item: ItemRow) -> None:
         if item.upload_id and item.part_size:
