@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mountsync.shared.events import normalize_etag
 from mountsync.shared.migration.pgstore import PooledStore
+from mountsync.shared.storage.base import PartInfo
 from mountsync.workers.migration.items import ItemRow
 
 
@@ -122,3 +124,18 @@ class PartStore(PooledStore):
                 (limit,),
             )
             return [Orphan(**row) for row in cur.fetchall()]
+
+
+def confirmed_parts(rows: list[PartRow], listed: list[PartInfo]) -> dict[int, tuple[PartInfo, str]]:
+    """Pure: parts recorded as done AND listed by the provider with the same size (and ETag),
+    with the fingerprint recorded when they were sent (to notice a source that changed)."""
+    by_number = {p.number: p for p in listed}
+    confirmed: dict[int, tuple[PartInfo, str]] = {}
+    for row in rows:
+        part = by_number.get(row.number)
+        if not row.done or part is None or part.size != row.size:
+            continue
+        if row.etag and part.etag and normalize_etag(row.etag) != normalize_etag(part.etag):
+            continue
+        confirmed[row.number] = (PartInfo(row.number, row.size, part.etag or row.etag or ""), row.fingerprint)
+    return confirmed

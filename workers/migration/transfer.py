@@ -9,6 +9,11 @@ flight, and all part buffers of the process share one ``ByteBudget``, so memory 
 with the file size or the number of files. Every part is recorded in PostgreSQL before it is
 sent and when it is confirmed; a resumed item re-reads (and re-hashes) the source but sends
 only parts that are not both recorded as done and listed by the provider (``list_parts``).
+
+Called by ``service`` (one ``Transfer`` per chunk run, ``run`` per claimed item). It records
+through the worker's stores: ``PartStore`` (uploads and parts), ``ItemStore.set_size`` (an item
+submitted without a size) and ``VerificationCache`` (read once per chunk with the destination
+listing); item outcomes go back to ``service.record`` as ``Outcome`` values, recorded in batches.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, BinaryIO
 import structlog
 
 from mountsync.shared.errors import ObjectNotFound, RetryableError
-from mountsync.shared.events import Provider, normalize_etag
+from mountsync.shared.events import Provider
 from mountsync.shared.migration import metrics as m
 from mountsync.shared.migration.plan import common_folder, part_count, part_size_for
 from mountsync.shared.migration.spec import TransferOptions
@@ -42,7 +47,7 @@ from mountsync.workers.migration.common import (
     read_exact,
 )
 from mountsync.workers.migration.items import ItemRow, ItemStore
-from mountsync.workers.migration.parts import PartStore
+from mountsync.workers.migration.parts import PartStore, confirmed_parts
 from mountsync.workers.migration.retry import Backoff, ByteBudget, GaveUp, with_retries
 from mountsync.workers.migration.verified import VerificationCache, Verified
 from mountsync.workers.migration.verify import (
@@ -183,10 +188,8 @@ class Transfer:
             sizes = candidate_part_sizes(size, parts, configured)
         digests = self._hash_source(src_key, sizes)
         check_wanted(item, digests)
-        if self.existing is not None:
-            record = self.records.get(item.dest_key)
-        else:
-            record = self.verified.get(self.location, item.dest_key)
+        listed = self.existing is not None  # the chunk's records were read with the listing
+        record = self.records.get(item.dest_key) if listed else self.verified.get(self.location, item.dest_key)
         if same_content(info, digests, record) is not True:
             return None
         self._forget_upload(item)
@@ -281,23 +284,12 @@ class Transfer:
         return session, {}
 
     def _confirmed_parts(self, item: ItemRow, session: UploadSession) -> dict[int, tuple[PartInfo, str]] | None:
-        """Parts recorded as done AND listed by the provider with the same size (and ETag),
-        with the MD5 recorded when they were sent; None when the upload no longer exists."""
+        """``confirmed_parts`` of the upload; None when the upload no longer exists."""
         try:
             remote = self._call(lambda: self.dest.list_parts(session), "list parts")
         except ObjectNotFound:
             return None
-        listed = {p.number: p for p in remote}
-        confirmed: dict[int, tuple[PartInfo, str]] = {}
-        for row in self.parts.parts(item.job_id, item.seq, session.upload_id):
-            part = listed.get(row.number)
-            if not row.done or part is None or part.size != row.size:
-                continue
-            if row.etag and part.etag and normalize_etag(row.etag) != normalize_etag(part.etag):
-                continue
-            info = PartInfo(row.number, row.size, part.etag or row.etag or "")
-            confirmed[row.number] = (info, row.fingerprint)
-        return confirmed
+        return confirmed_parts(self.parts.parts(item.job_id, item.seq, session.upload_id), remote)
 
     def _send_parts(
         self,
