@@ -14,7 +14,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from mountsync.shared.config import Settings
-from mountsync.shared.errors import BadInput, ServiceUnavailable
+from mountsync.shared.errors import BadInput, NotFound, ServiceUnavailable
 from mountsync.shared.migration import TASK_MAINTAIN, TASK_RESUME
 from mountsync.shared.migration.progress import Progress, item_failures, job_progress, list_jobs
 from mountsync.shared.migration.spec import parse_spec
@@ -26,7 +26,7 @@ JOB_STATES = (
 )  # fmt: skip
 
 
-class JobNotFound(BadInput):
+class JobNotFound(NotFound):
     """No migration job with that id."""
 
 
