@@ -59,6 +59,8 @@ class StorageRig:
       bucket except on GCS, where fake-gcs-server forgets a session once its status is asked, so
       those tests run on gcp-storage-emulator (the stand-in the GCS resume tests always used).
     - ``part_size``: the smallest part size the provider accepts for every part but the last.
+    - Ranged reads are not part of the protocol (``open`` streams the whole object), so the
+      suite reads in blocks and checks that a partial read continues where it stopped.
     - ``small_pages(n)``: make listings fetch ``n`` keys per request, so a few keys span pages
       (``paginates`` False: there are no pages).
     """
@@ -79,7 +81,7 @@ def local_rig(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, t
     root.mkdir()
 
     def reopen(prefix: str = "") -> Storage:
-        return open_storage(f"file://{root}")
+        return open_storage(f"file://{root}")  # a file:// mount has no prefix: its root is the bucket
 
     caps = Capabilities(
         paginates=False,
