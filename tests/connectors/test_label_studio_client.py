@@ -10,6 +10,7 @@ from mountsync.shared.errors import ConfigError, PlatformAuthRejected, PlatformU
 from mountsync.workers.connectors.label_studio_client import LabelStudioClient, NewTask
 from tests.helpers import free_port
 from tests.standins.label_studio import LabelStudioProject
+from tests.standins.s3 import MotoEndpoints
 
 # The first test of a session may build the venv and the migrated template (minutes, once).
 pytestmark = pytest.mark.timeout(900)
@@ -137,3 +138,26 @@ def test_a_server_that_does_not_answer_is_retryable() -> None:
 
     with pytest.raises(PlatformUnavailable):
         client.whoami()
+
+
+def test_label_studios_own_s3_sync_runs_on_moto_for_the_baseline(
+    client: LabelStudioClient, label_studio: LabelStudioProject, moto: MotoEndpoints
+) -> None:
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket="ls-baseline")
+    for key in ("frames/1.png", "frames/2.png", "frames/sub/3.png"):
+        s3.put_object(Bucket="ls-baseline", Key=key, Body=key.encode())
+    storage = label_studio.server.add_s3_import_storage(label_studio.project_id, "ls-baseline", "frames/", moto)
+
+    label_studio.server.sync_s3_import_storage(storage)
+
+    # This is how Label Studio's own storage refers to an object: the task data holds s3://bucket/key
+    # (the client lists it as stored; by default Label Studio answers with its /resolve/ proxy URL).
+    images = sorted(t.data["image"] for t in client.iter_tasks(label_studio.project_id))
+    assert images == [
+        "s3://ls-baseline/frames/1.png",
+        "s3://ls-baseline/frames/2.png",
+        "s3://ls-baseline/frames/sub/3.png",
+    ]
+    task = client.get_task(min(t.id for t in client.iter_tasks(label_studio.project_id)))
+    assert task is not None and task.data["image"].startswith("s3://ls-baseline/frames/")

@@ -33,11 +33,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from tests.helpers import ROOT, Proc, free_port, require_service
+from tests.standins.s3 import MotoEndpoints
 
 HOME = ROOT / ".mountsync" / "label-studio"
 VENV = HOME / "venv"
@@ -86,6 +88,36 @@ class LabelStudioServer:
         )
         response.raise_for_status()
 
+    def add_s3_import_storage(self, project: int, bucket: str, prefix: str, moto: MotoEndpoints) -> int:
+        """Label Studio's own S3 source storage on a moto bucket (the benchmarks' baseline)."""
+        response = requests.post(
+            f"{self.url}/api/storages/s3/",
+            json={
+                "project": project,
+                "title": f"moto {bucket}",
+                "bucket": bucket,
+                "prefix": prefix,
+                "use_blob_urls": True,
+                "recursive_scan": True,
+                "aws_access_key_id": moto.access_key_id,
+                "aws_secret_access_key": moto.secret_access_key,
+                "region_name": moto.region,
+                "s3_endpoint": moto.endpoint_url,
+            },
+            headers=self.access_headers(),
+            timeout=30,
+        )
+        response.raise_for_status()
+        return int(response.json()["id"])
+
+    def sync_s3_import_storage(self, storage_id: int) -> dict[str, Any]:
+        """Run the storage's sync; without Redis it completes inside this request."""
+        response = requests.post(
+            f"{self.url}/api/storages/s3/{storage_id}/sync", headers=self.access_headers(), timeout=600
+        )
+        response.raise_for_status()
+        return dict(response.json())
+
 
 @dataclass(frozen=True)
 class LabelStudioProject:
@@ -111,14 +143,36 @@ def ensure_installed() -> str:
     return version
 
 
+# Label Studio queues background jobs (storage syncs, stats) on any Redis answering on
+# localhost:6379, which is the test Redis, where no RQ worker runs: they would never finish and
+# its keys would land in db 0. Point RQ at a port nothing listens on (1, privileged), so jobs
+# run in the request, as on a default install without Redis.
+SETTINGS_MODULE = "mountsync_label_studio_settings"
+# Label Studio's settings read Django's settings while they load, so Django must find its own
+# module there; the queue dicts are shared with the loaded settings, so changing them in place works.
+SETTINGS_SOURCE = """import os
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "label_studio.core.settings.label_studio"
+from label_studio.core.settings.label_studio import *  # noqa: E402, F403
+
+for _queue in RQ_QUEUES.values():  # noqa: F405
+    _queue["HOST"], _queue["PORT"] = "127.0.0.1", 1
+"""
+
+
 def server_env(data_dir: Path) -> dict[str, str]:
+    (data_dir / f"{SETTINGS_MODULE}.py").write_text(SETTINGS_SOURCE)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))}
     env.update(
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir),
+        DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
+        PYTHONPATH=str(data_dir),
         DJANGO_DB="sqlite",
         # No calls out of this machine: no version check against PyPI, no analytics.
         LATEST_VERSION_CHECK="false",
         COLLECT_ANALYTICS="false",
+        # Its SSRF guard refuses storage endpoints on private addresses, and moto is on 127.0.0.1.
+        SSRF_PROTECTION_ENABLED="false",
         SENTRY_DSN="",
         FRONTEND_SENTRY_DSN="",
         PYTHONUNBUFFERED="1",

@@ -138,9 +138,9 @@ class LabelStudioClient:
         """Every task of the project, page by page (memory holds one page)."""
         page, seen = 1, 0
         while True:
-            body = self._http.json(
-                "GET", "/api/tasks", params={"project": project, "page": page, "page_size": page_size}
-            )
+            # resolve_uri=false: the stored s3://bucket/key, not Label Studio's /tasks/N/resolve/ proxy URL.
+            params = {"project": project, "page": page, "page_size": page_size, "resolve_uri": "false"}
+            body = self._http.json("GET", "/api/tasks", params=params)
             rows = body.get("tasks") or []
             for row in rows:
                 yield Task.from_api(row)
@@ -153,7 +153,7 @@ class LabelStudioClient:
     def get_task(self, task_id: int) -> Task | None:
         """The task, or None when it does not exist (deleted by someone else)."""
         try:
-            return Task.from_api(self._http.json("GET", f"/api/tasks/{task_id}"))
+            return Task.from_api(self._http.json("GET", f"/api/tasks/{task_id}", params={"resolve_uri": "false"}))
         except PlatformRecordMissing:
             return None
 
