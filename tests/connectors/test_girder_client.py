@@ -169,3 +169,24 @@ def test_a_missing_folder_reads_as_none_and_a_dead_server_is_retryable(client: G
     dead = GirderClient(f"http://127.0.0.1:{free_port()}", "any-key", timeout_s=2)
     with pytest.raises(PlatformUnavailable):
         dead.whoami()
+
+
+def test_many_objects_of_one_folder_are_referenced_in_one_import(client: GirderClient, girder: GirderWorkspace) -> None:
+    keys = [f"seq/cam/{i:04d}.png" for i in range(250)]  # more than one import batch
+    for key in keys:
+        put(girder, key, key.encode())
+    put(girder, "seq/cam/other.png", b"not asked for")
+    folder = client.ensure_folder_path(girder.folder_id, "seq/cam")
+    assert folder is not None
+
+    items = client.reference_objects(girder.assetstore_id, folder.id, [*keys, "seq/cam/vanished.png"])
+    again = client.reference_objects(girder.assetstore_id, folder.id, keys[:3])
+
+    assert sorted(items) == keys
+    assert {k: i.id for k, i in again.items()} == {k: items[k].id for k in keys[:3]}
+    assert sorted(i.name for i in client.items(folder.id)) == sorted(k.rsplit("/", 1)[1] for k in keys)
+    [file] = client.item_files(items["seq/cam/0007.png"].id)
+    location = client.download_location(file.id)
+    assert location is not None and requests.get(location, timeout=30).content == b"seq/cam/0007.png"
+    with pytest.raises(ValueError, match="one folder"):
+        client.reference_objects(girder.assetstore_id, folder.id, ["a/x.png", "b/y.png"])
