@@ -5,6 +5,12 @@
 - ``RetryableError``: try again later (back off); transports nack/release, tasks retry.
 - ``InvalidEvent``: this payload can never be processed; dead-letter it with the reason.
 - ``ObjectNotFound``: the object does not exist (also a ``FileNotFoundError``).
+- ``NotFound``: a name the caller gave (mount, alert, job, token) is unknown; a ``BadInput``.
+- ``Conflict``: the request is valid but the state forbids it (HTTP 409), e.g. an unversioned
+  bucket asked for a pinned version.
+- ``PlatformUnavailable`` / ``PlatformAuthRejected`` / ``PlatformRequestRejected``: an annotation
+  platform (Label Studio, Girder) is down (retry), refused the credentials (fix them), or refused
+  one request (a bug or a changed API; retrying the same request will not help).
 """
 
 from __future__ import annotations
@@ -26,7 +32,11 @@ class ConfigError(BadInput):
     """Settings or environment are wrong or incomplete."""
 
 
-class MountNotFound(BadInput):
+class NotFound(BadInput):
+    """A named thing (mount, dataset, alert, job, token) does not exist; HTTP answers 404."""
+
+
+class MountNotFound(NotFound):
     """No mount with that name."""
 
 
@@ -56,9 +66,37 @@ class CredentialsRejected(MountsyncError):
     exit_code = 1
 
 
+class Conflict(BadInput):
+    """Valid input the current state cannot serve (an old version of an unversioned object)."""
+
+
 class InvalidEvent(MountsyncError):
     """A payload that can never become an ObjectChange; it goes to the dead-letter store."""
 
 
 class ObjectNotFound(MountsyncError, FileNotFoundError):
     """The object does not exist at the storage location."""
+
+
+class PlatformUnavailable(RetryableError):
+    """An annotation platform did not answer, or answered 5xx or 429; ``retry_after_s`` is its hint."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PlatformAuthRejected(ConfigError):
+    """The platform refused the token or API key (401/403): retrying will not help, new credentials will."""
+
+
+class PlatformRequestRejected(MountsyncError):
+    """The platform refused one request (4xx other than auth); ``status`` is its HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PlatformRecordMissing(PlatformRequestRejected):
+    """The task, item, file or folder named in the request does not exist (404)."""
