@@ -11,7 +11,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from mountsync.shared.errors import BadInput
+from mountsync.shared.errors import NotFound
 
 # Payloads above this are stored truncated (the reason says so); nothing is dropped silently.
 MAX_STORED_PAYLOAD = 1024 * 1024
@@ -88,7 +88,7 @@ class DeadLetters:
                 (letter_id,),
             ).fetchone()
         if row is None:
-            raise BadInput(f"no dead letter with id {letter_id}; `mountsync deadletters list`")
+            raise NotFound(f"no dead letter with id {letter_id}; `mountsync deadletters list`")
         return _row(row)
 
     def mark_replayed(self, conn: psycopg.Connection, letter_id: int) -> None:

@@ -3,7 +3,8 @@
 - ``POST /migrations`` (write) body = a spec -> 202 ``{"job_id", "state", "status_url"}``;
 - ``GET /migrations?state=S&limit=N`` -> ``{"jobs": [progress, ...]}``;
 - ``GET /migrations/{job_id}`` -> progress and the first failures; 404 for an unknown job;
-- ``POST /migrations/{job_id}/cancel`` (write) -> progress after the cancel.
+- ``POST /migrations/{job_id}/cancel`` (write) -> progress after the cancel;
+- ``POST /migrations/{job_id}/resume`` (write) -> re-queue the open chunks of a job whose workers were lost.
 
 A ``file://`` source makes a worker read its own disk, so over HTTP it must lie under one of
 ``MOUNTSYNC_MIGRATION_SOURCE_ROOTS`` (comma-separated absolute directories); otherwise 400.
@@ -77,3 +78,9 @@ def status(job_id: str, rt: Runtime) -> dict[str, Any]:
 @router.post("/{job_id}/cancel", dependencies=[Depends(require_write)])
 def cancel(job_id: str, rt: Runtime) -> dict[str, Any]:
     return _client(rt).cancel(job_id).to_json()
+
+
+@router.post("/{job_id}/resume", dependencies=[Depends(require_write)])
+def resume(job_id: str, rt: Runtime) -> dict[str, Any]:
+    """Queue the open chunks of a job again (after its workers were lost), as ``migrate resume``."""
+    return _client(rt).resume(job_id).to_json()
