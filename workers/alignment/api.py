@@ -48,8 +48,9 @@ def list_datasets(mount: str, conn: Catalog) -> dict[str, Any]:
 
 @router.get("/mounts/{mount}/datasets/{folder:path}/frames")
 def frames(mount: str, folder: str, conn: Catalog, cfg: SettingsDep) -> dict[str, Any]:
-    """The frames to use (the pinned manifest while quarantined, else the current order), and the
-    pinned manifest with each frame's live state (``same``, ``changed``, ``missing``)."""
+    """The frames to use (the pinned manifest while quarantined, else the current order), the
+    pinned manifest with each frame's live state (``same``, ``changed``, ``missing``), and the
+    folder's current order (``current``; differs from the pinned one while quarantined)."""
     found = Mounts(conn).get(mount)
     config = AlignmentConfig.from_settings(cfg)
     view = service.frames_view(conn, config, found, _folder(folder), StorageIO(found))
@@ -61,9 +62,12 @@ def frames(mount: str, folder: str, conn: Catalog, cfg: SettingsDep) -> dict[str
         manifest = service.FramesView(view.path, view.type, "pinned", view.quarantined, view.order,
                                       store.pinned_frames(conn, rows[0].id), view.live)  # fmt: skip
         pinned = service.describe_frames(manifest)
+    current = view if not view.quarantined else service.frames_view(conn, config, found, view.path,
+                                                                     StorageIO(found), live=True)  # fmt: skip
     return {"mount": mount, "dataset": view.path, "type": view.type, "source": view.source,
             "quarantined": view.quarantined, "order": view.order,
-            "frames": service.describe_frames(view), "pinned": pinned}  # fmt: skip
+            "frames": service.describe_frames(view), "pinned": pinned,
+            "current": service.describe_frames(current)}  # fmt: skip
 
 
 @router.post("/mounts/{mount}/datasets/{folder:path}/pin", dependencies=[Depends(require_write)])

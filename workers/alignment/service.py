@@ -323,8 +323,10 @@ class FramesView:
     live: dict[str, Frame]
 
 
-def frames_view(conn: psycopg.Connection, config: AlignmentConfig, mount: Mount, path: str, io: MountIO) -> FramesView:
-    """What the platform should use: the pinned manifest while quarantined, else live frames."""
+def frames_view(conn: psycopg.Connection, config: AlignmentConfig, mount: Mount, path: str, io: MountIO,
+                *, live: bool = False) -> FramesView:  # fmt: skip
+    """What the platform should use: the pinned manifest while quarantined, else live frames.
+    ``live=True`` gives the folder's current order even while quarantined (to compare the two)."""
     with conn.transaction():
         path, folder = locate_dataset(conn, config, mount, path)
         spec, contents, objects = _spec_at(conn, config, mount, folder, path)
@@ -332,11 +334,11 @@ def frames_view(conn: psycopg.Connection, config: AlignmentConfig, mount: Mount,
         row = rows[0] if rows else None
         order = row.order_policy if row else config.default_order
         kind = row.type if row else (spec.type if spec else "")
-        if row is not None and row.quarantined:
+        if row is not None and row.quarantined and not live:
             pinned = store.pinned_frames(conn, row.id)
             return FramesView(path, kind, "pinned", True, order, pinned, objects)
         current = order_frames(spec, order, contents, objects, io) if spec else []
-    return FramesView(path, kind, "live", False, order, current, objects)
+    return FramesView(path, kind, "live", bool(row and row.quarantined), order, current, objects)
 
 
 def describe_frames(view: FramesView) -> list[dict[str, object]]:
