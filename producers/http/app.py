@@ -17,9 +17,10 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI
 
 from mountsync.producers.http import health
-from mountsync.producers.http.api import changes, migrations, mounts
+from mountsync.producers.http.api import changes, deadletters, migrations, mounts
 from mountsync.producers.http.context import ServeContext, recover_until_done
 from mountsync.producers.http.receivers import RECEIVERS, Receiver, receivers_router
+from mountsync.producers.statuspage.routes import install_status_page
 from mountsync.shared.api.auth import require_read
 from mountsync.shared.api.errors import ERROR_RESPONSES, install_error_handlers
 from mountsync.shared.config import Settings
@@ -32,7 +33,7 @@ API_ENTRY_POINTS = "mountsync.api"
 def api_router() -> APIRouter:
     """Every ``/api/v1`` route, behind a read token at least (write routes ask for more)."""
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_read)], responses=ERROR_RESPONSES)
-    for router in (mounts.router, changes.router, migrations.router):
+    for router in (mounts.router, changes.router, migrations.router, deadletters.router):
         api.include_router(router)
     for entry in entry_points(group=API_ENTRY_POINTS):
         api.include_router(entry.load())
@@ -53,6 +54,7 @@ def make_app(settings: Settings, *, consumer: str = "", receivers: tuple[Receive
     app.include_router(health.router)
     app.include_router(receivers_router(receivers))
     app.include_router(api_router())
+    install_status_page(app)
     return app
 
 

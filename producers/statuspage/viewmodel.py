@@ -169,6 +169,12 @@ def compare_frames(pinned: Sequence[Mapping[str, Any]], current: Sequence[Mappin
     return rows
 
 
+def frame_name(key: str, folder: str) -> str:
+    """A frame's key as shown beside its dataset: relative to the dataset's folder when inside it."""
+    inside = folder.strip("/") + "/" if folder.strip("/") else ""
+    return key[len(inside) :] if inside and key.startswith(inside) else key
+
+
 def first_shifted(rows: Sequence[FramePair]) -> int | None:
     return next((row.index for row in rows if row.shifted), None)
 
@@ -195,4 +201,6 @@ def reconcile_label(run: Mapping[str, Any] | None) -> str:
     if run.get("state") == "failed":
         return f"failed: {run.get('error') or 'see mountsync reindex --wait'}"
     missed = sum(int(run.get(k) or 0) for k in ("created", "updated", "deleted"))
-    return "ok, nothing missed" if missed == 0 else f"ok, {missed} missed by events"
+    return (
+        "ok, nothing missed" if missed == 0 else f"ok, found {missed} change{'s' if missed != 1 else ''} events missed"
+    )

@@ -14,6 +14,7 @@ from mountsync.producers.statuspage.viewmodel import (
     first_shifted,
     format_bytes,
     format_duration,
+    frame_name,
     lag_view,
     migration_view,
     parse_time,
@@ -133,5 +134,12 @@ def test_lag_and_reconcile_wording() -> None:
     assert lag_view({"changes_queued": None}).queued == "unknown (Redis down)"
     assert reconcile_label(None) == "not yet"
     assert reconcile_label({"state": "succeeded", "created": 0, "updated": 0, "deleted": 0}) == "ok, nothing missed"
-    assert reconcile_label({"state": "succeeded", "created": 2, "deleted": 1}) == "ok, 3 missed by events"
+    assert reconcile_label({"state": "succeeded", "created": 2, "deleted": 1}) == "ok, found 3 changes events missed"
+    assert reconcile_label({"state": "succeeded", "updated": 1}) == "ok, found 1 change events missed"
     assert reconcile_label({"state": "failed", "error": "bucket gone"}) == "failed: bucket gone"
+
+
+def test_frame_names_are_shown_relative_to_their_dataset() -> None:
+    assert frame_name("survey/reef_a/frame_1.png", "survey/reef_a") == "frame_1.png"
+    assert frame_name("frame_1.png", "") == "frame_1.png"
+    assert frame_name("other/frame_1.png", "survey") == "other/frame_1.png"
