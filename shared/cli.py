@@ -262,7 +262,7 @@ def ls(
 def demo(
     ctx: typer.Context,
     data_dir: str = typer.Option(".mountsync", "--data-dir", help="Where embedded servers and sample files live."),
-    keep_running: bool = typer.Option(False, "--keep-running", help="Stay up with Flower afterwards."),
+    keep_running: bool = typer.Option(False, "--keep-running", help="Stay up: status page (URL, token), Flower."),
     as_json: bool = JSON,
 ) -> None:
     """Mirror a sample image tree end to end: servers, worker, producer, changes, catalog."""

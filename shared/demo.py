@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,11 +27,13 @@ from mountsync.shared.catalog.mounts import Mounts
 from mountsync.shared.config import Settings, redact_url
 from mountsync.shared.embedded import EmbeddedServers
 from mountsync.shared.errors import MountNotFound, MountsyncError
-from mountsync.shared.output import console, emit_table
+from mountsync.shared.output import console, emit_table, err_console
 from mountsync.shared.queues import FEED_STREAM
 from mountsync.shared.storage.local import fs_etag
 
 MOUNT = "demo"
+DEMO_TOKEN = "demo"
+STATUS_PORT = 8080
 STEP_TIMEOUT_S = 60.0
 
 
@@ -209,8 +212,8 @@ def run_demo(settings: Settings, data_dir: str, *, keep_running: bool, quiet: bo
     summary: dict[str, Any] = {"servers": servers.started, "steps": []}
     try:
         summary.update(_run(settings, root, procs, say, quiet))
-        if keep_running:
-            _stay_up(procs, say)
+        if keep_running:  # with --json the page's URL and token go to stderr (stdout holds the JSON)
+            _stay_up(settings, procs, err_console.print if quiet else say)
     finally:
         procs.stop()
         servers.stop()
@@ -284,9 +287,35 @@ def _wait_for_alerts(settings: Settings, procs: Processes) -> list[Any]:
         raise DemoFailed(f"`mountsync alerts {MOUNT} --json` printed no JSON ({exc})") from None
 
 
-def _stay_up(procs: Processes, say: Callable[..., None]) -> None:
+def _free_port(preferred: int) -> int:
+    """``preferred`` when nothing listens there, else any free port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _status_page(settings: Settings, procs: Processes) -> tuple[str, str]:
+    """Start ``serve`` (no push receivers: the demo's producer watches the directory) and make a
+    write token for the page; the URL and the token (shown once) are the demo's to print."""
+    from mountsync.shared.catalog.tokens import create_token, revoke_token
+
+    port = _free_port(STATUS_PORT)
+    procs.start("serve", "serve", "--port", str(port), "--receivers", "none")
+    with connect(settings.database_url) as conn:
+        with contextlib.suppress(MountsyncError):
+            revoke_token(conn, DEMO_TOKEN)
+        token = create_token(conn, DEMO_TOKEN, "write")
+    return f"http://127.0.0.1:{port}/", token
+
+
+def _stay_up(settings: Settings, procs: Processes, say: Callable[..., None]) -> None:
+    url, token = _status_page(settings, procs)
     procs.start("flower", "flower", "--port", "5555")
-    say("[bold]running[/bold]  worker, producer and Flower at http://127.0.0.1:5555 - Ctrl-C to stop")
+    say(f"[bold]status page[/bold] {url}  sign in with the token {token}", soft_wrap=True)
+    say("[bold]running[/bold]  worker, producer, serve and Flower at http://127.0.0.1:5555 - Ctrl-C to stop")
     try:
         while all(p.poll() is None for _, p in procs.procs):
             time.sleep(0.5)
