@@ -15,6 +15,7 @@ from mountsync.producers.statuspage.viewmodel import (
     display_url,
     exact_time,
     first_shifted,
+    format_duration,
     frame_name,
     lag_view,
     migration_view,
@@ -79,6 +80,10 @@ def context(data: PageData, session: Session, now: datetime) -> dict[str, Any]:
         "quarantined": [_quarantine_row(q) for q in data.quarantined],
         "migrations": [
             {**j, "view": migration_view(j), "created": parse_time(j.get("created_at"))} for j in data.migrations
+        ],
+        "sinks": [
+            {**s, "lag": format_duration(s.get("lag_seconds")) + " behind", "delivered": parse_time(s.get("delivered_at"))}
+            for s in data.sinks or []
         ],
         "dead_letters": [{**d, "created": parse_time(d.get("created_at"))} for d in data.dead_letters or []],
     }
