@@ -82,7 +82,11 @@ def context(data: PageData, session: Session, now: datetime) -> dict[str, Any]:
             {**j, "view": migration_view(j), "created": parse_time(j.get("created_at"))} for j in data.migrations
         ],
         "sinks": [
-            {**s, "lag": format_duration(s.get("lag_seconds")) + " behind", "delivered": parse_time(s.get("delivered_at"))}
+            {
+                **s,
+                "lag": format_duration(s.get("lag_seconds")) + " behind",
+                "delivered": parse_time(s.get("delivered_at")),
+            }
             for s in data.sinks or []
         ],
         "dead_letters": [{**d, "created": parse_time(d.get("created_at"))} for d in data.dead_letters or []],

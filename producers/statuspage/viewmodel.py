@@ -183,24 +183,26 @@ def first_shifted(rows: Sequence[FramePair]) -> int | None:
 class LagView:
     """How far a mount is behind: the gap between its newest event and its application."""
 
-    apply_delay: str  # how long the newest applied change took from its event
+    apply_delay: str  # how long the newest applied change took from its event ("2 s after its event")
     queued: str
 
 
 def lag_view(mount: Mapping[str, Any]) -> LagView:
     event, applied = parse_time(mount.get("last_event_at")), parse_time(mount.get("last_applied_at"))
-    delay = format_duration(max(0.0, (applied - event).total_seconds())) if event and applied else UNKNOWN
+    delay = (
+        f"{format_duration(max(0.0, (applied - event).total_seconds()))} after its event"
+        if event and applied
+        else UNKNOWN
+    )
     queued = mount.get("changes_queued")
     return LagView(apply_delay=delay, queued="unknown (Redis down)" if queued is None else f"{int(queued)} queued")
 
 
 def reconcile_label(run: Mapping[str, Any] | None) -> str:
-    """The last reconcile's result in a few words: "ok, 3 missed" or "failed: <error>"."""
+    """The last reconcile's result in a few words: "ok, caught 3 missed changes" or "failed: <error>"."""
     if not run:
         return "not yet"
     if run.get("state") == "failed":
         return f"failed: {run.get('error') or 'see mountsync reindex --wait'}"
     missed = sum(int(run.get(k) or 0) for k in ("created", "updated", "deleted"))
-    return (
-        "ok, nothing missed" if missed == 0 else f"ok, found {missed} change{'s' if missed != 1 else ''} events missed"
-    )
+    return "ok, nothing missed" if missed == 0 else f"ok, caught {missed} missed change{'s' if missed != 1 else ''}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -89,11 +90,16 @@ def _tab_to(driver: WebDriver, element_id: str, presses: int = 60) -> WebElement
 
 
 def _screenshot(driver: WebDriver, path: Path, width: int) -> Path:
-    """The whole page at ``width`` CSS px (the window grows to the page's height)."""
+    """The whole page laid out at ``width`` CSS px, captured beyond the window (Chromium's CDP)."""
+    import base64
+
     driver.set_window_size(width, 900)
-    height = int(driver.execute_script("return document.documentElement.scrollHeight;"))
-    driver.set_window_size(width, min(max(height + 20, 600), 4000))
-    driver.save_screenshot(str(path))
+    wait_for(lambda: driver.execute_script("return window.innerWidth;") == width, timeout=10, what="the resize")
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": width, "height": size["height"], "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                            "clip": clip})  # fmt: skip
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path
 
 
@@ -239,3 +245,73 @@ def test_pinned_insert_alert_side_by_side_read_only_ack_and_migration(
     assert _not_reloaded(page)
     status = catalog.execute("SELECT status FROM alignment_alerts WHERE id = %s", (alert_id,)).fetchone()
     assert status == ("acked",)
+
+
+def solid_png(rgb: tuple[int, int, int], size: int = 16) -> bytes:
+    """A tiny PNG of one colour (so a thumbnail's pixels tell which version was served)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes(rgb) * size
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * size)) + chunk(b"IEND", b"")
+    )
+
+
+COLOURS = {"frame_1": (200, 30, 30), "frame_2": (30, 160, 60), "frame_3": (30, 60, 200), "frame_4": (230, 190, 20),
+           "frame_2b": (190, 40, 190)}  # fmt: skip
+PIXEL_JS = """
+const img = document.querySelector('#quarantined tr[data-index="' + arguments[0] + '"] img.thumb');
+if (!img || !img.complete || img.naturalWidth === 0) { return null; }
+const canvas = document.createElement('canvas');
+canvas.width = 1; canvas.height = 1;
+const ctx = canvas.getContext('2d');
+ctx.drawImage(img, 0, 0, 1, 1);
+return Array.from(ctx.getImageData(0, 0, 1, 1).data.slice(0, 3));
+"""
+
+
+def test_thumbnails_show_the_pinned_versions_of_a_versioned_bucket(
+    page: WebDriver,
+    serve: str,
+    catalog: psycopg.Connection,
+    cli: Cli,
+    worker: WorkerProcess,
+    moto: Any,
+    tmp_path: Path,
+    artifacts: Path,
+) -> None:
+    s3 = moto.client("s3")
+    bucket = "reef-survey"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    for name in ("frame_1", "frame_2", "frame_3", "frame_4"):
+        s3.put_object(Bucket=bucket, Key=f"reef_a/{name}.png", Body=solid_png(COLOURS[name]), ContentType="image/png")
+    cli("mount", "add", "reefs", f"s3://{bucket}/", "--endpoint-url", moto.endpoint_url, check=True)
+    cli("reindex", "reefs", "--wait", check=True)
+    cli("pin", "reefs", "reef_a", "--last-annotated", "3", check=True)
+    source = tmp_path / "to_move"
+    source.mkdir()
+    for i in range(4):
+        (source / f"clip_{i}.bin").write_bytes(os.urandom(150_000))
+    cli("migrate", "submit", "--source", f"file://{source}", "--dest", f"file://{tmp_path / 'moved'}", check=True)
+    s3.put_object(Bucket=bucket, Key="reef_a/frame_2b.png", Body=solid_png(COLOURS["frame_2b"]),
+                  ContentType="image/png")  # fmt: skip
+    cli("reindex", "reefs", "--wait", check=True)
+    wait_for(lambda: _open_alert_id(catalog), timeout=UI_TIMEOUT_S, what="the alignment alert")
+
+    _signed_in(page, serve, catalog, "write", "annotation-lead")
+    wait_for(lambda: len(_frames_rows(page)) == 5, timeout=UI_TIMEOUT_S, what="the side-by-side frames")
+    for index, pinned in enumerate(("frame_1", "frame_2", "frame_3", "frame_4")):
+        pixel = wait_for(lambda i=index: page.execute_script(PIXEL_JS, i), timeout=UI_TIMEOUT_S,
+                         what=f"the thumbnail of pinned frame {index}")  # fmt: skip
+        assert all(abs(a - b) <= 2 for a, b in zip(pixel, COLOURS[pinned], strict=True)), (index, pixel)
+    assert page.execute_script(PIXEL_JS, 4) is None  # no pinned frame at index 4: no thumbnail
+    wait_for(lambda: "completed" in _text(page, "#migrations"), timeout=UI_TIMEOUT_S * 2, what="the migration")
+    for width in (1280, 390):
+        _screenshot(page, artifacts / f"thumbnails-{width}.png", width)
+        assert page.execute_script("return document.documentElement.scrollWidth;") <= width

@@ -27,7 +27,7 @@ def _mount(**fields: object) -> dict[str, object]:
 def test_mounts_show_figures_without_credentials_and_escape_what_they_print() -> None:
     html = render_sections(PageData(mounts=[_mount(held_deletes=3)]), WRITE, NOW)
     assert "s3://bucket/reefs/" in html and "secret" not in html and "sig=abc" not in html
-    assert "12,345" in html and "4 queued" in html and "1 s" in html
+    assert "12,345" in html and "4 queued" in html and "1 s after its event" in html
     assert '<time datetime="2026-12-03T09:57:00+00:00" title="2026-12-03 09:57:00 UTC">3 min ago</time>' in html
     assert "failed: bucket &lt;gone&gt;" in html and "Held deletes" in html
     assert 'id="reconcile-reefs"' in html and 'value="csrf-value"' in html

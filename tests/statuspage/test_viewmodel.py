@@ -130,12 +130,12 @@ def test_replaced_content_at_the_same_key_is_shifted_too() -> None:
 def test_lag_and_reconcile_wording() -> None:
     lag = lag_view({"last_event_at": "2026-12-03T10:00:00+00:00", "last_applied_at": "2026-12-03T10:00:02+00:00",
                     "changes_queued": 3})  # fmt: skip
-    assert (lag.apply_delay, lag.queued) == ("2 s", "3 queued")
+    assert (lag.apply_delay, lag.queued) == ("2 s after its event", "3 queued")
     assert lag_view({"changes_queued": None}).queued == "unknown (Redis down)"
     assert reconcile_label(None) == "not yet"
     assert reconcile_label({"state": "succeeded", "created": 0, "updated": 0, "deleted": 0}) == "ok, nothing missed"
-    assert reconcile_label({"state": "succeeded", "created": 2, "deleted": 1}) == "ok, found 3 changes events missed"
-    assert reconcile_label({"state": "succeeded", "updated": 1}) == "ok, found 1 change events missed"
+    assert reconcile_label({"state": "succeeded", "created": 2, "deleted": 1}) == "ok, caught 3 missed changes"
+    assert reconcile_label({"state": "succeeded", "updated": 1}) == "ok, caught 1 missed change"
     assert reconcile_label({"state": "failed", "error": "bucket gone"}) == "failed: bucket gone"
 
 
