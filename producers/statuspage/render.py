@@ -75,7 +75,7 @@ def context(data: PageData, session: Session, now: datetime) -> dict[str, Any]:
         "ago": lambda moment: relative_time(moment, now),
         "exact": exact_time,
         "mounts": [_mount_row(m) for m in data.mounts],
-        "show_held": any("held_deletes" in m for m in data.mounts),
+        "show_held": any(m.get("held_deletes") is not None for m in data.mounts),
         "alerts": [{**a, "created": parse_time(a.get("created_at"))} for a in data.alerts],
         "quarantined": [_quarantine_row(q) for q in data.quarantined],
         "migrations": [

@@ -75,7 +75,17 @@ def mount_status(conn: psycopg.Connection, mount: Mount) -> dict[str, Any]:
         "last_event_at": newest[1].isoformat() if newest and newest[1] else None,
         "last_applied_at": newest[2].isoformat() if newest else None,
         "last_reconcile": {**run.describe(), "finished_at": _iso(run.finished_at)} if run else None,
+        "held_deletes": held_deletes(conn, mount),
     }
+
+
+def held_deletes(conn: psycopg.Connection, mount: Mount) -> int | None:
+    """Deletes the mass-delete guard holds back for ``mount``; None on a catalog without the guard."""
+    row = conn.execute("SELECT to_regclass('held_deletes') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return None
+    count = conn.execute("SELECT count(*) FROM held_deletes WHERE mount_id = %s", (mount.id,)).fetchone()
+    return int(count[0]) if count else 0
 
 
 def _iso(value: Any) -> str | None:

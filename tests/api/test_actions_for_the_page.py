@@ -37,3 +37,10 @@ def test_resume_of_an_unknown_job_is_404_and_needs_a_write_token(api, read_auth,
     assert api.post("/api/v1/migrations/nope/resume", headers=read_auth).status_code == 403
     missing = api.post("/api/v1/migrations/nope/resume", headers=write_auth)
     assert missing.status_code == 404 and "nope" in missing.json()["error"]
+
+
+def test_mounts_say_held_deletes_only_where_the_guard_exists(api, catalog, add_mount, read_auth) -> None:
+    add_mount("m", "s3://bkt/")
+    exists = catalog.execute("SELECT to_regclass('held_deletes') IS NOT NULL").fetchone()[0]
+    held = api.get("/api/v1/mounts/m", headers=read_auth).json()["held_deletes"]
+    assert held == (0 if exists else None)

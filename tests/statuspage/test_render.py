@@ -31,6 +31,8 @@ def test_mounts_show_figures_without_credentials_and_escape_what_they_print() ->
     assert '<time datetime="2026-12-03T09:57:00+00:00" title="2026-12-03 09:57:00 UTC">3 min ago</time>' in html
     assert "failed: bucket &lt;gone&gt;" in html and "Held deletes" in html
     assert 'id="reconcile-reefs"' in html and 'value="csrf-value"' in html
+    without_guard = render_sections(PageData(mounts=[_mount(held_deletes=None)]), WRITE, NOW)
+    assert "Held deletes" not in without_guard  # a catalog without the mass-delete guard
 
 
 def test_read_only_sessions_get_no_forms_at_all() -> None:

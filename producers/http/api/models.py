@@ -38,6 +38,7 @@ class MountView(BaseModel):
     last_applied_at: str | None
     last_reconcile: dict[str, Any] | None
     changes_queued: int | None
+    held_deletes: int | None = None  # deletes held by the mass-delete guard; None without the guard
 
 
 class MountsPage(BaseModel):
