@@ -220,6 +220,7 @@ def test_bench_webhook(
     warmup = blob_events[EVENTS:]
     bare_key = f"{settings.redis_prefix}bench:bare-webhook"
     bare_proc, port = start_http([settings.redis_url, bare_key], None, tmp_path / "bare-http.log", code=BARE_HTTP)
+    redis_client.delete(bare_key)  # the start-up probe's push
     delivered = False
 
     def send(url: str) -> None:
