@@ -3,14 +3,9 @@ TestClient) on the session's real PostgreSQL and Redis."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
-from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +14,6 @@ from mountsync.producers.http.app import make_app
 from mountsync.shared.api.sessions import CSRF_HEADER, SESSION_COOKIE
 from mountsync.shared.catalog.tokens import create_token, revoke_token
 from mountsync.shared.config import Settings
-from tests.helpers import Proc, wait_for
 
 
 @pytest.fixture
@@ -149,33 +143,3 @@ def test_sign_out_and_revocation_end_the_session(client: TestClient, catalog: ps
     revoke_token(catalog, "revoked")
     assert "API token</label>" in client.get("/").text
     assert client.get("/ui/updates?wait=0").status_code == 401
-
-
-@pytest.mark.slow
-def test_demo_keep_running_prints_the_page_url_and_a_token_that_signs_in(
-    test_env: dict[str, str], catalog: psycopg.Connection, tmp_path: Path, procs: list[Proc]
-) -> None:
-    demo = Proc.mountsync(["demo", "--data-dir", str(tmp_path / "demo"), "--keep-running"], test_env,
-                          tmp_path / "demo.log").start()  # fmt: skip
-    procs.append(demo)
-    line = wait_for(lambda: next((x for x in demo.log().splitlines() if "status page" in x), "") or not demo.alive(),
-                    timeout=240, what="the demo to print the status page")  # fmt: skip
-    assert isinstance(line, str), demo.tail()
-    match = re.search(r"(http://127\.0\.0\.1:\d+/)\s+sign in with the token (\S+)", line)
-    assert match, line
-    url, token = match.groups()
-    with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as http:
-        wait_for(lambda: _answers(http), timeout=60, what="the demo's serve")
-        assert http.post("/login", data={"token": token}).status_code == 303
-        page = http.get("/").text
-        assert 'id="token-name">demo<' in page and 'id="mount-demo"' in page and "Reconcile now" in page
-    assert demo.proc is not None
-    os.kill(demo.proc.pid, signal.SIGINT)  # Ctrl-C: the demo stops its processes and servers
-    wait_for(lambda: not demo.alive(), timeout=60, what="the demo to stop on Ctrl-C")
-
-
-def _answers(http: httpx.Client) -> bool:
-    try:
-        return http.get("/healthz").status_code == 200
-    except httpx.TransportError:
-        return False
