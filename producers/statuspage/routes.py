@@ -45,7 +45,7 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
 }
-WRONG_TOKEN = "That token is not valid or was revoked. Check it, or create one with `mountsync token create NAME`."
+WRONG_TOKEN = "That token is not valid or was revoked. Check it, or create one as shown above."
 
 
 def _int_target(target: str) -> int:

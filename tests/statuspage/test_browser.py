@@ -114,13 +114,16 @@ def _producer(test_env: dict[str, str], tmp_path: Path, procs: list[Proc], mount
 
 
 def test_sign_in_refuses_a_wrong_token_then_accepts_the_right_one(
-    page: WebDriver, serve: str, catalog: psycopg.Connection
+    page: WebDriver, serve: str, catalog: psycopg.Connection, artifacts: Path
 ) -> None:
     token = create_token(catalog, "ops-lead", "read")
     _sign_in(page, serve, token[:-4] + "AAAA")
     error = wait_for(lambda: _text(page, "#login-error"), timeout=UI_TIMEOUT_S, what="the wrong-token message")
     assert "not valid or was revoked" in error
     assert page.find_element(By.ID, "token").get_attribute("aria-invalid") == "true"
+    for width in (1280, 390):
+        _screenshot(page, artifacts / f"sign-in-{width}.png", width)
+    page.set_window_size(1280, 900)
     assert not page.get_cookies()
     _sign_in(page, serve, token)
     wait_for(lambda: _text(page, "#token-name") == "ops-lead", timeout=UI_TIMEOUT_S, what="the page after sign-in")
