@@ -62,13 +62,19 @@ class SessionStore:
     def create(self, token_name: str, scope: str, token_created_at: str) -> tuple[str, Session]:
         session_id = secrets.token_urlsafe(32)
         session = Session(token_name, scope, token_created_at, secrets.token_urlsafe(32))
-        self._redis.set(self._key(session_id), json.dumps(asdict(session)), ex=self._ttl_s)
+        try:
+            self._redis.set(self._key(session_id), json.dumps(asdict(session)), ex=self._ttl_s)
+        except RedisError as exc:
+            raise ServiceUnavailable(f"cannot keep the session: Redis: {exc}") from exc
         return session_id, session
 
     def get(self, session_id: str | None) -> Session | None:
         if not session_id or len(session_id) > 128:
             return None
-        raw = self._redis.get(self._key(session_id))
+        try:
+            raw = self._redis.get(self._key(session_id))
+        except RedisError as exc:
+            raise ServiceUnavailable(f"cannot check the session: Redis: {exc}") from exc
         if raw is None:
             return None
         try:
@@ -78,7 +84,10 @@ class SessionStore:
 
     def delete(self, session_id: str | None) -> None:
         if session_id:
-            self._redis.delete(self._key(session_id))
+            try:
+                self._redis.delete(self._key(session_id))
+            except RedisError as exc:
+                raise ServiceUnavailable(f"cannot end the session: Redis: {exc}") from exc
 
 
 def behind_tls(conn: HTTPConnection) -> bool:
@@ -126,8 +135,8 @@ def signed_in(request: Request) -> tuple[str, Session, TokenInfo] | None:
             return None
         with runtime(request).pool.connection(timeout=10) as conn:
             token = token_of_session(conn, session)
-    except (RedisError, psycopg.OperationalError) as exc:
-        raise ServiceUnavailable(f"cannot check the session: {type(exc).__name__}: {exc}") from exc
+    except psycopg.OperationalError as exc:
+        raise ServiceUnavailable(f"cannot check the session: PostgreSQL: {exc}") from exc
     if token is None:
         store.delete(session_id)
         return None

@@ -143,3 +143,17 @@ def test_sign_out_and_revocation_end_the_session(client: TestClient, catalog: ps
     revoke_token(catalog, "revoked")
     assert "API token</label>" in client.get("/").text
     assert client.get("/ui/updates?wait=0").status_code == 401
+
+
+def test_redis_down_is_a_503_with_the_reason_not_a_500(settings: Settings, catalog: psycopg.Connection) -> None:
+    """Sessions live in Redis; a closed Redis port stands in for an outage (no double needed)."""
+    from dataclasses import replace
+
+    from tests.helpers import free_port
+
+    token = create_token(catalog, "in-outage", "read")
+    app = make_app(replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    with TestClient(app, follow_redirects=False) as client:
+        response = client.post("/login", data={"token": token})
+        assert response.status_code == 503 and "Redis" in response.json()["error"]
+    app.state.serve.stop()
