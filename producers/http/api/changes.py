@@ -58,7 +58,7 @@ async def changes(
     mount: Annotated[str | None, Query(max_length=200, description="only this mount's changes")] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 1000,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="seconds to wait for a change")] = 0,
-) -> JSONResponse:
+) -> Response:
     """Changes after a cursor, in cursor order: ``{cursor, mount, dest_folder, key, kind, ...}``."""
     deadline = time.monotonic() + wait
     while True:
