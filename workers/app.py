@@ -11,6 +11,7 @@ from mountsync.shared.config import load_settings
 from mountsync.shared.logs import configure_logging
 from mountsync.shared.queues import TASK_RECONCILE_ALL, make_client
 from mountsync.workers import context
+from mountsync.workers.post_apply import PostApplyHooks
 
 settings = load_settings(os.environ)
 configure_logging(settings)
@@ -38,9 +39,18 @@ def _register_all(celery_app: Celery) -> None:
 _register_all(app)
 
 
+def post_apply_hooks() -> PostApplyHooks:
+    """What every committed batch is followed by, in this order: one line per hook."""
+    from mountsync.workers.alignment.hooks import after_apply
+
+    hooks = PostApplyHooks()
+    hooks.register(after_apply)  # debounced dataset checks of the folders a batch touched
+    return hooks
+
+
 @signals.worker_process_init.connect
 def _open_child(**_: Any) -> None:
-    context.open_context(settings, app)
+    context.open_context(settings, app, post_apply_hooks())
 
 
 @signals.worker_process_shutdown.connect
@@ -53,7 +63,7 @@ def _open_solo(sender: Any = None, **_: Any) -> None:
     # Solo and threads pools run tasks in the main process: open the context there too.
     pool = getattr(getattr(sender, "pool_cls", None), "__module__", "")
     if "prefork" not in str(pool):
-        context.open_context(settings, app)
+        context.open_context(settings, app, post_apply_hooks())
 
 
 @signals.worker_init.connect
