@@ -15,7 +15,7 @@ from mountsync.shared.output import err_console
 
 log = structlog.get_logger("mountsync.producer")
 
-ROOT_COMMANDS = ("mountsync.producers.gcs_setup", "mountsync.producers.deadletters")
+ROOT_COMMANDS = ("mountsync.producers.gcs_setup", "mountsync.producers.deadletters.cli")
 
 produce_app = typer.Typer(help="Run one producer (an event source feeding the changes queue).",
                           no_args_is_help=True)  # fmt: skip

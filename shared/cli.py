@@ -255,7 +255,7 @@ def demo(
     as_json: bool = JSON,
 ) -> None:
     """Mirror a sample image tree end to end: servers, worker, producer, changes, catalog."""
-    from mountsync.shared.demo import run_demo
+    from mountsync.shared.demo.run import run_demo
 
     summary = run_demo(settings_of(ctx), os.path.abspath(data_dir), keep_running=keep_running, quiet=as_json)
     if as_json:

@@ -22,7 +22,7 @@ from mountsync.producers.loop import LoopStats, run_source
 from mountsync.producers.normalize.fs import normalize_fs
 from mountsync.producers.pipeline import Pipeline
 from mountsync.shared.catalog.db import open_pool
-from mountsync.shared.deadletter import DeadLetters
+from mountsync.shared.catalog.deadletters import DeadLetters
 from mountsync.shared.errors import ServiceUnavailable
 from mountsync.shared.events import RawMessage, Source
 from mountsync.shared.queues import QUEUE_CHANGES, ChangeQueue, make_client

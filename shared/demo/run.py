@@ -26,7 +26,7 @@ from mountsync.shared.catalog.gauges import open_alerts_of_mount
 from mountsync.shared.catalog.mounts import Mounts
 from mountsync.shared.catalog.objects import live_objects
 from mountsync.shared.config import Settings, redact_url
-from mountsync.shared.embedded import EmbeddedServers
+from mountsync.shared.demo.embedded import EmbeddedServers
 from mountsync.shared.errors import MountNotFound, MountsyncError
 from mountsync.shared.events import Source
 from mountsync.shared.output import console, emit_table

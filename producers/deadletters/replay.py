@@ -23,7 +23,7 @@ from typing import Any
 from mountsync.producers.base import Enricher
 from mountsync.producers.inbox import LETTER_PREFIX, decode_entry
 from mountsync.producers.sources import NormalizeOptions, enricher_for, normalizer_for
-from mountsync.shared.deadletter import DeadLetter
+from mountsync.shared.catalog.deadletters import DeadLetter
 from mountsync.shared.errors import InvalidEvent, RetryableError
 from mountsync.shared.events import ObjectChange, RawMessage, Source, load_json
 from mountsync.shared.queues import celery_config, send
@@ -99,7 +99,7 @@ class Replayer:
 
     def _failed(self, letter: DeadLetter, reason: str) -> ReplayResult:
         with self._runtime.pool.connection() as conn:
-            conn.execute("UPDATE dead_letters SET reason = %s WHERE id = %s", (reason[:2000], letter.id))
+            self._runtime.deadletters.keep_open(conn, letter.id, reason)
         return ReplayResult(letter.id, letter.source, "failed", reason=reason)
 
     def _send(self, letter: DeadLetter) -> int:
