@@ -25,12 +25,9 @@ from tests.conftest import ROOT
 SOURCE_NAMES = ("s3-sqs", "gcs-pubsub", "gcs-push", "azure-eventgrid", "azure-queue", "fs", "minio")
 # The one module that spells the names (the Source enum); everything else uses its members.
 NAMES_MODULE = "shared/events.py"
-# The same words with another meaning: URL schemes (CONTRACT), and migration code comparing a
-# Provider value (issue 14 item 3 moves those modules; they should compare Provider.FS instead).
+# The same words with another meaning: URL schemes (CONTRACT).
 OTHER_MEANINGS = {
     "shared/storage/url.py": {"fs", "minio"},
-    "shared/migration/spec.py": {"fs"},
-    "workers/migration/common.py": {"fs"},
 }
 
 
