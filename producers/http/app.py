@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from importlib.metadata import entry_points
 
@@ -28,6 +29,7 @@ from mountsync.shared.config import Settings
 log = structlog.get_logger("mountsync.serve")
 API_PREFIX = "/api/v1"
 API_ENTRY_POINTS = "mountsync.api"
+SWITCH_INTERVAL_S = 0.0002
 
 
 def api_router() -> APIRouter:
@@ -66,6 +68,9 @@ def run_server(settings: Settings, *, host: str, port: int, receivers: tuple[Rec
     from mountsync.shared.redis_check import warn_if_redis_loses_data
 
     warn_if_redis_loses_data(redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5), "serve")
+    # The event loop shares the GIL with the inbox drainers (CPU-bound batching and publishing):
+    # a shorter switch interval lets the loop accept and answer requests between their slices.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = make_app(settings, consumer=consumer_name(str(port)), receivers=receivers)
     ctx: ServeContext = app.state.serve
     stop = threading.Event()

@@ -39,22 +39,23 @@ class ServeContext:
         current = self._drainers.get(source)
         if current is not None and current.alive:
             return
-        from mountsync.producers.enrich import enricher_for
         from mountsync.producers.inbox import Drainer, consumer_name
+        from mountsync.producers.sources import enricher_for
 
         runtime = self.runtime
         with self._lock:
             current = self._drainers.get(source)
             if current is None or not current.alive:
-                enrich = enricher_for(source.value, runtime.pool)
+                enrich = enricher_for(source, runtime.pool)
                 consumer = self.consumer or consumer_name()
                 self._drainers[source] = Drainer(runtime, source, enrich=enrich, consumer=consumer).start()
 
     def recover_inboxes(self) -> None:
         """Drain what earlier runs accepted but did not finish, before any new request arrives."""
-        from mountsync.shared.queues import INBOX_SOURCES, inbox_key
+        from mountsync.producers.sources import inbox_sources
+        from mountsync.shared.queues import inbox_key
 
-        for source in INBOX_SOURCES:
+        for source in inbox_sources():
             if self.runtime.redis.xlen(inbox_key(self.settings.redis_prefix, source)):
                 self.start_drainer(source)
 

@@ -31,8 +31,8 @@ MAX_BODY = 4 * 1024 * 1024  # Event Grid batches are at most 1 MiB; Pub/Sub push
 
 @dataclass(frozen=True)
 class Receiver:
-    """A push endpoint: its path, methods, handler ("module:function") and the settings any of
-    which authenticates its senders."""
+    """A push endpoint: its source name, path, methods, handler ("module:function") and the
+    settings any of which authenticates its senders (from the source registry)."""
 
     name: str
     path: str
@@ -41,14 +41,18 @@ class Receiver:
     auth_settings: tuple[str, ...]
 
 
-RECEIVERS: tuple[Receiver, ...] = (
-    Receiver("gcs-push", "/push/gcs", ("POST",), "mountsync.producers.gcs_push:handle",
-             ("MOUNTSYNC_GCS_PUSH_AUDIENCE", "MOUNTSYNC_GCS_PUSH_SERVICE_ACCOUNTS")),
-    Receiver("azure-eventgrid", "/eventgrid", ("POST", "OPTIONS"), "mountsync.producers.azure_webhook:handle",
-             ("MOUNTSYNC_EVENTGRID_SECRET",)),
-    Receiver("minio", "/push/minio", ("POST",), "mountsync.producers.minio_push:handle",
-             ("MOUNTSYNC_MINIO_WEBHOOK_TOKEN",)),
-)  # fmt: skip
+def registered_receivers() -> tuple[Receiver, ...]:
+    """One receiver per push source of the source registry (``producers/sources.py``)."""
+    from mountsync.producers.sources import REGISTRY
+
+    return tuple(
+        Receiver(e.source.value, e.push.path, e.push.methods, e.push.handler, e.push.auth_settings)
+        for e in REGISTRY.values()
+        if e.push is not None
+    )
+
+
+RECEIVERS: tuple[Receiver, ...] = registered_receivers()
 
 
 def unauthenticated(receivers: tuple[Receiver, ...], extra: Mapping[str, str]) -> list[str]:
@@ -65,6 +69,8 @@ def _resolve(target: str) -> Callable[[PushRequest, Any], PushAnswer]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("mountsync"):
+            raise  # our own module missing is a bug, not a missing extra
         raise MissingExtra(f"endpoint unavailable: {exc.name} is not installed") from exc
     handler: Callable[[PushRequest, Any], PushAnswer] = getattr(module, func)
     return handler

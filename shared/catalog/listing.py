@@ -31,26 +31,31 @@ def decode_key_cursor(cursor: str, field: str = "cursor") -> str:
 
 @dataclass(frozen=True, slots=True)
 class ObjectsPage:
-    objects: list[dict[str, Any]]
+    """``objects_json``: the page as a JSON array rendered by PostgreSQL (sent as it is)."""
+
+    objects_json: str
     next_cursor: str | None
 
 
 def objects_page(conn: psycopg.Connection, mount: Mount, prefix: str, after_key: str, limit: int) -> ObjectsPage:
     """Live objects of ``mount`` under ``prefix`` (relative to the mount) in key order, after a key."""
     full_prefix = mount.prefix + prefix
-    rows = conn.execute(
+    row = conn.execute(
         """
-        SELECT key, size, etag, version FROM objects
-        WHERE mount_id = %(mount)s AND key > %(after)s AND key >= %(prefix)s AND key < %(end)s
-          AND starts_with(key, %(prefix)s) AND NOT deleted
-        ORDER BY key LIMIT %(limit)s
+        SELECT coalesce(json_agg(json_build_object('key', key, 'size', size, 'etag', etag, 'version', version)
+                                 ORDER BY key) FILTER (WHERE n <= %(limit)s), '[]')::text,
+               max(key) FILTER (WHERE n <= %(limit)s), count(*) > %(limit)s
+        FROM (SELECT key, size, etag, version, row_number() OVER (ORDER BY key) AS n FROM (
+                SELECT key, size, etag, version FROM objects
+                WHERE mount_id = %(mount)s AND key > %(after)s AND key >= %(prefix)s AND key < %(end)s
+                  AND starts_with(key, %(prefix)s) AND NOT deleted
+                ORDER BY key LIMIT %(limit)s + 1) page) numbered
         """,
         {"mount": mount.id, "after": after_key, "prefix": full_prefix, "end": full_prefix + _PREFIX_END,
-         "limit": limit + 1},
-    ).fetchall()  # fmt: skip
-    page = [{"key": r[0], "size": r[1], "etag": r[2], "version": r[3]} for r in rows[:limit]]
-    more = len(rows) > limit
-    return ObjectsPage(page, encode_key_cursor(page[-1]["key"]) if more and page else None)
+         "limit": limit},
+    ).fetchone()  # fmt: skip
+    assert row is not None
+    return ObjectsPage(str(row[0]), encode_key_cursor(row[1]) if row[2] and row[1] is not None else None)
 
 
 def mount_status(conn: psycopg.Connection, mount: Mount) -> dict[str, Any]:

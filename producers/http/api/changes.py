@@ -13,12 +13,12 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mountsync.producers.http.api.models import ChangesGone, ChangesPage
 from mountsync.shared.api.deps import runtime
-from mountsync.shared.catalog.change_log import PAGE_LIMIT_MAX, ChangeEntry, LogBounds, log_bounds, read_changes
+from mountsync.shared.catalog.change_log import PAGE_LIMIT_MAX, LogBounds, log_bounds, read_changes_json
 from mountsync.shared.catalog.mounts import Mounts
 from mountsync.shared.errors import BadInput
 
@@ -27,14 +27,14 @@ POLL_S = 0.2
 MAX_WAIT_S = 60
 
 
-def _read(request: Request, after: int, mount: str | None, limit: int) -> tuple[LogBounds, list[ChangeEntry]]:
+def _read(request: Request, after: int, mount: str | None, limit: int) -> tuple[LogBounds, str, int | None, int]:
     with runtime(request).pool.connection(timeout=10) as conn:
         if mount is not None:
             Mounts(conn).get(mount)  # 404 for an unknown mount
         bounds = log_bounds(conn)
         if after < bounds.pruned_through or after > bounds.head:
-            return bounds, []
-        return bounds, read_changes(conn, after, mount=mount, limit=limit)
+            return bounds, "[]", None, 0
+        return bounds, *read_changes_json(conn, after, mount=mount, limit=limit)
 
 
 def _gone(bounds: LogBounds, mount: str | None) -> JSONResponse:
@@ -58,17 +58,18 @@ async def changes(
     mount: Annotated[str | None, Query(max_length=200, description="only this mount's changes")] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 1000,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="seconds to wait for a change")] = 0,
-) -> JSONResponse:
+) -> Response:
     """Changes after a cursor, in cursor order: ``{cursor, mount, dest_folder, key, kind, ...}``."""
     deadline = time.monotonic() + wait
     while True:
-        bounds, entries = await run_in_threadpool(_read, request, after, mount, limit)
+        bounds, page, last, count = await run_in_threadpool(_read, request, after, mount, limit)
         if after < bounds.pruned_through:
             return _gone(bounds, mount)
         if after > bounds.head:
             raise BadInput(f"after {after} is beyond the newest cursor ({bounds.head}); was the catalog reset?")
-        if entries or time.monotonic() >= deadline or await request.is_disconnected():
+        if count or time.monotonic() >= deadline or await request.is_disconnected():
             break
         await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
-    next_cursor = entries[-1].cursor if entries else after
-    return JSONResponse({"changes": [e.to_json() for e in entries], "next_cursor": next_cursor})
+    # PostgreSQL rendered the entries; only the envelope is assembled here.
+    body = f'{{"changes":{page},"next_cursor":{last if last is not None else after}}}'
+    return Response(body, media_type="application/json")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from mountsync.producers.replay import Replayer, ReplayOptions
+from mountsync.producers.deadletters.replay import Replayer, ReplayOptions
 from mountsync.shared.api.auth import require_write
 from mountsync.shared.api.deps import ApiRuntime, runtime
 from mountsync.shared.deadletter import DeadLetters

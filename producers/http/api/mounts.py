@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Body, Depends, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from mountsync.producers.http.api.models import MountsPage, MountView, ObjectsPage, ReindexBody, ReindexQueued
 from mountsync.shared.api.auth import require_write
@@ -53,14 +54,14 @@ def list_objects(
     prefix: Annotated[str, Query(description="key prefix, relative to the mount", max_length=1024)] = "",
     cursor: Annotated[str, Query(description="next_cursor of the previous page", max_length=4096)] = "",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> JSONResponse:
+) -> Response:
     """Live objects in key order, a page at a time (the same rows as ``mountsync ls --json``)."""
     found = Mounts(conn).get(mount)
     head = log_bounds(conn).head  # before the listing: continuing the feed from here misses nothing
     after = listing.decode_key_cursor(cursor) if cursor else ""
     page = listing.objects_page(conn, found, prefix, after, limit)
-    body = {"mount": mount, "objects": page.objects, "next_cursor": page.next_cursor, "changes_cursor": head}
-    return JSONResponse(body)
+    envelope = json.dumps({"mount": mount, "next_cursor": page.next_cursor, "changes_cursor": head})
+    return Response(f'{envelope[:-1]},"objects":{page.objects_json}}}', media_type="application/json")
 
 
 @router.post("/mounts/{mount}/reindex", status_code=202, response_model=ReindexQueued,
