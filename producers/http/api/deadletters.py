@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from mountsync.producers.deadletters.replay import Replayer, ReplayOptions
 from mountsync.shared.api.auth import require_write
 from mountsync.shared.api.deps import ApiRuntime, runtime
-from mountsync.shared.deadletter import DeadLetters
+from mountsync.shared.catalog.deadletters import DeadLetters
 from mountsync.shared.errors import Conflict, ServiceUnavailable
 
 router = APIRouter(prefix="/deadletters", tags=["dead letters"])
