@@ -89,3 +89,28 @@ def serve_receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main(port: int, secret: str) -> None:
+    """A receiver in its own process (benchmarks): ``GET /stats`` answers what it accepted."""
+    receiver = Receiver(url=f"http://127.0.0.1:{port}/", secret=secret)
+    handler = _handler(receiver)
+
+    class WithStats(handler):  # type: ignore[valid-type, misc]
+        def do_GET(self) -> None:
+            with receiver.lock:
+                entries = sum(len(d.body["data"].get("entries", [])) for d in receiver.accepted)
+                stats = {"entries": entries, "messages": len(receiver.accepted), "unverified": receiver.unverified}
+            body = json.dumps(stats).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    ThreadingHTTPServer(("127.0.0.1", port), WithStats).serve_forever()
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(int(sys.argv[1]), sys.argv[2])

@@ -197,6 +197,7 @@ def test_a_worker_delivers_applied_changes_and_alerts_without_being_asked(
     send(client, TASK_APPLY, [change("w/last.png").to_wire()], queue=QUEUE_CHANGES)
     alert = wait_for(lambda: receiver.of_type("mountsync.alerts"), timeout=60, what="the alert")
     assert alert[0].body["data"]["kind"] == "annotated-task-deleted" and alert[0].id.startswith("alerts-")
+    wait_for(lambda: len(receiver.entries()) == 121, timeout=60, what="the last entry")
     assert sorted(e["key"] for e in receiver.entries()) == sorted(
         [f"w/{n}-{i}.png" for n in range(3) for i in range(40)] + ["w/last.png"]
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ log = structlog.get_logger("mountsync.sinks")
 
 BATCH_MAX = 500  # entries per POST (issue 16); a connector takes the same pages
 BUDGET_S = 20.0
+CHECK_EVERY_S = 5.0
 
 
 class Receiver(Protocol):
@@ -73,21 +75,30 @@ def visible_head(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def read_batch(conn: psycopg.Connection, sink: Sink, limit: int = BATCH_MAX) -> tuple[list[ChangeEntry], int]:
-    """The sink's next entries and the cursor to store once they are delivered.
+def read_batch(
+    conn: psycopg.Connection, sink: Sink, after: int, limit: int = BATCH_MAX
+) -> tuple[list[ChangeEntry], int]:
+    """The sink's entries after ``after`` and the cursor to store once they are delivered.
 
     With no entries left for the sink's mounts, the new cursor is the log's visible head, so a
     sink of a quiet mount does not re-read the other mounts' entries forever.
     """
-    head = visible_head(conn)
     mount = sink.mounts[0] if len(sink.mounts) == 1 else None
-    page = read_changes(conn, sink.cursor, mount=mount, limit=limit)
+    page = read_changes(conn, after, mount=mount, limit=limit)
+    last = page[-1].cursor if page else after
+    if len(page) < limit:
+        # Caught up: take the head first, then read up to it once more (an entry may have committed
+        # since the first read), so everything at or below the stored cursor was seen.
+        head = visible_head(conn)
+        if head > last:
+            later = read_changes(conn, last, mount=mount, limit=limit - len(page))
+            page += later
+            last = later[-1].cursor if later else last
+            if len(page) < limit:  # all of them up to the head: none of this mount's are left below it
+                last = max(last, head)
     conn.commit()
     mine = [e for e in page if not sink.mounts or e.mount in sink.mounts]
     mine = [e for e in mine if e.key.startswith(str(sink.options.get("prefix") or ""))]
-    last = page[-1].cursor if page else sink.cursor
-    if len(page) < limit:
-        last = max(last, head)
     return mine, last
 
 
@@ -105,12 +116,9 @@ def run_delivery(
     """Deliver what the sink has not delivered yet, under its lease, within ``budget_s``."""
     lease = SinkLease(redis, lease_key(redis_prefix, sink_id))
     if not lease.acquire():
-        return RunReport(busy=True)
-    try:
-        with pool.connection() as conn:
-            return _run_leased(conn, lease, sink_id, open_receiver, retry_for_s, budget_s, jitter)
-    finally:
-        lease.release()
+        return RunReport(busy=True, retry_in_s=lease.remaining_s())
+    with lease.kept_alive(), pool.connection() as conn:
+        return _run_leased(conn, lease, sink_id, open_receiver, retry_for_s, budget_s, jitter)
 
 
 def _run_leased(
@@ -140,16 +148,24 @@ def _run_leased(
         _record_failure(conn, sink, DeliveryFailed(f"cannot open the receiver: {exc}"), retry_for_s, jitter, report)
         return report
     deadline = time.monotonic() + budget_s
+    checked = [time.monotonic()]
+
+    def keep_going() -> bool:
+        # Lease and state are checked every few seconds, not per batch (two round trips each).
+        now = time.monotonic()
+        if now >= deadline:
+            return False
+        if now - checked[0] < CHECK_EVERY_S:
+            return True
+        checked[0] = now
+        return not lease.lost and _still_active(conn, sink_id)
+
     try:
-        while True:
-            progressed = _deliver_step(conn, sink, receiver, report)
-            if not progressed:
-                return report
-            sink = store.get_sink_by_id(conn, sink_id) or sink
-            conn.commit()
-            if time.monotonic() >= deadline or not lease.renew() or sink.state != "active":
-                report.more = sink.state == "active"
-                return report
+        more = "changes" in sink.events and _deliver_changes(conn, sink, receiver, report, keep_going)
+        if not more and any(t != "changes" for t in sink.events):
+            more = _deliver_events(conn, sink, receiver, report, keep_going)
+        report.more = more
+        return report
     except DeliveryFailed as exc:
         conn.rollback()
         _record_failure(conn, sink, exc, retry_for_s, jitter, report)
@@ -158,31 +174,75 @@ def _run_leased(
         receiver.close()
 
 
-def _deliver_step(conn: psycopg.Connection, sink: Sink, receiver: Receiver, report: RunReport) -> bool:
-    """Deliver one batch of changes and one of events; True when anything moved."""
-    moved = False
-    if "changes" in sink.events:
-        entries, through = read_batch(conn, sink)
-        if entries:
-            receiver.deliver_changes(entries)
-            report.delivered += len(entries)
-            report.batches += 1
-        if through > sink.cursor:
-            store.advance(conn, sink.id, cursor=through, delivered=len(entries))
-            conn.commit()
-            moved = True
+def _still_active(conn: psycopg.Connection, sink_id: int) -> bool:
+    row = conn.execute("SELECT state FROM sinks WHERE id = %s", (sink_id,)).fetchone()
+    conn.commit()
+    return row is not None and row[0] == "active"
+
+
+InFlight = tuple["Future[None]", int, int]
+
+
+def _deliver_changes(
+    conn: psycopg.Connection, sink: Sink, receiver: Receiver, report: RunReport, keep_going: Callable[[], bool]
+) -> bool:
+    """Deliver change batches in cursor order; True when it stopped with work left.
+
+    One batch is in flight while the next is read: the POST waits on the network, the read on
+    PostgreSQL, so overlapping them nearly doubles throughput. The cursor still moves only after
+    the in-flight batch was accepted, and a failed batch discards the one read after it.
+    """
+    after = sink.cursor
+    with ThreadPoolExecutor(1, thread_name_prefix="sink-post") as sender:
+        in_flight: InFlight | None = None
+        while True:
+            entries, through = read_batch(conn, sink, after)
+            if in_flight is not None:
+                _settle(conn, sink, in_flight, report)
+                in_flight = None
+            if through <= after:
+                return False
+            if entries:
+                in_flight = (sender.submit(receiver.deliver_changes, entries), through, len(entries))
+            else:  # only other mounts' entries: skip past them
+                store.advance(conn, sink.id, cursor=through)
+                conn.commit()
+            after = through
+            if not keep_going():
+                if in_flight is not None:
+                    _settle(conn, sink, in_flight, report)
+                return True
+
+
+def _settle(conn: psycopg.Connection, sink: Sink, in_flight: InFlight, report: RunReport) -> None:
+    """Wait for the batch in flight (raising its ``DeliveryFailed``), then record it as delivered."""
+    future, through, count = in_flight
+    future.result()
+    store.advance(conn, sink.id, cursor=through, delivered=count)
+    conn.commit()
+    report.delivered += count
+    report.batches += 1
+
+
+def _deliver_events(
+    conn: psycopg.Connection, sink: Sink, receiver: Receiver, report: RunReport, keep_going: Callable[[], bool]
+) -> bool:
+    """Deliver alerts and migration events after the sink's events cursor; True when work is left."""
     topics = [t for t in sink.events if t != "changes"]
-    if topics:
-        events = store.read_events(conn, sink.events_cursor, topics, BATCH_MAX)
+    after = sink.events_cursor
+    while True:
+        events = store.read_events(conn, after, topics, BATCH_MAX)
         conn.commit()
-        if events:
-            receiver.deliver_events(events)
-            store.advance(conn, sink.id, events_cursor=events[-1].id, delivered=len(events))
-            conn.commit()
-            report.delivered += len(events)
-            report.batches += 1
-            moved = True
-    return moved
+        if not events:
+            return False
+        receiver.deliver_events(events)
+        store.advance(conn, sink.id, events_cursor=events[-1].id, delivered=len(events))
+        conn.commit()
+        report.delivered += len(events)
+        report.batches += 1
+        after = events[-1].id
+        if not keep_going():
+            return True
 
 
 def _record_failure(

@@ -3,8 +3,9 @@
 - ``mountsync.sinks.deliver(sink_id)``: one delivery run (``delivery.run_delivery``); asks for
   another run when it stopped with work left, or after a failure's backoff.
 - ``mountsync.sinks.sweep()`` (beat, every 30 s): sends ``deliver`` for every active sink that is
-  behind, and refreshes the lag gauges. It is the safety net for lost nudges and killed workers
-  (a dead deliverer's lease expires after 60 s), so delivery resumes within about 2 minutes.
+  behind, and refreshes the lag gauges. It is the safety net for lost nudges and killed workers:
+  a dead deliverer's lease expires within 30 s and a ``deliver`` that found it taken asks again
+  for when it expires, so delivery resumes within about a minute of a SIGKILL.
 - ``nudge_sinks``: a post-apply hook. It sends ``deliver`` for the sinks of the mounts a batch
   changed, at most one pending per sink (a Redis key with a short TTL), and never raises: a
   slow or broken sink must not slow or fail apply.
@@ -95,7 +96,12 @@ def _follow_up(ctx: WorkerContext, sink_id: int, report: RunReport) -> None:
         DELIVERED.labels(report.sink).inc(report.delivered)
     if report.failed:
         FAILURES.labels(report.sink).inc()
-    if report.busy or report.skipped in ("paused", "disabled", "removed"):
+    if report.busy:
+        # Another deliverer holds the lease, or a killed one did: ask again when it expires (a
+        # live holder renews it, and its own end-of-run check delivers what came meanwhile).
+        request_delivery(ctx, sink_id, countdown=report.retry_in_s + 1.0)
+        return
+    if report.skipped in ("paused", "disabled", "removed"):
         return
     if report.more:
         request_delivery(ctx, sink_id)
