@@ -201,3 +201,17 @@ def test_a_worker_delivers_applied_changes_and_alerts_without_being_asked(
     assert sorted(e["key"] for e in receiver.entries()) == sorted(
         [f"w/{n}-{i}.png" for n in range(3) for i in range(40)] + ["w/last.png"]
     )
+
+
+def test_sink_list_shows_the_lag_in_entries_and_seconds(cli, catalog, add_mount, apply, deliver, receiver) -> None:
+    add_mount("m", "s3://bkt/")
+    add_webhook(cli, "hooks", receiver.url)
+    apply([change(f"l/{i}.png") for i in range(30)])
+    catalog.execute("UPDATE change_log SET applied_at = now() - interval '90 seconds'")
+
+    [behind] = json.loads(cli("sink", "list", "--json", check=True).stdout)
+    assert (behind["name"], behind["lag_entries"], behind["state"]) == ("hooks", 30, "active")
+    assert 90 <= behind["lag_seconds"] < 600 and "secret" not in behind
+    deliver("hooks")
+    [caught_up] = json.loads(cli("sink", "list", "--json", check=True).stdout)
+    assert (caught_up["lag_entries"], caught_up["lag_seconds"], caught_up["delivered"]) == (0, 0, 30)

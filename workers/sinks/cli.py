@@ -15,6 +15,7 @@ import typer
 
 from mountsync.shared.catalog.change_log import log_bounds
 from mountsync.shared.catalog.mounts import Mounts
+from mountsync.shared.catalog.sinks import safe_target, sink_status
 from mountsync.shared.cli import connect_catalog, settings_of
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import BadInput, DeliveryFailed, PlatformRecordMissing
@@ -23,8 +24,7 @@ from mountsync.shared.queues import QUEUE_SINKS, TASK_SINK_DELIVER, make_client,
 from mountsync.workers.sinks import store
 from mountsync.workers.sinks.label_studio_plan import LS_SCHEMES
 from mountsync.workers.sinks.secrets import SecretBox, generate_secret, validate_secret
-from mountsync.workers.sinks.tasks import lag_rows
-from mountsync.workers.sinks.webhook import WebhookReceiver, safe_target
+from mountsync.workers.sinks.webhook import WebhookReceiver
 
 JSON = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 webhook_app = typer.Typer(help="Standard Webhooks subscriptions to changes, alerts and migrations.",
@@ -44,24 +44,17 @@ def _check_mounts(conn: Any, mounts: list[str]) -> None:
         raise BadInput(f"--mount {missing[0]}: no such mount (see `mountsync mount list`)")
 
 
-def describe(sink: store.Sink, lag: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A sink as the CLI's --json and ``GET /api/v1/sinks`` show it (never its secret)."""
-    lag = lag or {}
+def describe(sink: store.Sink) -> dict[str, Any]:
+    """A sink just added (lag 0), with the fields of ``sink list --json`` (never its secret)."""
     return {
         "name": sink.name, "kind": sink.kind, "target": safe_target(sink.target), "mounts": list(sink.mounts),
-        "events": list(sink.events), "state": sink.state, "state_reason": sink.state_reason,
-        "cursor": sink.cursor, "events_cursor": sink.events_cursor,
-        "lag_entries": lag.get("lag_entries", 0), "lag_seconds": lag.get("lag_seconds", 0.0),
-        "delivered": sink.delivered, "delivered_at": sink.delivered_at, "attempts": sink.attempts,
-        "failing_since": sink.failing_since, "next_attempt_at": sink.next_attempt_at,
-        "last_error": sink.last_error,
-        "options": {k: v for k, v in sink.options.items() if k != "secret"},
+        "events": list(sink.events), "state": sink.state, "cursor": sink.cursor,
+        "events_cursor": sink.events_cursor, "lag_entries": 0, "lag_seconds": 0.0, "options": sink.options,
     }  # fmt: skip
 
 
 def sink_rows(conn: Any, kind: str | None = None) -> list[dict[str, Any]]:
-    lags = {row["id"]: row for row in lag_rows(conn)}
-    return [describe(s, lags.get(s.id)) for s in store.list_sinks(conn, kind)]
+    return [{k: v for k, v in row.items() if k not in ("id", "due")} for row in sink_status(conn, kind)]
 
 
 @webhook_app.command("add")

@@ -20,6 +20,7 @@ import structlog
 from celery import Celery, Task
 from prometheus_client import Counter, Gauge
 
+from mountsync.shared.catalog.sinks import sink_status
 from mountsync.shared.queues import QUEUE_SINKS, TASK_SINK_DELIVER, TASK_SINK_SWEEP, send
 from mountsync.workers.context import WorkerContext, current
 from mountsync.workers.sinks import store
@@ -129,7 +130,7 @@ def sweep_task(self: Task) -> dict[str, Any]:
     ctx = current()
     sent = []
     with ctx.pool.connection() as conn:
-        lags = lag_rows(conn)
+        lags = sink_status(conn)
     for row in lags:
         LAG_ENTRIES.labels(row["name"]).set(row["lag_entries"])
         LAG_SECONDS.labels(row["name"]).set(row["lag_seconds"])
@@ -138,32 +139,6 @@ def sweep_task(self: Task) -> dict[str, Any]:
         if row["state"] == "active" and row["due"] and behind and request_delivery(ctx, row["id"]):
             sent.append(row["name"])
     return {"sinks": len(lags), "sent": sent}
-
-
-def lag_rows(conn: Any) -> list[dict[str, Any]]:
-    """Each sink's state and lag: entries behind the head, and the age of its oldest undelivered entry."""
-    rows = conn.execute(
-        """
-        WITH head AS (SELECT coalesce(max(cursor), 0) AS c FROM change_log),
-             ev AS (SELECT coalesce(max(id), 0) AS c FROM sink_events)
-        SELECT s.id, s.name, s.kind, s.state, s.cursor, s.events_cursor,
-               CASE WHEN 'changes' = ANY(s.events) THEN greatest(head.c - s.cursor, 0) ELSE 0 END,
-               CASE WHEN 'changes' = ANY(s.events) THEN coalesce(extract(epoch FROM now() - (
-                   SELECT applied_at FROM change_log c WHERE c.cursor > s.cursor ORDER BY c.cursor LIMIT 1)), 0)
-                    ELSE 0 END,
-               greatest(ev.c - s.events_cursor, 0),
-               s.next_attempt_at IS NULL OR s.next_attempt_at <= now(),
-               head.c
-        FROM sinks s, head, ev ORDER BY s.name
-        """
-    ).fetchall()
-    names = ("id", "name", "kind", "state", "cursor", "events_cursor", "lag_entries", "lag_seconds",
-             "events_behind", "due", "head")  # fmt: skip
-    out = [dict(zip(names, r, strict=True)) for r in rows]
-    for row in out:
-        row["lag_entries"], row["events_behind"] = int(row["lag_entries"]), int(row["events_behind"])
-        row["lag_seconds"] = round(float(row["lag_seconds"]), 3)
-    return out
 
 
 def register_tasks(app: Celery) -> None:

@@ -21,25 +21,18 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from standardwebhooks.webhooks import Webhook
 
 from mountsync.shared.catalog.change_log import ChangeEntry
+from mountsync.shared.catalog.sinks import safe_target
 from mountsync.shared.errors import DeliveryFailed
 from mountsync.workers.connectors.http import retry_after_seconds
 from mountsync.workers.sinks.store import SinkEvent
 
 TIMEOUT_S = 15.0
 USER_AGENT = "mountsync-webhooks"
-
-
-def safe_target(url: str) -> str:
-    """Scheme, host and port of a receiver, for logs and errors (paths and queries may hold tokens)."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname or '?'}{port}"
 
 
 def change_batch_body(sink: str, entries: Sequence[ChangeEntry]) -> dict[str, Any]:
