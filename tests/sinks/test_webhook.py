@@ -215,3 +215,19 @@ def test_sink_list_shows_the_lag_in_entries_and_seconds(cli, catalog, add_mount,
     deliver("hooks")
     [caught_up] = json.loads(cli("sink", "list", "--json", check=True).stdout)
     assert (caught_up["lag_entries"], caught_up["lag_seconds"], caught_up["delivered"]) == (0, 0, 30)
+
+
+def test_alerts_and_migration_endings_reach_their_subscribers_in_order(cli, catalog, deliver, receiver) -> None:
+    from mountsync.workers.sinks import store
+
+    receiver.secret = add_webhook(cli, "ops", receiver.url, "--events", "alerts,migrations")["secret"]
+    store.append_event(catalog, "migrations", "completed", {"job_id": "j1", "state": "completed"})
+    store.raise_alert(catalog, "ls", "annotated-task-deleted", {"task": 3}, mount="m", key="a.png")
+    store.raise_alert(catalog, "ls", "annotated-task-deleted", {"task": 3}, mount="m", key="a.png")  # still open
+
+    deliver("ops")
+
+    types = [(d.body["type"], d.id) for d in receiver.accepted]
+    assert [t for t, _ in types] == ["mountsync.migrations.completed", "mountsync.alerts.annotated-task-deleted"]
+    assert [i for _, i in types] == ["migrations-1", "alerts-2"] and receiver.unverified == 0
+    assert receiver.accepted[0].body["data"] == {"job_id": "j1", "state": "completed"}

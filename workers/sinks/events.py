@@ -35,9 +35,12 @@ def publish_alignment_alerts(ctx: WorkerContext, alert_ids: Sequence[int]) -> No
         log.warning("alerts not published to sinks", alerts=list(alert_ids), error=f"{type(exc).__name__}: {exc}")
 
 
-def publish_migration_event(ctx: WorkerContext, kind: str, payload: dict[str, Any]) -> None:
-    """A migration job's ending (``done``, ``failed``, ``cancelled``) for ``migrations`` subscribers."""
+def publish_migration_event(kind: str, payload: dict[str, Any]) -> None:
+    """A migration job's ending (its final state as ``kind``) for the ``migrations`` subscribers."""
+    from mountsync.workers.context import current
+
     try:
+        ctx = current()
         with ctx.pool.connection() as conn:
             store.append_event(conn, "migrations", kind, payload)
             conn.commit()
