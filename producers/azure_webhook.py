@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from werkzeug.wrappers import Request, Response
 
 from mountsync.producers.azure_common import celery_reindex_sender, request_directory_reindex
+from mountsync.producers.http.push import PushAnswer, PushRequest, answer
 from mountsync.producers.inbox import Inbox
 from mountsync.producers.normalize.azure import make_normalizer, split_events, validation_code
 from mountsync.producers.normalize.azure_enrich import AzureMounts
@@ -55,15 +55,11 @@ class _State:
     send_reindex: Any
 
 
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
-
-
-def _authorized(request: Request, settings: Any) -> bool:
+def _authorized(request: PushRequest, settings: Any) -> bool:
     secret = settings.extra.get(SECRET_SETTING, "")
     if not secret:
         return True
-    given = request.args.get("key") or request.headers.get(KEY_HEADER) or ""
+    given = request.query.get("key") or request.headers.get(KEY_HEADER) or ""
     return hmac.compare_digest(given.encode(), secret.encode())
 
 
@@ -84,15 +80,15 @@ def _accounts(settings: Any) -> list[str]:
     return [a.strip() for a in settings.extra.get(ACCOUNTS_SETTING, "").split(",")]
 
 
-def _abuse_protection(request: Request) -> Response:
+def _abuse_protection(request: PushRequest) -> PushAnswer:
     origin = request.headers.get("WebHook-Request-Origin")
     if not origin:
-        return _json({"error": "OPTIONS without WebHook-Request-Origin"}, 400)
+        return answer({"error": "OPTIONS without WebHook-Request-Origin"}, 400)
     headers = {"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST, OPTIONS"}
-    return Response(status=200, headers=headers)
+    return PushAnswer(200, None, headers)
 
 
-def _messages(request: Request, body: bytes, events: list[dict[str, Any]] | None) -> list[RawMessage]:
+def _messages(request: PushRequest, body: bytes, events: list[dict[str, Any]] | None) -> list[RawMessage]:
     """One message per event; a body that is not events at all stays one (dead-lettered) message.
 
     A body of one event is that event's message as it is (the normalizer reads arrays too);
@@ -116,7 +112,7 @@ def _messages(request: Request, body: bytes, events: list[dict[str, Any]] | None
     ]  # fmt: skip
 
 
-def _validation(events: list[dict[str, Any]]) -> Response | None:
+def _validation(events: list[dict[str, Any]]) -> PushAnswer | None:
     try:
         code = validation_code(events)
     except InvalidEvent:
@@ -124,38 +120,38 @@ def _validation(events: list[dict[str, Any]]) -> Response | None:
     if code is None:
         return None
     log.info("Event Grid subscription validated")
-    return _json({"validationResponse": code})
+    return answer({"validationResponse": code})
 
 
-def handle(request: Request, ctx: Any) -> Response:
+def handle(request: PushRequest, ctx: Any) -> PushAnswer:
     """``POST``/``OPTIONS`` ``/eventgrid``."""
     if not _authorized(request, ctx.settings):
         log.warning("Event Grid webhook: request without the right key refused",
-                    remote=request.remote_addr)  # fmt: skip
-        return _json({"error": "unauthorized"}, 401)
+                    remote=request.remote)  # fmt: skip
+        return answer({"error": "unauthorized"}, 401)
     if request.method == "OPTIONS":
         return _abuse_protection(request)
-    body = request.get_data(cache=False)
+    body = request.body
     try:
         events: list[dict[str, Any]] | None = split_events(body)
     except InvalidEvent:
         events = None  # not events at all: the pipeline dead-letters the body with the reason
-    answer = _validation(events) if events is not None else None
-    if answer is not None:
-        return answer
+    validated = _validation(events) if events is not None else None
+    if validated is not None:
+        return validated
     if request.headers.get("aeg-event-type") == "SubscriptionDeletion":
-        return _json({"status": "subscription deleted"})
+        return answer({"status": "subscription deleted"})
     return _deliver(_state(ctx), _messages(request, body, events))
 
 
-def _deliver(state: _State, messages: list[RawMessage]) -> Response:
+def _deliver(state: _State, messages: list[RawMessage]) -> PushAnswer:
     outcome = state.pipeline.process(messages)
     if outcome.nack:
-        return _json({"error": "could not queue the events; retry later", "queued": 0}, 503)
+        return answer({"error": "could not queue the events; retry later", "queued": 0}, 503)
     held = request_directory_reindex(outcome.ack, state.mounts, state.send_reindex)
     if held:
-        return _json({"error": "could not queue a reindex for a directory event; retry later"}, 503)
+        return answer({"error": "could not queue a reindex for a directory event; retry later"}, 503)
     if outcome.reject:
-        return _json({"queued": outcome.changes, "dead_lettered": len(outcome.reject),
+        return answer({"queued": outcome.changes, "dead_lettered": len(outcome.reject),
                       "reasons": outcome.reasons[:10]}, 400)  # fmt: skip
-    return _json({"queued": outcome.changes})
+    return answer({"queued": outcome.changes})

@@ -15,7 +15,11 @@ from mountsync.shared.output import err_console
 
 log = structlog.get_logger("mountsync.producer")
 
-ROOT_COMMANDS = ("mountsync.producers.gcs_setup", "mountsync.producers.deadletters.cli")
+ROOT_COMMANDS = (
+    "mountsync.producers.gcs_setup",
+    "mountsync.producers.deadletters.cli",
+    "mountsync.producers.http.token_cli",
+)
 
 produce_app = typer.Typer(help="Run one producer (an event source feeding the changes queue).",
                           no_args_is_help=True)  # fmt: skip
@@ -52,13 +56,29 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         port: int = typer.Option(8080, "--port"),
         host: str = typer.Option("127.0.0.1", "--host"),
-        threads: int = typer.Option(8, "--threads"),
+        receivers: str = typer.Option(
+            "all",
+            "--receivers",
+            help="Push receivers to serve: all, none, or a list of gcs-push,azure-eventgrid,minio.",
+        ),
+        insecure_receivers: bool = typer.Option(
+            False, "--insecure-receivers", help="Serve receivers that have no authentication configured (warns)."
+        ),
     ) -> None:
-        """HTTP: Pub/Sub push, Event Grid webhook, health, metrics and the JSON API."""
-        from mountsync.producers.serve import run_server
+        """HTTP: push receivers, health, metrics and the authenticated /api/v1 (OpenAPI at /api/v1/docs)."""
+        from mountsync.producers.http.app import run_server
+        from mountsync.producers.http.receivers import pick_receivers, unauthenticated
         from mountsync.shared.cli import settings_of
+        from mountsync.shared.errors import ConfigError
 
-        run_server(settings_of(ctx), host=host, port=port, threads=threads)
+        settings = settings_of(ctx)
+        chosen = pick_receivers(receivers)
+        open_doors = unauthenticated(chosen, settings.extra)
+        if open_doors and not insecure_receivers:
+            raise ConfigError(f"refusing to start: {'; '.join(open_doors)} (or pass --insecure-receivers)")
+        for line in open_doors:
+            log.warning("serving an unauthenticated receiver (--insecure-receivers)", receiver=line)
+        run_server(settings, host=host, port=port, receivers=chosen)
 
 
 def run_producer(ctx: typer.Context, build: Callable[[Any], tuple[Any, Any]]) -> None:

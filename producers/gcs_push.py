@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from werkzeug.wrappers import Request, Response
 
+from mountsync.producers.http.push import PushAnswer, PushRequest
 from mountsync.shared import metrics
 from mountsync.shared.errors import InvalidEvent, RetryableError
 from mountsync.shared.events import RawMessage, Source, load_json
@@ -113,7 +113,7 @@ class PushVerifier:
         self.auth = auth
         self._request = CachingRequest()
 
-    def verify(self, request: Request) -> dict[str, Any]:
+    def verify(self, request: PushRequest) -> dict[str, Any]:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -207,13 +207,11 @@ def _endpoint(ctx: Any) -> _Endpoint:
         return found[1]
 
 
-def _answer(status: int, reason: str = "") -> Response:
-    if status == 204:
-        return Response(status=204)
-    return Response(json.dumps({"error": reason}), status=status, mimetype="application/json")
+def _answer(status: int, reason: str = "") -> PushAnswer:
+    return PushAnswer(status) if status == 204 else PushAnswer(status, {"error": reason})
 
 
-def handle(request: Request, ctx: Any) -> Response:
+def handle(request: PushRequest, ctx: Any) -> PushAnswer:
     """Verify, parse, normalize and enqueue one push; the status tells Pub/Sub what happened."""
     endpoint = _endpoint(ctx)
     if endpoint.verifier is not None:
@@ -225,7 +223,7 @@ def handle(request: Request, ctx: Any) -> Response:
         except RetryableError as exc:
             log.error("cannot verify push token now", error=str(exc))
             return _answer(503, str(exc))
-    body = request.get_data(cache=False)
+    body = request.body
     try:
         raw = parse_envelope(body, time.time_ns())
     except InvalidEvent as exc:
@@ -238,7 +236,7 @@ def handle(request: Request, ctx: Any) -> Response:
     return _answer(503, "could not queue the change; retry later")
 
 
-def _dead_letter_envelope(endpoint: _Endpoint, body: bytes, reason: str) -> Response:
+def _dead_letter_envelope(endpoint: _Endpoint, body: bytes, reason: str) -> PushAnswer:
     source = Source.GCS_PUSH.value
     message_id = _message_id_of(body)
     try:

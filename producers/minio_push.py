@@ -21,15 +21,13 @@ import hmac
 import time
 from typing import Any
 
-from werkzeug.wrappers import Request, Response
-
-from mountsync.producers.serve import json_response
+from mountsync.producers.http.push import PushAnswer, PushRequest, answer
 from mountsync.shared.events import RawMessage, Source
 
 TOKEN_SETTING = "MOUNTSYNC_MINIO_WEBHOOK_TOKEN"
 
 
-def _authorized(request: Request, token: str) -> bool:
+def _authorized(request: PushRequest, token: str) -> bool:
     if not token:
         return True
     given = request.headers.get("Authorization", "")
@@ -50,13 +48,13 @@ def _pipeline(ctx: Any) -> Any:
     return pipeline
 
 
-def handle(request: Request, ctx: Any) -> Response:
+def handle(request: PushRequest, ctx: Any) -> PushAnswer:
     if not _authorized(request, ctx.settings.extra.get(TOKEN_SETTING, "")):
-        return json_response({"error": "wrong or missing token"}, 401)
-    body = request.get_data(cache=False)
+        return answer({"error": "wrong or missing token"}, 401)
+    body = request.body
     message_id = "minio-" + hashlib.sha256(body).hexdigest()[:32]  # the same event, the same id
     raw = RawMessage(Source.S3_SQS, message_id, body, {}, received_ns=time.time_ns())
     outcome = _pipeline(ctx).process([raw])
     if outcome.nack:
-        return json_response({"error": "could not queue the change; retry later"}, 503)
-    return json_response({"queued": outcome.changes, "dead_lettered": len(outcome.reject)})
+        return answer({"error": "could not queue the change; retry later"}, 503)
+    return answer({"queued": outcome.changes, "dead_lettered": len(outcome.reject)})

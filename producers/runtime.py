@@ -34,7 +34,8 @@ class Runtime:
         self.redis.close()
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, *, pool_size: int = 2) -> Runtime:
+    """``pool_size``: catalog connections (a producer needs 2; ``serve``'s API more)."""
     import redis
 
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
@@ -45,7 +46,7 @@ def build_runtime(settings: Settings) -> Runtime:
             f"Redis at {settings.redis_url.split('@')[-1]} is not reachable ({exc}); "
             "start it or set MOUNTSYNC_REDIS_URL"
         ) from exc
-    pool = open_pool(settings.database_url, min_size=1, max_size=2, name="producer")
+    pool = open_pool(settings.database_url, min_size=1, max_size=pool_size, name="producer")
     celery = make_client(settings)
     return Runtime(
         settings=settings,

@@ -36,6 +36,8 @@ class PushRoute:
     methods: tuple[str, ...]
     handler: str  # "module:function", resolved on the first request
     inbox: bool = False  # answers after one Redis append; a drainer in serve batches the inbox
+    # Settings any one of which authenticates senders; serve refuses to start without (README).
+    auth_settings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,14 +118,25 @@ REGISTRY: dict[Source, SourceEntry] = {
             Source.GCS_PUSH,
             _gcs_normalizer,
             _gcs_enricher,
-            push=PushRoute("/push/gcs", ("POST",), f"{_PRODUCERS}.gcs_push:handle"),
+            push=PushRoute(
+                "/push/gcs",
+                ("POST",),
+                f"{_PRODUCERS}.gcs_push:handle",
+                auth_settings=("MOUNTSYNC_GCS_PUSH_AUDIENCE", "MOUNTSYNC_GCS_PUSH_SERVICE_ACCOUNTS"),
+            ),
         ),
         SourceEntry(
             Source.AZURE_EVENTGRID,
             _azure_normalizer,
             _azure_enricher,
             cli_module=f"{_PRODUCERS}.azure_eventgrid",
-            push=PushRoute("/eventgrid", ("POST", "OPTIONS"), f"{_PRODUCERS}.azure_webhook:handle", inbox=True),
+            push=PushRoute(
+                "/eventgrid",
+                ("POST", "OPTIONS"),
+                f"{_PRODUCERS}.azure_webhook:handle",
+                inbox=True,
+                auth_settings=("MOUNTSYNC_EVENTGRID_SECRET",),
+            ),
         ),
         SourceEntry(Source.AZURE_QUEUE, _azure_normalizer, _azure_enricher, cli_module=f"{_PRODUCERS}.azure_queue"),
         # MinIO posts S3 records: the S3 normalizer reads them; they count (and dead-letter) as S3_SQS.
@@ -132,7 +145,12 @@ REGISTRY: dict[Source, SourceEntry] = {
             _s3_normalizer,
             _s3_enricher,
             delivered_as=Source.S3_SQS,
-            push=PushRoute("/push/minio", ("POST",), f"{_PRODUCERS}.minio_push:handle"),
+            push=PushRoute(
+                "/push/minio",
+                ("POST",),
+                f"{_PRODUCERS}.minio_push:handle",
+                auth_settings=("MOUNTSYNC_MINIO_WEBHOOK_TOKEN",),
+            ),
         ),
     )
 }

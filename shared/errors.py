@@ -5,6 +5,9 @@
 - ``RetryableError``: try again later (back off); transports nack/release, tasks retry.
 - ``InvalidEvent``: this payload can never be processed; dead-letter it with the reason.
 - ``ObjectNotFound``: the object does not exist (also a ``FileNotFoundError``).
+- ``NotFound``: a name the caller gave (mount, alert, job, token) is unknown; a ``BadInput``.
+- ``Conflict``: the request is valid but the state forbids it (HTTP 409), e.g. an unversioned
+  bucket asked for a pinned version.
 - ``PlatformUnavailable`` / ``PlatformAuthRejected`` / ``PlatformRequestRejected``: an annotation
   platform (Label Studio, Girder) is down (retry), refused the credentials (fix them), or refused
   one request (a bug or a changed API; retrying the same request will not help).
@@ -29,7 +32,11 @@ class ConfigError(BadInput):
     """Settings or environment are wrong or incomplete."""
 
 
-class MountNotFound(BadInput):
+class NotFound(BadInput):
+    """A named thing (mount, dataset, alert, job, token) does not exist; HTTP answers 404."""
+
+
+class MountNotFound(NotFound):
     """No mount with that name."""
 
 
@@ -57,6 +64,10 @@ class CredentialsRejected(MountsyncError):
     """The provider refused the credentials or permissions for this operation."""
 
     exit_code = 1
+
+
+class Conflict(BadInput):
+    """Valid input the current state cannot serve (an old version of an unversioned object)."""
 
 
 class InvalidEvent(MountsyncError):

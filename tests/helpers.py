@@ -148,3 +148,13 @@ def enqueued_changes(log: str) -> int:
             if doc.get("event") == "enqueued":
                 total += int(doc.get("changes", 0))
     return total
+
+
+def bearer(conn: Any, scope: str = "read", name: str = "") -> dict[str, str]:
+    """An ``Authorization`` header with a fresh API token of ``scope`` stored in the catalog."""
+    import uuid
+
+    from mountsync.shared.catalog.tokens import create_token
+
+    token = create_token(conn, name or f"test-{scope}-{uuid.uuid4().hex[:8]}", scope)
+    return {"Authorization": f"Bearer {token}"}

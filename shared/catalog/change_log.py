@@ -50,6 +50,19 @@ LIMIT %(limit)s
 """
 
 
+# The same page rendered by PostgreSQL as one JSON array (the HTTP feed sends it as it is:
+# no per-row Python work), with the page's last cursor and size.
+READ_JSON_SQL = f"""
+SELECT coalesce(json_agg(json_build_object(
+           'cursor', p.cursor, 'mount', p.mount, 'dest_folder', p.dest_folder, 'key', p.key,
+           'kind', p.kind, 'size', p.size, 'etag', p.etag, 'version', p.version,
+           'sequencer', p.sequencer, 'event_time', p.event_time, 'applied_at', p.applied_at,
+           'quarantined', p.quarantined) ORDER BY p.cursor), '[]')::text,
+       max(p.cursor), count(*)
+FROM ({READ_SQL}) p
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class ChangeEntry:
     """One change-log row as readers see it (the field names of CONTRACT.md's change feed)."""
@@ -104,6 +117,14 @@ def read_changes(conn: psycopg.Connection, after: int, *, mount: str | None = No
     """Entries with a cursor above ``after``, in cursor order (at most ``limit``)."""
     rows = conn.execute(READ_SQL, {"after": after, "mount": mount, "limit": limit}).fetchall()
     return [ChangeEntry(*row) for row in rows]
+
+
+def read_changes_json(conn: psycopg.Connection, after: int, *, mount: str | None = None,
+                      limit: int = 1000) -> tuple[str, int | None, int]:  # fmt: skip
+    """``read_changes`` as a JSON array text, with the last cursor (None when empty) and the count."""
+    row = conn.execute(READ_JSON_SQL, {"after": after, "mount": mount, "limit": limit}).fetchone()
+    assert row is not None
+    return str(row[0]), row[1], int(row[2])
 
 
 def log_bounds(conn: psycopg.Connection) -> LogBounds:

@@ -14,7 +14,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from mountsync.shared.config import Settings
-from mountsync.shared.errors import BadInput, ServiceUnavailable
+from mountsync.shared.errors import BadInput, NotFound, ServiceUnavailable
 from mountsync.shared.migration import TASK_MAINTAIN, TASK_RESUME
 from mountsync.shared.migration.jobs import JOB_STATES, JobStore
 from mountsync.shared.migration.progress import Progress, item_failures, job_progress, list_jobs
@@ -22,7 +22,7 @@ from mountsync.shared.migration.spec import parse_spec
 from mountsync.shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION, make_client, send
 
 
-class JobNotFound(BadInput):
+class JobNotFound(NotFound):
     """No migration job with that id."""
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.test import Client
-from werkzeug.wrappers import Request, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient as Client
 
 from mountsync.producers.azure_webhook import _State, handle
+from mountsync.producers.http.push import PushRequest
 from mountsync.producers.normalize.azure import make_normalizer
 from mountsync.producers.pipeline import Pipeline
 from mountsync.shared.config import Settings
@@ -86,9 +88,16 @@ def make_harness(**extra: str) -> Harness:
 
     ctx = Ctx(Settings(extra=extra), _State(pipeline, mounts, send_reindex))  # type: ignore[arg-type]
 
-    @Request.application  # type: ignore[misc]
-    def app(request: Request) -> Response:
-        return handle(request, ctx)
+    app = FastAPI()
+
+    @app.api_route("/eventgrid", methods=["POST", "OPTIONS"])
+    async def eventgrid(request: Request) -> Response:
+        push = PushRequest(request.method, str(request.url), request.headers, request.query_params,
+                           await request.body())  # fmt: skip
+        answer = handle(push, ctx)
+        if answer.body is None:
+            return Response(status_code=answer.status, headers=answer.headers)
+        return JSONResponse(answer.body, answer.status, headers=answer.headers)
 
     return Harness(Client(app), queue, deadletters, reindexed, mounts)
 
@@ -101,13 +110,13 @@ def hook() -> Harness:
 def post(h: Harness, name_or_body: str | bytes, path: str = "/eventgrid", **headers: str) -> Any:
     body = name_or_body if isinstance(name_or_body, bytes) else (PAYLOADS / name_or_body).read_bytes()
     headers.setdefault("Content-Type", "application/json")
-    return h.client.post(path, data=body, headers=headers)
+    return h.client.post(path, content=body, headers=headers)
 
 
 def test_event_grid_validation_handshake(hook: Harness) -> None:
     response = post(hook, "eg_validation.json", **{"aeg-event-type": "SubscriptionValidation"})
     assert response.status_code == 200
-    assert response.json == {"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}
+    assert response.json() == {"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}
     assert hook.queue.changes == [] and hook.deadletters.records == []
 
 
@@ -122,7 +131,7 @@ def test_cloudevents_abuse_protection_handshake(hook: Harness) -> None:
 def test_event_grid_batch_is_queued_then_200(hook: Harness) -> None:
     response = post(hook, "eg_batch_mixed.json", **{"aeg-event-type": "Notification"})
     assert response.status_code == 200
-    assert response.json == {"queued": 3}
+    assert response.json() == {"queued": 3}
     assert [c.key for c in hook.queue.changes] == ["seq/0002.png", "seq/0001.png", "seq/0003.png"]
 
 
@@ -136,7 +145,7 @@ def test_cloudevents_single_and_batch(hook: Harness) -> None:
 def test_malformed_body_is_dead_lettered_with_400(hook: Harness) -> None:
     response = post(hook, b"{not json")
     assert response.status_code == 400
-    assert response.json["dead_lettered"] == 1
+    assert response.json()["dead_lettered"] == 1
     [(_, reason, payload)] = hook.deadletters.records
     assert payload == b"{not json" and "JSON" in reason
 
@@ -146,7 +155,7 @@ def test_one_bad_event_does_not_hold_back_the_others(hook: Harness) -> None:
     events[1]["data"]["url"] = "https://acmeraw.blob.core.windows.net/"
     response = post(hook, json.dumps(events).encode())
     assert response.status_code == 400
-    assert response.json["queued"] == 2
+    assert response.json()["queued"] == 2
     assert [r[0] for r in hook.deadletters.records] == [events[1]["id"]]
 
 

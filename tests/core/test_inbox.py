@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 import redis as redis_lib
-from werkzeug.test import Client
+from fastapi.testclient import TestClient as Client
 
 from mountsync.producers.inbox import GROUP, Drainer, Inbox, InboxSource, decode_entry
 from mountsync.producers.runtime import Runtime, build_runtime
@@ -159,27 +159,27 @@ def test_an_entry_that_cannot_be_decoded_is_dead_lettered_not_lost(own: Any) -> 
 
 
 def test_webhook_answers_503_while_the_inbox_is_full_and_200_when_it_drained(own: Any) -> None:
-    from mountsync.producers.serve import make_app
+    from mountsync.producers.http.app import make_app
 
     settings, runtime = own
     runtime.settings = replace(settings, inbox_max_depth=1)
     app = make_app(runtime.settings)
-    app.ctx._runtime = runtime  # this test's Redis prefix and pool
-    app.ctx.start_drainer = lambda source: None  # nobody drains until the test says so
+    app.state.serve._runtime = runtime  # this test's Redis prefix and pool
+    app.state.serve.start_drainer = lambda source: None  # nobody drains until the test says so
     client = Client(app)
     body = json.dumps([event(i) for i in range(2)]).encode()
     headers = {"Content-Type": "application/json", "aeg-event-type": "Notification"}
-    first = client.post("/eventgrid", data=body, headers=headers)
-    assert (first.status_code, first.json) == (200, {"queued": 2})
-    full = client.post("/eventgrid", data=body, headers=headers)
-    assert full.status_code == 503 and "retry later" in full.json["error"]
+    first = client.post("/eventgrid", content=body, headers=headers)
+    assert (first.status_code, first.json()) == (200, {"queued": 2})
+    full = client.post("/eventgrid", content=body, headers=headers)
+    assert full.status_code == 503 and "retry later" in full.json()["error"]
 
     drainer = Drainer(runtime, SOURCE, consumer="t3").start()
     try:
         wait_for(lambda: runtime.redis.xlen(inbox_key(settings.redis_prefix, SOURCE)) == 0, what="the inbox drained")
     finally:
         drainer.stop()
-    assert client.post("/eventgrid", data=body, headers=headers).status_code == 200
+    assert client.post("/eventgrid", content=body, headers=headers).status_code == 200
 
 
 def event(i: int) -> dict[str, Any]:

@@ -66,11 +66,12 @@ def test_produce_commands_are_the_registered_pull_sources(cli: Any) -> None:
 
 
 def test_push_routes_and_inboxes_come_from_the_registry() -> None:
-    from mountsync.producers.serve import ROUTES
+    from mountsync.producers.http.app import make_app
+    from mountsync.shared.config import Settings
 
     paths = {path for path, _methods, _target in push_routes()}
     assert paths == {"/push/gcs", "/eventgrid", "/push/minio"}
-    assert paths <= {path for path, _methods, _target in ROUTES}
+    assert paths <= {getattr(route, "path", "") for route in make_app(Settings()).routes}
     assert inbox_sources() == (Source.AZURE_EVENTGRID,)
 
 

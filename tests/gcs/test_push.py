@@ -16,10 +16,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from werkzeug.test import Client
+from fastapi.testclient import TestClient as Client
 
+from mountsync.producers.http.app import make_app
+from mountsync.producers.http.context import ServeContext
 from mountsync.producers.runtime import Runtime, build_runtime
-from mountsync.producers.serve import ServeContext, make_app
 from mountsync.shared.config import Settings
 from mountsync.shared.queues import ChangeQueue, make_client
 from tests.gcs.oidc import LocalSigner
@@ -43,7 +44,7 @@ def make_client_for(settings: Settings, catalog: psycopg.Connection) -> Iterator
 
     def make(runtime: Runtime | None = None, **extra: str) -> Client:
         app = make_app(settings.with_(extra=extra))
-        ctx: ServeContext = app.ctx
+        ctx: ServeContext = app.state.serve
         if runtime is not None:
             ctx._runtime = runtime
         contexts.append(ctx)
@@ -76,7 +77,7 @@ def push(client: Client, body: bytes, token: str | None = None) -> Any:
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    return client.post("/push/gcs", data=body, headers=headers)
+    return client.post("/push/gcs", content=body, headers=headers)
 
 
 def dead_letters(db: psycopg.Connection) -> list[tuple[str, str | None, str]]:
@@ -144,18 +145,19 @@ def test_pushes_without_a_valid_token_are_refused_and_leave_no_trace(
     before = queued(settings, redis_client)
     token = tokens[case]
     if case == "not a bearer token":
-        response = client.post("/push/gcs", data=envelope(), headers={"Authorization": "Basic Zm9vOmJhcg=="})
+        response = client.post("/push/gcs", content=envelope(), headers={"Authorization": "Basic Zm9vOmJhcg=="})
     else:
         response = push(client, envelope(), token)
     assert response.status_code == status, response.get_data(as_text=True)
-    assert response.json and response.json["error"]
+    assert response.json() and response.json()["error"]
     assert dead_letters(db) == []
     assert queued(settings, redis_client) == before
 
 
 def test_audience_defaults_to_the_push_url(make_client_for: Callable[..., Client], signer: LocalSigner) -> None:
     client = make_client_for(MOUNTSYNC_GCS_PUSH_SERVICE_ACCOUNTS=PUSHER, MOUNTSYNC_GCS_PUSH_CERTS_URL=signer.certs_url)
-    ok = push(client, envelope(), signer.token(aud="http://localhost/push/gcs", email=PUSHER))
+    # TestClient sends to http://testserver
+    ok = push(client, envelope(), signer.token(aud="http://testserver/push/gcs", email=PUSHER))
     assert ok.status_code == 204
     assert push(client, envelope(), signer.token(aud=AUDIENCE, email=PUSHER)).status_code == 401
 
@@ -185,7 +187,7 @@ def test_malformed_pushes_are_dead_lettered_with_400(
     client = make_client_for(**oidc_extra(signer))
     response = push(client, body, signer.token(aud=AUDIENCE, email=PUSHER))
     assert response.status_code == 400
-    assert reason in response.json["error"]
+    assert reason in response.json()["error"]
     [(source, _message_id, recorded)] = dead_letters(db)
     assert source == "gcs-push" and reason in recorded
 

@@ -20,7 +20,7 @@ from mountsync.shared.config import Settings
 from mountsync.shared.migration.client import JobNotFound, MigrationClient
 from mountsync.shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION, make_client
 from tests.conftest import Cli, WorkerProcess, env_for
-from tests.helpers import wait_for
+from tests.helpers import bearer, wait_for
 from tests.migration.test_fs_to_fs import MiB, make_tree
 
 pytestmark = pytest.mark.slow
@@ -130,29 +130,33 @@ def test_other_service_sends_task_by_name(tmp_path: Path, mig_worker, mig_settin
     assert message["headers"]["task"] == "platform.relink"
 
 
-def test_http_api(tmp_path: Path, mig_worker, mig_settings, moto, bucket, client) -> None:
-    from werkzeug.test import Client
+def test_http_api(tmp_path: Path, mig_worker, mig_settings, moto, bucket, client, db) -> None:
+    from fastapi.testclient import TestClient
 
-    from mountsync.producers.serve import make_app
+    from mountsync.producers.http.app import make_app
 
-    http = Client(make_app(mig_settings))
-    bad = http.post("/api/migrations", json={"source": "file:///x"})
-    assert bad.status_code == 400 and "destination" in bad.json["error"]
     src = tmp_path / "src"
+    extra = {"MOUNTSYNC_MIGRATION_SOURCE_ROOTS": str(tmp_path)}
+    http = TestClient(make_app(mig_settings.with_(extra=extra)), headers=bearer(db, "write"))
+    bad = http.post("/api/v1/migrations", json={"source": f"file://{src}"})
+    assert bad.status_code == 400 and "destination" in bad.json()["error"]
+    outside = http.post("/api/v1/migrations", json={"source": "file:///etc", "destination": f"s3://{bucket}/x"})
+    assert outside.status_code == 400 and "MOUNTSYNC_MIGRATION_SOURCE_ROOTS" in outside.json()["error"]
     make_tree(src, {"one.bin": 1234})
     spec = {"source": f"file://{src}", "destination": f"s3://{bucket}/api",
             "options": {"destination_storage": {"endpoint_url": moto.endpoint_url}}}  # fmt: skip
-    created = http.post("/api/migrations", json=spec)
+    created = http.post("/api/v1/migrations", json=spec)
     assert created.status_code == 202
-    job = created.json["job_id"]
-    wait_for(lambda: http.get(f"/api/migrations/{job}").json["state"] == "completed", timeout=60,
+    job = created.json()["job_id"]
+    wait_for(lambda: http.get(f"/api/v1/migrations/{job}").json()["state"] == "completed", timeout=60,
              what="job completed over HTTP")  # fmt: skip
-    status = http.get(f"/api/migrations/{job}").json
+    status = http.get(f"/api/v1/migrations/{job}").json()
     assert status["items_done"] == 1 and status["bytes_done"] == 1234 and "eta_s" in status
-    assert job in [j["job_id"] for j in http.get("/api/migrations?limit=10").json["jobs"]]
-    assert http.post(f"/api/migrations/{job}/cancel").json["state"] == "completed"  # finished stays
-    assert http.get("/api/migrations/nope").status_code == 404
-    assert http.get("/api/migrations?state=bogus").status_code == 400
+    assert job in [j["job_id"] for j in http.get("/api/v1/migrations?limit=10").json()["jobs"]]
+    assert http.post(f"/api/v1/migrations/{job}/cancel").json()["state"] == "completed"  # finished stays
+    assert http.get("/api/v1/migrations/nope").status_code == 404
+    assert http.get("/api/v1/migrations?state=bogus").status_code == 400
+    assert http.get("/api/v1/migrations", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
 def parts(db: Any, job: str) -> dict[int, tuple[int, bool]]:

@@ -28,7 +28,7 @@ def test_producer_and_serve_metrics_follow_real_traffic(
     add_mount("opsfs", f"file://{root}")
     env = env_for(iso_settings)
     serve_port, producer_port = free_port(), free_port()
-    serve = spawn("serve", "--port", str(serve_port), env=env)
+    serve = spawn("serve", "--port", str(serve_port), "--insecure-receivers", env=env)
     producer = spawn("produce", "--metrics-port", str(producer_port), "fs", "--mount", "opsfs", env=env)
     serve_url, producer_url = f"http://127.0.0.1:{serve_port}", f"http://127.0.0.1:{producer_port}"
     wait_http(f"{producer_url}/healthz", producer, "producer health endpoint")
@@ -92,7 +92,7 @@ def test_reconcile_alerts_and_quarantine_show_in_serve_metrics(
     (root / "seq" / "seq.csv").write_bytes(b"# annotations\n")
     add_mount("opsalign", f"file://{root}")
     port = free_port()
-    serve = spawn("serve", "--port", str(port), env=env_for(settings))
+    serve = spawn("serve", "--port", str(port), "--insecure-receivers", env=env_for(settings))
     started = time.time()
 
     def run(*args: str) -> Any:

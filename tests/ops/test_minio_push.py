@@ -22,7 +22,9 @@ def test_minio_webhook_events_reach_the_catalog(
 ) -> None:  # fmt: skip
     add_mount("minio", "minio://frames", endpoint_url="http://127.0.0.1:9")
     port = free_port()
-    serve = spawn("serve", "--port", str(port), env=env_for(settings, MOUNTSYNC_MINIO_WEBHOOK_TOKEN=TOKEN))
+    serve = spawn(
+        "serve", "--port", str(port), "--receivers", "minio", env=env_for(settings, MOUNTSYNC_MINIO_WEBHOOK_TOKEN=TOKEN)
+    )
     url = f"http://127.0.0.1:{port}/push/minio"
     wait_http(f"http://127.0.0.1:{port}/healthz", serve, "serve")
 

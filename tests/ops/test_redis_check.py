@@ -91,6 +91,6 @@ def test_worker_and_serve_warn_loudly_at_start(
         assert "allkeys-lru" in worker.log_tail(100_000)
     finally:
         worker.stop()
-    serve = spawn("serve", "--port", str(free_port()), env=env_for(lossy))
+    serve = spawn("serve", "--port", str(free_port()), "--receivers", "none", env=env_for(lossy))
     wait_for(lambda: "serving" in serve.output(), what="serve to start")
     assert "redis may lose queued tasks" in serve.output() and "no persistence" in serve.output()

@@ -18,21 +18,22 @@ from urllib.parse import quote_plus
 
 import psycopg
 import pytest
-from werkzeug.test import Client
+from fastapi.testclient import TestClient as Client
 
+from mountsync.producers.http.app import make_app
+from mountsync.producers.http.receivers import MAX_BODY
 from mountsync.producers.normalize.azure import normalize_azure
 from mountsync.producers.normalize.fs import normalize_fs
 from mountsync.producers.normalize.gcs import normalize_gcs
 from mountsync.producers.normalize.s3 import normalize_s3
 from mountsync.producers.pipeline import Outcome
 from mountsync.producers.runtime import Runtime, build_runtime
-from mountsync.producers.serve import MAX_BODY, make_app
 from mountsync.shared.catalog.deadletters import MAX_STORED_PAYLOAD
 from mountsync.shared.config import Settings
 from mountsync.shared.events import MAX_KEY_BYTES, RawMessage, Source
 from mountsync.shared.migration.client import JobNotFound
 from mountsync.shared.queues import QUEUE_REINDEX, TASK_REINDEX, TASK_SUBMIT_MIGRATION, make_client, send
-from tests.helpers import wait_for
+from tests.helpers import bearer, wait_for
 
 Normalizer = Callable[[RawMessage], list[Any]]
 
@@ -194,11 +195,11 @@ def test_reindex_task_for_an_unknown_mount_fails_visibly(settings, catalog, work
 def http(settings: Settings, catalog: psycopg.Connection) -> Iterator[Client]:
     app = make_app(settings)
     yield Client(app)
-    app.ctx.stop()  # the Event Grid inbox drainer the first POST started
+    app.state.serve.stop()  # the Event Grid inbox drainer the first POST started
 
 
 def test_http_bodies_over_the_limit_are_413(http) -> None:
-    response = http.post("/eventgrid", data=b"[" + b" " * MAX_BODY + b"]")
+    response = http.post("/eventgrid", content=b"[" + b" " * MAX_BODY + b"]")
     assert response.status_code == 413
 
 
@@ -210,19 +211,21 @@ def test_http_bodies_over_the_limit_are_413(http) -> None:
         ("/push/gcs", b'{"message": {"messageId": "1", "data": "***"}}', 400, "not base64"),
         ("/eventgrid", b"[{", 400, "body is not JSON"),
         ("/eventgrid", b'[{"eventType": "Microsoft.Storage.BlobFrobbed", "data": {}}]', 400, "unsupported"),
-        ("/api/migrations", b"{", 400, "not JSON"),
-        ("/api/migrations", b"[]", 400, "must be a JSON object"),
-        ("/api/migrations", b'{"source": "file:///d"}', 400, "'destination' is required"),
-        ("/api/migrations", json.dumps({"source": "file:///d", "destination": "s3://b/p",
+        ("/api/v1/migrations", b"{", 422, "body"),
+        ("/api/v1/migrations", b"[]", 422, "body: Input should be a valid dictionary"),
+        ("/api/v1/migrations", b'{"source": "s3://d/x"}', 400, "'destination' is required"),
+        ("/api/v1/migrations", b'{"source": "file:///etc", "destination": "s3://b/p"}', 400,
+         "MOUNTSYNC_MIGRATION_SOURCE_ROOTS"),
+        ("/api/v1/migrations", json.dumps({"source": "s3://d/x", "destination": "s3://b/p",
                                         "items": [{"entity_id": "1", "path": "../x"}]}).encode(),
          400, "'..'"),
-        ("/nowhere", b"", 404, "not found"),
+        ("/nowhere", b"", 404, "Not Found"),
     ],
 )  # fmt: skip
 def test_bad_http_requests_are_4xx_with_the_reason(http, catalog, path, body, status, reason) -> None:
-    response = http.post(path, data=body)
-    assert response.status_code == status, response.get_data(as_text=True)
-    payload = response.get_json()
+    response = http.post(path, content=body, headers={**bearer(catalog, "write"), "Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    payload = response.json()
     text = json.dumps(payload)
     assert reason in (payload.get("error", "") + " ".join(payload.get("reasons", [])) or text), text
     if path in ("/push/gcs", "/eventgrid") and status == 400:

@@ -66,10 +66,15 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def alert_folder(alert: Alert) -> str:
+    """The folder CONTRACT.md names: the dataset's folder (a video's is the one holding it)."""
+    return alert.path.rpartition("/")[0] if alert.dataset_type == "video" else alert.path
+
+
 def describe_alert(alert: Alert) -> dict[str, Any]:
     """The alert as operators, the CLI's --json and the webhook see it."""
     return {
-        "id": alert.id, "mount": alert.mount, "dataset": alert.path,
+        "id": alert.id, "mount": alert.mount, "dataset": alert.path, "folder": alert_folder(alert),
         "dataset_type": alert.dataset_type, "kind": alert.kind, "kinds": list(alert.kinds),
         "breaking": alert.breaking, "status": alert.status,
         "first_shifted_index": alert.first_shifted_index, "frames_moved": alert.frames_moved,

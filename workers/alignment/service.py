@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from mountsync.shared.catalog.mounts import Mount, Mounts
-from mountsync.shared.errors import BadInput
+from mountsync.shared.errors import BadInput, Conflict, NotFound
 from mountsync.workers.alignment import store
 from mountsync.workers.alignment.classify import Classification, Frame, classify_folder_change
 from mountsync.workers.alignment.config import AlignmentConfig
@@ -246,7 +246,7 @@ def locate_dataset(conn: psycopg.Connection, config: AlignmentConfig, mount: Mou
         rows = store.datasets_at(conn, mount.id, candidate)
         if rows:
             return candidate, rows[0].folder
-    raise BadInput(
+    raise NotFound(
         f"no dataset at {path!r} in mount {mount.name!r}: name a folder with images directly "
         f"in it, or a video's key (`mountsync datasets {mount.name}` lists them)"
     )
@@ -302,9 +302,9 @@ def ack_alert(
     with conn.transaction():
         alert = store.get_alert(conn, alert_id)
         if alert is None:
-            raise BadInput(f"no alert with id {alert_id}; `mountsync alerts --all` lists them")
+            raise NotFound(f"no alert with id {alert_id}; `mountsync alerts --all` lists them")
         if alert.status != "open":
-            raise BadInput(f"alert {alert_id} is already {alert.status}")
+            raise Conflict(f"alert {alert_id} is already {alert.status}")
         mount = Mounts(conn).get_by_id(alert.mount_id)
     result = pin_dataset(conn, config, mount, alert.path, io_for(mount), by=f"ack ({by})")
     closed = store.get_alert(conn, alert_id)

@@ -1,0 +1,1 @@
+"""``mountsync serve``: one FastAPI application for the push receivers, health, metrics and /api/v1."""

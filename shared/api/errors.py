@@ -1,0 +1,78 @@
+"""The one error body, ``{"error": reason}``, for every failure the API answers.
+
+Mapped from the project's error tree: ``NotFound`` 404, ``Conflict`` 409, other ``BadInput`` 400,
+``RetryableError`` (Redis, PostgreSQL, a cloud down) 503. Validation errors are 422 and name each
+field (``query.limit: ...``). Anything else is a bug: 500 without details, logged with its stack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from mountsync.shared.errors import BadInput, Conflict, MountsyncError, NotFound, RetryableError
+
+log = structlog.get_logger("mountsync.api")
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "bad input (the reason names the field)"},
+    401: {"model": ErrorBody, "description": "missing, invalid or revoked bearer token"},
+    403: {"model": ErrorBody, "description": "a read token on a write route"},
+    404: {"model": ErrorBody, "description": "unknown mount, folder, alert or job"},
+    503: {"model": ErrorBody, "description": "Redis, PostgreSQL or the storage is down; retry"},
+}
+
+
+def status_of(exc: MountsyncError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, BadInput):
+        return 400
+    if isinstance(exc, RetryableError):
+        return 503
+    return 500
+
+
+def _field_errors(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = jsonable_encoder(exc.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")})
+        return JSONResponse({"error": _field_errors(exc), "detail": detail}, 422)
+
+    @app.exception_handler(MountsyncError)
+    async def mountsync_error(request: Request, exc: MountsyncError) -> JSONResponse:
+        status = status_of(exc)
+        if status >= 500:
+            log.error("request failed", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        return JSONResponse({"error": str(exc) if status < 500 or status == 503 else "internal error"}, status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request failed", path=request.url.path)
+        return JSONResponse({"error": "internal error"}, 500)
