@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from mountsync.shared.errors import BadInput
+from mountsync.shared.errors import BadInput, NotFound
 
 KINDS = ("webhook", "label-studio")
 TOPICS = ("changes", "alerts", "migrations")
@@ -26,7 +26,7 @@ _COLUMNS = (
 )
 
 
-class SinkNotFound(BadInput):
+class SinkNotFound(NotFound):
     """No sink with that name."""
 
 
