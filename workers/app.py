@@ -37,8 +37,9 @@ def _register_all(celery_app: Celery) -> None:
     from mountsync.workers import tasks
     from mountsync.workers.alignment import tasks as alignment_tasks
     from mountsync.workers.migration import tasks as migration_tasks
+    from mountsync.workers.sinks import tasks as sink_tasks
 
-    for module in (tasks, alignment_tasks, migration_tasks):
+    for module in (tasks, alignment_tasks, migration_tasks, sink_tasks):
         module.register_tasks(celery_app)
 
 
@@ -48,9 +49,11 @@ _register_all(app)
 def post_apply_hooks() -> PostApplyHooks:
     """What every committed batch is followed by, in this order: one line per hook."""
     from mountsync.workers.alignment.hooks import after_apply
+    from mountsync.workers.sinks.tasks import nudge_sinks
 
     hooks = PostApplyHooks()
     hooks.register(after_apply)  # debounced dataset checks of the folders a batch touched
+    hooks.register(nudge_sinks)  # ask the sinks of the changed mounts to deliver (never raises)
     return hooks
 
 

@@ -97,10 +97,11 @@ def test_a_failed_apply_is_retried_without_hooks(ctx: WorkerContext, catalog: ps
     assert ctx.app.calls() == []
 
 
-def test_the_worker_registers_alignment_as_a_post_apply_hook() -> None:
+def test_the_worker_registers_alignment_and_the_sink_nudge_as_post_apply_hooks() -> None:
     from mountsync.workers.app import post_apply_hooks
+    from mountsync.workers.sinks.tasks import nudge_sinks
 
-    assert list(post_apply_hooks()) == [after_apply]
+    assert list(post_apply_hooks()) == [after_apply, nudge_sinks]
 
 
 def test_without_registered_hooks_a_batch_is_only_committed_and_published(
