@@ -26,7 +26,7 @@ import structlog
 
 from mountsync.shared.errors import PlatformRecordMissing
 from mountsync.workers.connectors import girder_catalog as catalog
-from mountsync.workers.connectors.girder_client import GirderClient, Item
+from mountsync.workers.connectors.girder_client import GirderClient
 from mountsync.workers.connectors.girder_plan import (
     Change,
     DatasetState,
@@ -93,8 +93,8 @@ class GirderConnector:
         states = catalog.dataset_states(self._conn, self.target.mount, self.target.root)
         for folder, changes in sorted(plan.create.items()):
             report.created += self._create(folder, changes, states)
-        for entry, row in plan.refresh:
-            report.refreshed += self._refresh(entry, row)
+        if plan.refresh:
+            report.refreshed += self._refresh(plan.refresh)
         if plan.delete:
             report.deleted += self._delete(plan.delete)
             rels = [relative_key(entry.key, self.target.root) or "" for entry, _ in plan.delete]
@@ -130,28 +130,37 @@ class GirderConnector:
 
     # Overwritten
 
-    def _refresh(self, entry: Change, row: Mapped) -> int:
-        name = split_rel(relative_key(entry.key, self.target.root) or entry.key)[1]
-        try:
-            item = self._client.refresh_reference(
-                self.target.assetstore_id, Item(row.item_id, name, row.folder_id, 0), entry.key
-            )
-        except PlatformRecordMissing:  # the object went again, or the folder was removed by hand
-            log.info("girder.refresh_skipped", connector=self.target.name, key=entry.key)
-            return 0
-        self._client.set_item_metadata(item.id, changed_item_meta(entry, row))
-        updated = Mapped(entry.key, item.id, item.folder_id, entry.etag, entry.version)
-        catalog.save_map(self._conn, self.target.name, self.target.mount, [(updated, entry.cursor)])
-        return 1
+    def _refresh(self, refresh: Sequence[tuple[Change, Mapped]]) -> int:
+        """Files follow their overwritten objects, folder by folder; items keep their ids."""
+        by_folder: dict[str, list[tuple[Change, Mapped]]] = {}
+        for entry, row in refresh:
+            by_folder.setdefault(row.folder_id, []).append((entry, row))
+        done = 0
+        for folder_id, pairs in by_folder.items():
+            try:
+                items = self._client.refresh_references(
+                    self.target.assetstore_id, folder_id, {entry.key: row.item_id for entry, row in pairs}
+                )
+            except PlatformRecordMissing:  # the folder was removed by hand: import it afresh
+                log.info("girder.refresh_folder_gone", connector=self.target.name, folder_id=folder_id)
+                catalog.forget_keys(self._conn, self.target.name, self.target.mount, [e.key for e, _ in pairs])
+                continue
+            rows = []
+            for entry, row in pairs:
+                item = items.get(entry.key)
+                if item is None:  # the object went again since: its delete is further on in the log
+                    continue
+                self._client.set_item_metadata(item.id, changed_item_meta(entry, row))
+                rows.append((Mapped(entry.key, item.id, folder_id, entry.etag, entry.version), entry.cursor))
+            catalog.save_map(self._conn, self.target.name, self.target.mount, rows)
+            done += len(rows)
+        return done
 
     # Deleted
 
     def _delete(self, deletes: Sequence[tuple[Change, Mapped | None]]) -> int:
-        done = 0
-        for entry, row in deletes:
-            item_id = row.item_id if row is not None else self._find_item_id(entry.key)
-            if item_id is not None and self._client.delete_item(item_id):
-                done += 1
+        ids = [row.item_id if row is not None else self._find_item_id(entry.key) for entry, row in deletes]
+        done = self._client.delete_many("item", [i for i in ids if i is not None])
         catalog.forget_keys(self._conn, self.target.name, self.target.mount, [e.key for e, _ in deletes])
         return done
 
