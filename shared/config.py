@@ -62,6 +62,8 @@ class Settings:
     changes_retention_s: float = 7 * 86400.0
     # A task delivered more often than this is dead-lettered instead of run again (poison guard).
     max_deliveries: int = 5
+    # A sink whose receiver keeps failing is retried (backoff with jitter) this long, then paused.
+    sink_retry_for_s: float = 24 * 3600.0
     visibility_timeout_s: int = 7200
     task_time_limit_s: int = 3600
     reindex_interval_s: int = 3600
@@ -98,6 +100,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "MOUNTSYNC_FEED_MAXLEN": ("feed_maxlen", int),
     "MOUNTSYNC_CHANGES_RETENTION": ("changes_retention_s", duration),
     "MOUNTSYNC_MAX_DELIVERIES": ("max_deliveries", int),
+    "MOUNTSYNC_SINK_RETRY_FOR": ("sink_retry_for_s", duration),
     "MOUNTSYNC_VISIBILITY_TIMEOUT": ("visibility_timeout_s", int),
     "MOUNTSYNC_TASK_TIME_LIMIT": ("task_time_limit_s", int),
     "MOUNTSYNC_REINDEX_INTERVAL": ("reindex_interval_s", int),
@@ -114,6 +117,7 @@ _POSITIVE = (
     "MOUNTSYNC_FEED_MAXLEN",
     "MOUNTSYNC_MAX_DELIVERIES",
     "MOUNTSYNC_CHANGES_RETENTION",
+    "MOUNTSYNC_SINK_RETRY_FOR",
 )
 
 

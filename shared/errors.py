@@ -89,3 +89,15 @@ class PlatformRequestRejected(MountsyncError):
 
 class PlatformRecordMissing(PlatformRequestRejected):
     """The task, item, file or folder named in the request does not exist (404)."""
+
+
+class DeliveryFailed(RetryableError):
+    """A sink's receiver did not accept a delivery; ``status`` is its HTTP answer (None: no answer).
+
+    The sink keeps its cursor and tries again later (``retry_after_s`` when the receiver said).
+    """
+
+    def __init__(self, message: str, status: int | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s

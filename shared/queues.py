@@ -16,13 +16,16 @@ QUEUE_CHANGES = "changes"
 QUEUE_REINDEX = "reindex"
 QUEUE_MIGRATIONS = "migrations"
 QUEUE_ALIGNMENT = "alignment"
-ALL_QUEUES = (QUEUE_CHANGES, QUEUE_REINDEX, QUEUE_MIGRATIONS, QUEUE_ALIGNMENT)
+QUEUE_SINKS = "sinks"
+ALL_QUEUES = (QUEUE_CHANGES, QUEUE_REINDEX, QUEUE_MIGRATIONS, QUEUE_ALIGNMENT, QUEUE_SINKS)
 
 TASK_APPLY = "mountsync.apply_changes"
 TASK_REINDEX = "mountsync.reindex_mount"
 TASK_RECONCILE_ALL = "mountsync.reconcile_all"
 TASK_SUBMIT_MIGRATION = "mountsync.submit_migration"
 TASK_PRUNE_CHANGES = "mountsync.prune_changes"
+TASK_SINK_DELIVER = "mountsync.sinks.deliver"
+TASK_SINK_SWEEP = "mountsync.sinks.sweep"
 
 FEED_STREAM = "mountsync:feed"
 # Push endpoints that answer after putting a request's changes in a Redis stream (producers/inbox.py).
@@ -71,6 +74,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_SUBMIT_MIGRATION: {"queue": QUEUE_MIGRATIONS},
             "mountsync.migration.*": {"queue": QUEUE_MIGRATIONS},
             "mountsync.alignment.*": {"queue": QUEUE_ALIGNMENT},
+            "mountsync.sinks.*": {"queue": QUEUE_SINKS},
         },
         "worker_send_task_events": True,
         "task_send_sent_event": True,

@@ -36,8 +36,9 @@ def _register_all(celery_app: Celery) -> None:
     from mountsync.workers import tasks
     from mountsync.workers.alignment import tasks as alignment_tasks
     from mountsync.workers.migration import tasks as migration_tasks
+    from mountsync.workers.sinks import tasks as sink_tasks
 
-    for module in (tasks, alignment_tasks, migration_tasks):
+    for module in (tasks, alignment_tasks, migration_tasks, sink_tasks):
         module.register_tasks(celery_app)
 
 

@@ -70,6 +70,8 @@ def register(app: typer.Typer) -> None:
 
     from mountsync.workers.alignment import cli as alignment_cli
     from mountsync.workers.migration import cli as migration_cli
+    from mountsync.workers.sinks import cli as sinks_cli
 
     alignment_cli.register(app)
     migration_cli.register(app)
+    sinks_cli.register(app)

@@ -15,6 +15,7 @@ from mountsync.shared.events import ObjectChange
 from mountsync.shared.queues import FEED_STREAM
 from mountsync.workers.alignment.hooks import after_apply
 from mountsync.workers.context import WorkerContext
+from mountsync.workers.sinks.tasks import nudge_sinks
 
 log = structlog.get_logger("mountsync.apply")
 
@@ -30,6 +31,7 @@ def apply_batch(ctx: WorkerContext, changes: Sequence[ObjectChange]) -> ApplyRes
     _publish_feed(ctx)
     if result.applied:
         after_apply(ctx, result.applied)
+        nudge_sinks(ctx, result.applied)  # never raises: a sink must not slow or fail apply
     if result.dropped:
         log.warning("changes for unmounted buckets dropped", dropped=result.dropped)
     return result

@@ -119,6 +119,10 @@ class LabelStudioClient:
         """The email of the token's user; proves the URL and the token."""
         return str(self._http.json("GET", "/api/current-user/whoami")["email"])
 
+    def project_title(self, project: int) -> str:
+        """The project's title; ``PlatformRecordMissing`` when there is no such project."""
+        return str(self._http.json("GET", f"/api/projects/{project}")["title"])
+
     def import_tasks(self, project: int, tasks: Sequence[NewTask]) -> list[int]:
         """Create ``tasks`` in bulk; returns their ids in the order given.
 

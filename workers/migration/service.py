@@ -36,6 +36,7 @@ from mountsync.workers.migration.retry import ByteBudget
 from mountsync.workers.migration.runtime import MigrationRuntime
 from mountsync.workers.migration.transfer import Transfer
 from mountsync.workers.migration.verified import Remembered
+from mountsync.workers.sinks.events import publish_migration_event
 
 log = structlog.get_logger("mountsync.migration")
 
@@ -290,3 +291,4 @@ def settle_job(rt: MigrationRuntime, job_id: str) -> None:
         rt.send(TASK_DELIVER, job_id, batch)
     if settled.final_state:
         log.info("migration job finished", job_id=job_id, state=settled.final_state)
+        publish_migration_event(settled.final_state, {"job_id": job_id, "state": settled.final_state})

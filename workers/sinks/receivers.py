@@ -1,0 +1,29 @@
+"""The receiver of each sink kind, built per delivery run from the sink row and the environment.
+
+Secrets come from the process environment at this edge only: a webhook's secret is opened with
+``MOUNTSYNC_SECRETS_KEY``; a connector's token is read from the variable the sink names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from mountsync.shared.config import Settings
+from mountsync.shared.errors import ConfigError
+from mountsync.workers.sinks.delivery import Receiver
+from mountsync.workers.sinks.secrets import SecretBox
+from mountsync.workers.sinks.store import Sink
+
+
+def open_receiver(sink: Sink, settings: Settings, environ: Mapping[str, str]) -> Receiver:
+    if sink.kind == "webhook":
+        from mountsync.workers.sinks.webhook import WebhookReceiver
+
+        if sink.secret is None:
+            raise ConfigError(f"webhook {sink.name} has no secret; remove and add it again")
+        return WebhookReceiver(sink.name, sink.target, SecretBox.from_extra(settings.extra).open(sink.secret))
+    if sink.kind == "label-studio":
+        from mountsync.workers.sinks.label_studio import LabelStudioConnector
+
+        return LabelStudioConnector.open(sink, settings, environ)
+    raise ConfigError(f"sink {sink.name} has an unknown kind {sink.kind!r}")
