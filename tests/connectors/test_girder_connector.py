@@ -6,11 +6,9 @@ are recognised, pinned and quarantined by the alignment service, and the connect
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -25,8 +23,10 @@ from mountsync.workers.alignment.store import open_alert
 from mountsync.workers.connectors import girder_catalog
 from mountsync.workers.connectors.girder_client import GirderClient
 from mountsync.workers.connectors.girder_connector import GirderConnector, GirderTarget
+from mountsync.workers.sinks import store
+from tests.conftest import Cli, WorkerProcess, env_for
 from tests.connectors.girder_support import S3Mount, deliver_all, expected_folders, girder_tree
-from tests.helpers import ROOT, wait_for
+from tests.helpers import Proc, wait_for
 from tests.standins.girder import GirderWorkspace
 
 pytestmark = pytest.mark.timeout(900)
@@ -54,6 +54,13 @@ def client(girder: GirderWorkspace) -> Iterator[GirderClient]:
 
 def target(girder: GirderWorkspace, name: str = "dive-girder") -> GirderTarget:
     return GirderTarget(name, "dive", PREFIX, girder.server.api_url, girder.folder_id, girder.assetstore_id)
+
+
+def add_sink(conn: psycopg.Connection, girder: GirderWorkspace, name: str = "dive-girder") -> None:
+    """The sink row ``connect girder`` writes (the map and alerts belong to it)."""
+    options = {"folder": girder.folder_id, "assetstore": girder.assetstore_id, "api_key_env": "GIRDER_KEY"}
+    store.add_sink(conn, name=name, kind="girder", target=girder.server.api_url, mounts=["dive"],
+                   events=("changes", "alerts"), options=options, secret=None, cursor=0, events_cursor=0)  # fmt: skip
 
 
 def rel(keys: list[str] | set[str]) -> set[str]:
@@ -86,6 +93,7 @@ def test_a_mount_becomes_a_matching_tree_and_follows_deletes_overwrites_creates_
     mirror.put(SEQ_A + SEQ_B + OTHER)
     check_datasets(mirror, [f"{PREFIX}seqA", f"{PREFIX}deep/dive/seqB"])
     pin_dataset(mirror.conn, ALIGN, mirror.mount, f"{PREFIX}seqA", StorageIO(mirror.mount), last_annotated=30)
+    add_sink(mirror.conn, girder)
     connector = GirderConnector(target(girder), client, mirror.conn)
 
     cursor = deliver_all(connector, mirror.conn)
@@ -155,38 +163,77 @@ def test_a_mount_becomes_a_matching_tree_and_follows_deletes_overwrites_creates_
     assert "seqA" in folders and "deep" not in folders
     emptied = folder_meta(client, girder, "seqA")["mountsync_emptied"]
     assert isinstance(emptied, dict) and emptied["annotated"] is True
+    [alert] = store.list_alerts(mirror.conn, "dive-girder")
+    assert (alert["kind"], alert["key"]) == ("annotated-dataset-emptied", f"{PREFIX}seqA")
 
 
-def test_a_worker_killed_mid_sync_leaves_no_duplicate_and_no_loss(
-    girder: GirderWorkspace, mirror: S3Mount, client: GirderClient, settings: Settings, tmp_path: object
-) -> None:
-    mirror.put(SEQ_A + SEQ_B + OTHER)
-    options = json.dumps(vars_of(target(girder, "killed")))
-    cursor_file = f"{tmp_path}/cursor"
-    env = {
-        **os.environ,
-        "MOUNTSYNC_DATABASE_URL": settings.database_url,
-        "GIRDER_KEY": girder.server.api_key,
-        "PYTHONPATH": str(ROOT),
-    }
-    command = [sys.executable, "-m", "tests.connectors.girder_runner", options, "GIRDER_KEY", cursor_file, "7"]
-    runner = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE)
+def test_connected_by_the_cli_a_worker_killed_mid_sync_leaves_no_duplicate_and_no_loss(
+    girder: GirderWorkspace, catalog: psycopg.Connection, client: GirderClient, settings: Settings,
+    add_mount: Any, procs: list[Proc], tmp_path: Path,
+) -> None:  # fmt: skip
+    s3 = girder.moto.client("s3")
+    for key in SEQ_A + SEQ_B + OTHER:
+        s3.put_object(Bucket=girder.bucket, Key=key, Body=f"{key}:v1".encode())
+    add_mount("dive", f"s3://{girder.bucket}/{PREFIX}", endpoint_url=girder.moto.endpoint_url)
+    creds = {k: v for k, v in girder.moto.env().items() if k != "AWS_ENDPOINT_URL"}
+    env = env_for(settings, GIRDER_KEY=girder.server.api_key, MOUNTSYNC_STATE_DIR=str(tmp_path), **creds)
+    cli = Cli(env)
+    worker = start_worker(env, tmp_path)
+    # beat's sink sweep hands a killed deliverer's sink to another worker once its lease expires
+    procs.append(Proc.mountsync(["beat", "--loglevel", "WARNING"], env, tmp_path / "beat.log").start())
+
+    # The two commands a DIVE user runs (README): the mount exists, then connect.
+    connected = cli("connect", "girder", "dive-girder", "--mount", "dive", "--url", girder.server.api_url,
+                    "--folder", girder.folder_id, "--api-key-env", "GIRDER_KEY", "--json")  # fmt: skip
+    assert connected.returncode == 0, connected.stderr
+    assert json.loads(connected.stdout)["options"]["assetstore"] == girder.assetstore_id
+    cli("reindex", "dive", check=True)
+    wait_for(lambda: girder_catalog.count_items(catalog, "dive-girder") >= 60, 300, "a partial sync", 0.01)
+    worker.kill()
+    partial = girder_catalog.count_items(catalog, "dive-girder")
+    assert partial < 300, "the kill came too late to prove anything"
+
+    worker = start_worker(env, tmp_path)
     try:
-        wait_for(lambda: girder_catalog.count_items(mirror.conn, "killed") >= 120, 300, "a partial sync")
+        wait_for(lambda: sink_caught_up(catalog, "dive-girder"), 300, "the connector to catch up", 0.5)
     finally:
-        runner.send_signal(signal.SIGKILL)
-        runner.wait(30)
-    assert runner.returncode == -signal.SIGKILL
-    partial, _ = girder_tree(client, girder.folder_id)
-    assert 0 < len(partial) < 300
-
-    finished = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, timeout=600)
-    assert finished.returncode == 0, finished.stderr.decode()[-2000:]
-
-    items = assert_tree_matches(client, girder, mirror)
-    assert len(items) == 300
-    assert girder_catalog.count_items(mirror.conn, "killed") == 300
+        worker.stop()
+    items, _ = girder_tree(client, girder.folder_id)
+    live = {k.removeprefix(PREFIX): len(f"{k}:v1") for k in SEQ_A + SEQ_B + OTHER}
+    assert {p: (i.size, i.files) for p, i in items.items()} == {p: (n, 1) for p, n in live.items()}
+    assert girder_catalog.count_items(catalog, "dive-girder") == 300
 
 
-def vars_of(t: GirderTarget) -> dict[str, str]:
-    return {name: getattr(t, name) for name in GirderTarget.__dataclass_fields__}
+def test_connect_girder_refuses_what_cannot_work_in_one_line(
+    girder: GirderWorkspace, settings: Settings, add_mount: Any, tmp_path: Path
+) -> None:
+    add_mount("dive", f"s3://{girder.bucket}/{PREFIX}", endpoint_url=girder.moto.endpoint_url)
+    add_mount("local", f"file://{tmp_path}")
+    cli = Cli(env_for(settings, GIRDER_KEY=girder.server.api_key, WRONG_KEY="not-a-key"))
+    base = ["connect", "girder", "g", "--url", girder.server.api_url, "--api-key-env"]
+    cases = {
+        ("GIRDER_KEY", "--mount", "dive", "--folder", "0123456789abcdef01234567"): "--folder",
+        ("GIRDER_KEY", "--mount", "dive", "--folder", girder.folder_id, "--assetstore", "0123456789abcdef01234567"):
+            "--assetstore",
+        ("GIRDER_KEY", "--mount", "local", "--folder", girder.folder_id): "--mount local",
+        ("UNSET_VAR", "--mount", "dive", "--folder", girder.folder_id): "UNSET_VAR",
+        ("WRONG_KEY", "--mount", "dive", "--folder", girder.folder_id): "refused",
+    }  # fmt: skip
+    for args, names in cases.items():
+        result = cli(*base, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        [line] = result.stderr.strip().splitlines()
+        assert names in line and "not-a-key" not in line and girder.server.api_key not in line
+
+
+def start_worker(env: dict[str, str], tmp_path: Path) -> WorkerProcess:
+    log_path = tmp_path / "worker.log"
+    log_path.touch()
+    return WorkerProcess(env, log_path, "changes,reindex,sinks", 2).start()
+
+
+def sink_caught_up(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT s.cursor >= (SELECT max(cursor) FROM change_log) FROM sinks s WHERE s.name = %s", (name,)
+    ).fetchone()
+    return bool(row and row[0])

@@ -85,6 +85,17 @@ def common_key_prefix(keys: Sequence[str]) -> str:
     return first[:length]
 
 
+S3_ASSETSTORE_TYPE = 2  # girder.constants.AssetstoreType.S3
+
+
+@dataclass(frozen=True, slots=True)
+class S3Assetstore:
+    id: str
+    name: str
+    bucket: str
+    prefix: str
+
+
 @dataclass(frozen=True, slots=True)
 class Folder:
     id: str
@@ -180,6 +191,15 @@ class GirderClient:
         if not me:
             raise ConfigError("the Girder API key authenticates no user")
         return str(me["login"]), bool(me.get("admin"))
+
+    def s3_assetstores(self) -> list[S3Assetstore]:
+        """Girder's S3 assetstores (admin only): where an object can be referenced from."""
+        rows = self._http.json("GET", "/assetstore", params={"limit": 0})
+        return [
+            S3Assetstore(str(r["_id"]), str(r["name"]), str(r.get("bucket") or ""), str(r.get("prefix") or ""))
+            for r in rows
+            if r.get("type") == S3_ASSETSTORE_TYPE
+        ]
 
     # Folders
 

@@ -24,6 +24,8 @@ from typing import Any
 import psycopg
 import structlog
 
+from mountsync.shared.catalog.mounts import Mounts
+from mountsync.shared.config import Settings
 from mountsync.shared.errors import PlatformRecordMissing
 from mountsync.workers.connectors import girder_catalog as catalog
 from mountsync.workers.connectors.girder_client import GirderClient
@@ -40,6 +42,9 @@ from mountsync.workers.connectors.girder_plan import (
     relative_key,
     split_rel,
 )
+from mountsync.workers.sinks import store
+from mountsync.workers.sinks.label_studio import platform_errors
+from mountsync.workers.sinks.store import Sink
 
 log = structlog.get_logger("mountsync.girder")
 
@@ -74,19 +79,49 @@ class DeliveryReport:
 class GirderConnector:
     """One connector: its Girder client, its target, and a catalog connection (map, datasets)."""
 
-    def __init__(self, target: GirderTarget, client: GirderClient, conn: psycopg.Connection) -> None:
+    def __init__(self, target: GirderTarget, client: GirderClient, conn: psycopg.Connection, *,
+                 owns_conn: bool = False) -> None:  # fmt: skip
         self.target = target
         self._client = client
         self._conn = conn
+        self._owns_conn = owns_conn
         self._folders: dict[str, str] = {"": target.folder_id}  # relative path -> Girder folder id
         self._folder_meta: dict[str, dict[str, Any]] = {}  # what this process last wrote per folder
 
+    @classmethod
+    def open(cls, sink: Sink, settings: Settings, environ: Mapping[str, str]) -> GirderConnector:
+        """The receiver of a ``girder`` sink: the API key from the variable the sink names."""
+        options = sink.options
+        client = GirderClient.from_env(sink.target, str(options["api_key_env"]), environ)
+        conn = psycopg.connect(settings.database_url, autocommit=True)
+        try:
+            mount = Mounts(conn).get(sink.mounts[0])
+        except Exception:
+            conn.close()
+            client.close()
+            raise
+        target = GirderTarget(sink.name, mount.name, mount.prefix, sink.target, str(options["folder"]),
+                              str(options["assetstore"]), str(options.get("prefix") or ""))  # fmt: skip
+        return cls(target, client, conn, owns_conn=True)
+
     def close(self) -> None:
         self._client.close()
+        if self._owns_conn:
+            self._conn.close()
 
-    # The sink receiver interface
+    # The sink receiver interface (workers/sinks/delivery.py): errors become DeliveryFailed
 
-    def deliver_changes(self, entries: Sequence[Change]) -> DeliveryReport:
+    def deliver_changes(self, entries: Sequence[Change]) -> None:
+        with platform_errors():
+            self.apply(entries)
+
+    def deliver_events(self, events: Iterable[object]) -> None:
+        """Alerts opened, acknowledged or closed by a re-pin: dataset folders follow the catalog."""
+        with platform_errors():
+            self.sync_datasets()
+
+    def apply(self, entries: Sequence[Change]) -> DeliveryReport:
+        """Carry out one batch of change-log entries (cursor order); safe to repeat."""
         report = DeliveryReport()
         mapped = catalog.load_map(self._conn, self.target.name, self.target.mount, [e.key for e in entries])
         plan = plan_batch(entries, mapped, self.target.root)
@@ -102,10 +137,6 @@ class GirderConnector:
         report.folders_marked += self._sync_dataset_folders(states)
         log.info("girder.delivered", connector=self.target.name, **vars(report))
         return report
-
-    def deliver_events(self, events: Iterable[object]) -> None:
-        """Alerts opened, acknowledged or closed by a re-pin: dataset folders follow the catalog."""
-        self.sync_datasets()
 
     def sync_datasets(self) -> int:
         """Write the DIVE markers and quarantine of every dataset folder that differs; returns how many."""
@@ -187,14 +218,20 @@ class GirderConnector:
             state = states.get(folder)
             if state is not None and state.annotated:
                 self._client.set_folder_metadata(folder_id, emptied_dataset_meta(state))
-                log.warning("girder.annotated_dataset_emptied", connector=self.target.name, folder=folder,
-                            alert_id=state.alert_id)  # fmt: skip
+                self._raise_emptied_alert(folder, state)
                 kept.add(folder)
                 report.datasets_kept += 1
                 continue
             self._client.delete_folder(folder_id)
             self._forget_folder(folder)
             report.folders_removed += 1
+
+    def _raise_emptied_alert(self, folder: str, state: DatasetState) -> None:
+        """Annotated work is never dropped silently: a sink alert (``sink alerts NAME``, webhooks)."""
+        details = {"folder": folder, "girder_folder": self._folders.get(folder), "alignment_alert": state.alert_id}
+        store.raise_alert(self._conn, self.target.name, "annotated-dataset-emptied", details,
+                          mount=self.target.mount, key=self.target.root + folder)  # fmt: skip
+        log.warning("girder.annotated_dataset_emptied", connector=self.target.name, folder=folder)
 
     def _is_empty(self, folder_id: str) -> bool:
         return next(iter(self._client.items(folder_id)), None) is None and (
