@@ -26,6 +26,7 @@ import pytest
 from mountsync.shared.catalog.mounts import Mounts
 from mountsync.workers.connectors.girder_client import GirderClient
 from mountsync.workers.connectors.girder_connector import GirderConnector, GirderTarget
+from mountsync.workers.sinks import store
 from tests.bench.conftest import BenchReport
 from tests.connectors.girder_support import S3Mount, deliver_all
 from tests.standins.girder import GirderWorkspace
@@ -69,6 +70,9 @@ def test_girder_import_against_the_connector(
     own = client.ensure_folder(girder.folder_id, "girder-import")
     ours = client.ensure_folder(girder.folder_id, "mountsync")
     target = GirderTarget("bench-girder", "bench", PREFIX, girder.server.api_url, ours.id, girder.assetstore_id)
+    options = {"folder": ours.id, "assetstore": girder.assetstore_id, "api_key_env": "GIRDER_KEY"}
+    store.add_sink(catalog, name=target.name, kind="girder", target=target.url, mounts=["bench"],
+                   events=("changes",), options=options, secret=None, cursor=0, events_cursor=0)  # fmt: skip
     connector = GirderConnector(target, client, catalog)
 
     started = time.perf_counter()

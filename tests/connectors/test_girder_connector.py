@@ -24,6 +24,7 @@ from mountsync.workers.connectors import girder_catalog
 from mountsync.workers.connectors.girder_client import GirderClient
 from mountsync.workers.connectors.girder_connector import GirderConnector, GirderTarget
 from mountsync.workers.sinks import store
+from mountsync.workers.sinks.events import publish_closed_alerts
 from tests.conftest import Cli, WorkerProcess, env_for
 from tests.connectors.girder_support import S3Mount, deliver_all, expected_folders, girder_tree
 from tests.helpers import Proc, wait_for
@@ -149,7 +150,10 @@ def test_a_mount_becomes_a_matching_tree_and_follows_deletes_overwrites_creates_
 
     # Acknowledging the alert lifts the quarantine; the folder follows on the next sync.
     ack_alert(mirror.conn, ALIGN, alert.id, StorageIO)
-    assert connector.sync_datasets() == 1
+    publish_closed_alerts(mirror.conn, [alert.id])  # as `mountsync alerts ack` does
+    events = store.read_events(mirror.conn, 0, ("alerts",), 100)
+    assert [e.kind for e in events] == ["alignment-acked"]
+    connector.deliver_events(events)
     assert "mountsync" not in folder_meta(client, girder, "seqA")
 
     # Every frame of the annotated dataset deleted: its folder is kept and marked, not removed;
