@@ -28,8 +28,6 @@ TASK_SINK_DELIVER = "mountsync.sinks.deliver"
 TASK_SINK_SWEEP = "mountsync.sinks.sweep"
 
 FEED_STREAM = "mountsync:feed"
-# Push endpoints that answer after putting a request's changes in a Redis stream (producers/inbox.py).
-INBOX_SOURCES = (Source.AZURE_EVENTGRID,)
 COUNTERS_KEY = "mountsync:counters"
 
 
