@@ -70,6 +70,7 @@ def test_retry_after_is_honoured_in_seconds_only() -> None:
 def test_girders_400s_for_missing_ids_and_bad_keys_are_read_for_what_they_mean() -> None:
     assert refine_girder_status(400, '{"message": "Invalid folder id (abc).", "type": "rest"}') == 404
     assert refine_girder_status(400, '{"message": "Invalid item id (abc)."}') == 404
+    assert refine_girder_status(400, '{"field": "id", "message": "No such item: 6b11", "type": "validation"}') == 404
     assert refine_girder_status(400, '{"message": "Invalid API key.", "type": "validation"}') == 401
     assert refine_girder_status(400, '{"message": "Name must not be empty."}') == 400
     assert refine_girder_status(500, "Invalid folder id (abc).") == 500

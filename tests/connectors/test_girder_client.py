@@ -190,3 +190,20 @@ def test_many_objects_of_one_folder_are_referenced_in_one_import(client: GirderC
     assert location is not None and requests.get(location, timeout=30).content == b"seq/cam/0007.png"
     with pytest.raises(ValueError, match="one folder"):
         client.reference_objects(girder.assetstore_id, folder.id, ["a/x.png", "b/y.png"])
+
+
+def test_many_items_are_deleted_in_one_call_and_a_repeat_skips_what_is_gone(
+    client: GirderClient, girder: GirderWorkspace
+) -> None:
+    keys = [f"many/obj_{i:03d}.bin" for i in range(120)]
+    for key in keys:
+        put(girder, key, b"x")
+    folder = client.ensure_folder_path(girder.folder_id, "many")
+    assert folder is not None
+    items = client.reference_objects(girder.assetstore_id, folder.id, keys)
+    ids = [items[k].id for k in keys]
+
+    assert client.delete_many("item", ids[:50]) == 50
+    assert client.delete_many("item", ids) == 70  # the first 50 are gone: skipped, the rest go
+
+    assert list(client.items(folder.id)) == []

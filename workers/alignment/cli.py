@@ -19,6 +19,7 @@ from mountsync.workers.alignment import service, store
 from mountsync.workers.alignment.config import AlignmentConfig
 from mountsync.workers.alignment.mountio import StorageIO
 from mountsync.workers.alignment.notify import describe_alert
+from mountsync.workers.sinks.events import publish_closed_alerts
 
 JSON = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
@@ -109,6 +110,7 @@ def pin_command(
         result = service.pin_dataset(conn, config, mount, folder, StorageIO(mount),
                                      last_annotated=_index(last_annotated), order=order,
                                      by="cli")  # fmt: skip
+        publish_closed_alerts(conn, result.closed_alerts)
     data = {**describe_dataset(result.dataset, 0), "mount": name,
             "versions_pinned": result.versions, "closed_alerts": result.closed_alerts}  # fmt: skip
     if as_json:
@@ -147,6 +149,7 @@ def _ack(ctx: typer.Context, raw_id: str, as_json: bool) -> None:
     config = AlignmentConfig.from_settings(settings)
     with connect_catalog(settings) as conn:
         alert, pin = service.ack_alert(conn, config, alert_id, StorageIO, by="cli")
+        publish_closed_alerts(conn, [alert_id])
     data = {**describe_alert(alert), "repinned_frames": pin.frames,
             "last_annotated": pin.dataset.last_annotated}  # fmt: skip
     if as_json:

@@ -24,6 +24,7 @@ DIVE server, without a plugin. Limits that follow (see docs/platforms.md):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from mountsync.workers.connectors.http import DEFAULT_TIMEOUT_S, PlatformHttp
 
 PLATFORM = "Girder"
 PAGE = 1000
+DELETE_BATCH = 100  # ids per DELETE /resource (they travel in the form body)
 REFERENCE_BATCH = 200  # names per import call (the include regex travels in the form body)
 
 # DIVE's folder metadata markers (Kitware/dive server/dive_utils/constants.py).
@@ -44,11 +46,12 @@ DIVE_IMAGE_SEQUENCE = "image-sequence"
 DIVE_VIDEO = "video"
 
 
-_MISSING_ID = re.compile(r"Invalid \w+ id \(")
+_MISSING_ID = re.compile(r"Invalid \w+ id \(|No such \w+: ")
 
 
 def refine_girder_status(status: int, body: str) -> int:
-    """Girder answers 400 both for an id that does not exist and for an unknown API key."""
+    """Girder answers 400 both for an id that does not exist ("Invalid item id (…)" from the
+    per-type routes, "No such item: …" from ``/resource``) and for an unknown API key."""
     if status == 400 and _MISSING_ID.search(body):
         return 404
     if status == 400 and "Invalid API key" in body:
@@ -80,6 +83,17 @@ def common_key_prefix(keys: Sequence[str]) -> str:
     while length < min(len(first), len(last)) and first[length] == last[length]:
         length += 1
     return first[:length]
+
+
+S3_ASSETSTORE_TYPE = 2  # girder.constants.AssetstoreType.S3
+
+
+@dataclass(frozen=True, slots=True)
+class S3Assetstore:
+    id: str
+    name: str
+    bucket: str
+    prefix: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +192,15 @@ class GirderClient:
             raise ConfigError("the Girder API key authenticates no user")
         return str(me["login"]), bool(me.get("admin"))
 
+    def s3_assetstores(self) -> list[S3Assetstore]:
+        """Girder's S3 assetstores (admin only): where an object can be referenced from."""
+        rows = self._http.json("GET", "/assetstore", params={"limit": 0})
+        return [
+            S3Assetstore(str(r["_id"]), str(r["name"]), str(r.get("bucket") or ""), str(r.get("prefix") or ""))
+            for r in rows
+            if r.get("type") == S3_ASSETSTORE_TYPE
+        ]
+
     # Folders
 
     def get_folder(self, folder_id: str) -> Folder | None:
@@ -262,6 +285,27 @@ class GirderClient:
             return False
         return True
 
+    def delete_many(self, kind: str, ids: Sequence[str]) -> int:
+        """Delete items or files (``kind``) in one ``DELETE /resource`` per 100 ids; how many went.
+
+        Girder stops a batch at the first id that no longer exists (a redelivery after a crash):
+        that batch is then deleted one by one, skipping what is gone.
+        """
+        if kind not in ("item", "file"):
+            raise ValueError(f"delete_many deletes items or files, not {kind!r}")
+        one = self.delete_item if kind == "item" else self.delete_file
+        deleted = 0
+        for start in range(0, len(ids), DELETE_BATCH):
+            batch = list(ids[start : start + DELETE_BATCH])
+            try:
+                self._http.request(
+                    "DELETE", "/resource", data={"resources": json.dumps({kind: batch}), "progress": "false"}
+                )
+                deleted += len(batch)
+            except PlatformRecordMissing:
+                deleted += sum(1 for id_ in batch if one(id_))
+        return deleted
+
     def download_location(self, file_id: str) -> str | None:
         """Where ``GET /file/{id}/download`` redirects (a presigned bucket URL), or None if it streams."""
         response = self._http.request("GET", f"/file/{file_id}/download", follow_redirects=False)
@@ -320,6 +364,13 @@ class GirderClient:
         for file in self.item_files(item.id):
             self.delete_file(file.id)
         return self.reference_object(assetstore_id, item.folder_id, key)
+
+    def refresh_references(self, assetstore_id: str, folder_id: str, items: Mapping[str, str]) -> dict[str, Item]:
+        """``refresh_reference`` for many keys of one folder (key -> item id): the files go in one
+        batch, the objects are imported again in one call per 200 names; the items and ids stay."""
+        files = [file.id for item_id in items.values() for file in self.item_files(item_id)]
+        self.delete_many("file", files)
+        return self.reference_objects(assetstore_id, folder_id, sorted(items))
 
     def _paged(self, path: str, params: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         offset = 0

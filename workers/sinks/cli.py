@@ -175,6 +175,49 @@ def connect_label_studio(
         console.print(f"Label Studio project {project} follows {mount} as sink {name}")
 
 
+@connect_app.command("girder")
+def connect_girder(
+    ctx: typer.Context,
+    name: str,
+    mount: str = typer.Option(..., "--mount", help="The mount whose objects become Girder items."),
+    url: str = typer.Option(..., "--url", help="Girder's address, e.g. http://localhost:8010 (or …/api/v1)."),
+    folder: str = typer.Option(..., "--folder", help="The id of the Girder folder that mirrors the mount."),
+    api_key_env: str = typer.Option(..., "--api-key-env", help="Variable holding a Girder API key (an admin's)."),
+    assetstore: str | None = typer.Option(
+        None, "--assetstore", help="S3 assetstore id (default: the one on the bucket)."
+    ),
+    prefix: str = typer.Option("", "--prefix", help="Only keys under this prefix (mirrored relative to it)."),
+    as_json: bool = JSON,
+) -> None:
+    """Keep a Girder (DIVE) folder tree in step with a mount (workers need the same key variable)."""
+    from mountsync.workers.connectors.girder_client import GirderClient
+    from mountsync.workers.connectors.girder_setup import check_target
+
+    settings = settings_of(ctx)
+    with connect_catalog(settings) as conn:
+        found = Mounts(conn).get(mount)
+    if found.provider.value != "s3":
+        raise BadInput(
+            f"--mount {mount}: Girder references objects through an S3 assetstore, not {found.provider.value}"
+        )
+    client = GirderClient.from_env(url, api_key_env, os.environ)
+    try:
+        store_ = check_target(client, folder, found.bucket, assetstore)
+    finally:
+        client.close()
+    options = {"folder": folder, "assetstore": store_.id, "api_key_env": api_key_env, "prefix": prefix}
+    with connect_catalog(settings) as conn:
+        start = log_bounds(conn).pruned_through  # every object the log still describes
+        sink = store.add_sink(conn, name=name, kind="girder", target=url, mounts=[mount],
+                              events=("changes", "alerts"), options=options, secret=None, cursor=start,
+                              events_cursor=store.events_head(conn))  # fmt: skip
+    _nudge(settings, sink.id)
+    if as_json:
+        emit_json(describe(sink))
+    else:
+        console.print(f"Girder folder {folder} follows {mount} as sink {name} (assetstore {store_.name})")
+
+
 @sink_app.command("list")
 def sink_list(ctx: typer.Context, as_json: bool = JSON) -> None:
     """Every sink with its state, cursor and lag (entries and seconds behind the head)."""

@@ -35,6 +35,23 @@ def publish_alignment_alerts(ctx: WorkerContext, alert_ids: Sequence[int]) -> No
         log.warning("alerts not published to sinks", alerts=list(alert_ids), error=f"{type(exc).__name__}: {exc}")
 
 
+def publish_closed_alerts(conn: Any, alert_ids: Sequence[int]) -> None:
+    """Alerts closed from the CLI (``alerts ack``, ``pin``) as events, so sinks hear of the end
+    of a quarantine (the Girder connector clears its folder mark); the sink sweep delivers them."""
+    from mountsync.workers.alignment import store as alignment_store
+    from mountsync.workers.alignment.notify import describe_alert
+
+    try:
+        for alert_id in alert_ids:
+            alert = alignment_store.get_alert(conn, alert_id)
+            if alert is not None:
+                store.append_event(conn, "alerts", f"alignment-{alert.status}", describe_alert(alert))
+    except Exception as exc:
+        log.warning(
+            "closed alerts not published to sinks", alerts=list(alert_ids), error=f"{type(exc).__name__}: {exc}"
+        )
+
+
 def publish_migration_event(kind: str, payload: dict[str, Any]) -> None:
     """A migration job's ending (its final state as ``kind``) for the ``migrations`` subscribers."""
     from mountsync.workers.context import current

@@ -26,4 +26,8 @@ def open_receiver(sink: Sink, settings: Settings, environ: Mapping[str, str]) ->
         from mountsync.workers.sinks.label_studio import LabelStudioConnector
 
         return LabelStudioConnector.open(sink, settings, environ)
+    if sink.kind == "girder":
+        from mountsync.workers.connectors.girder_connector import GirderConnector
+
+        return GirderConnector.open(sink, settings, environ)
     raise ConfigError(f"sink {sink.name} has an unknown kind {sink.kind!r}")

@@ -17,7 +17,7 @@ import psycopg
 
 from mountsync.shared.errors import BadInput, NotFound
 
-KINDS = ("webhook", "label-studio")
+KINDS = ("webhook", "label-studio", "girder")
 TOPICS = ("changes", "alerts", "migrations")
 EVENT_APPEND_LOCK = 731850416  # serializes sink_events appends (a reader never skips an id)
 _COLUMNS = (
