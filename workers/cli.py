@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
         metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", envvar="MOUNTSYNC_METRICS_HOST"),
     ) -> None:
         """Run a Celery worker (late acks, prefetch 1, task events on)."""
+        from mountsync.workers.schedule import worker_schedule_mode
+
+        worker_schedule_mode(os.environ)  # a bad MOUNTSYNC_WORKER_SCHEDULE is one line, exit 2
         unknown = sorted(set(queues.split(",")) - set(ALL_QUEUES))
         if unknown:
             raise typer.BadParameter(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
@@ -45,9 +48,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("beat")
     def beat(loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
-        """Run the scheduler (periodic reconcile of every mount). Run exactly one."""
+        """Run the scheduler (periodic reconcile of every mount). Any number may run: each entry is
+        queued once per interval (a slot claimed in Redis, see workers/schedule.py)."""
         schedule = os.path.join(os.environ.get("MOUNTSYNC_STATE_DIR", "."), "celerybeat-schedule")
-        _celery("beat", "--loglevel", loglevel, "-s", schedule)
+        _celery("beat", "--loglevel", loglevel, "-s", schedule, "-S", "mountsync.workers.schedule:SlotScheduler")
 
     @app.command("flower")
     def flower(
