@@ -72,8 +72,10 @@ def register(app: typer.Typer) -> None:
         celery = [sys.executable, "-m", "celery", "-A", "mountsync.workers.flower_app"]
         os.execvp(sys.executable, [*celery, "flower", *args])
 
+    from mountsync.workers import guard_cli
     from mountsync.workers.alignment import cli as alignment_cli
     from mountsync.workers.migration import cli as migration_cli
 
     alignment_cli.register(app)
     migration_cli.register(app)
+    guard_cli.register(app)
