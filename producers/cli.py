@@ -36,6 +36,8 @@ def produce_options(
     metrics_port: int = typer.Option(
         0,
         "--metrics-port",
+        min=0,
+        max=65535,
         envvar="MOUNTSYNC_METRICS_PORT",
         help="Serve /healthz, /readyz and /metrics on this port (0: off).",
     ),
@@ -55,7 +57,7 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
         ctx: typer.Context,
-        port: int = typer.Option(8080, "--port"),
+        port: int = typer.Option(8080, "--port", min=1, max=65535),
         host: str = typer.Option("127.0.0.1", "--host"),
         threads: int = typer.Option(8, "--threads"),
     ) -> None:
@@ -76,7 +78,6 @@ def run_producer(ctx: typer.Context, build: Callable[[Any], tuple[Any, Any]]) ->
 
     settings = settings_of(ctx)
     runtime = build_runtime(settings)
-    warn_if_redis_loses_data(runtime.redis, "producer")
     stop = threading.Event()
     health = None
 
@@ -87,7 +88,8 @@ def run_producer(ctx: typer.Context, build: Callable[[Any], tuple[Any, Any]]) ->
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        source, pipeline = build(runtime)
+        source, pipeline = build(runtime)  # bad options end here, as one line, before any warning
+        warn_if_redis_loses_data(runtime.redis, "producer")
         host, port = ctx.meta.get(METRICS_PORT, ("", 0))
         if port:
             health = start_producer_health(runtime, source, host, port)

@@ -9,6 +9,8 @@ import typer
 
 from mountsync.shared.queues import ALL_QUEUES
 
+POOLS = ("prefork", "threads", "solo")
+
 
 def _celery(*args: str) -> None:
     # exec keeps signals (SIGTERM -> warm shutdown) going straight to Celery.
@@ -19,12 +21,12 @@ def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
         queues: str = typer.Option(",".join(ALL_QUEUES), "-Q", "--queues", help="Queues to consume."),
-        concurrency: int = typer.Option(0, "-c", "--concurrency", help="Processes (0 = cores)."),
+        concurrency: int = typer.Option(0, "-c", "--concurrency", min=0, help="Processes (0 = cores)."),
         pool: str = typer.Option("prefork", "--pool", help="prefork, threads or solo."),
         loglevel: str = typer.Option("INFO", "--loglevel"),
         hostname: str = typer.Option("", "--hostname", help="Worker name (default: queues@host)."),
         metrics_port: int = typer.Option(
-            0, "--metrics-port", envvar="MOUNTSYNC_METRICS_PORT", help="Serve /metrics here (0: off)."
+            0, "--metrics-port", min=0, max=65535, envvar="MOUNTSYNC_METRICS_PORT", help="Serve /metrics here (0: off)."
         ),
         metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", envvar="MOUNTSYNC_METRICS_HOST"),
     ) -> None:
@@ -32,6 +34,8 @@ def register(app: typer.Typer) -> None:
         from mountsync.workers.schedule import worker_schedule_mode
 
         worker_schedule_mode(os.environ)  # a bad MOUNTSYNC_WORKER_SCHEDULE is one line, exit 2
+        if pool not in POOLS:
+            raise typer.BadParameter(f"{pool!r} is not one of {', '.join(POOLS)}", param_hint="'--pool'")
         unknown = sorted(set(queues.split(",")) - set(ALL_QUEUES))
         if unknown:
             raise typer.BadParameter(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
@@ -55,12 +59,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("flower")
     def flower(
-        port: int = typer.Option(5555, "--port"),
+        port: int = typer.Option(5555, "--port", min=1, max=65535),
         address: str = typer.Option("127.0.0.1", "--address"),
         persistent: bool = typer.Option(
             False, "--persistent", help="Keep seen tasks across restarts (in MOUNTSYNC_STATE_DIR)."
         ),
-        max_tasks: int = typer.Option(20000, "--max-tasks", help="Tasks kept in memory."),
+        max_tasks: int = typer.Option(20000, "--max-tasks", min=1, help="Tasks kept in memory."),
         url_prefix: str = typer.Option("", "--url-prefix", help="When served under a path."),
         read_only: bool = typer.Option(False, "--read-only", help="Disable revoke/shutdown/apply."),
     ) -> None:
