@@ -10,8 +10,10 @@ tests/migration/test_e2e.py and tests/migration/test_kill_clouds.py.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,10 @@ import redis as redis_lib
 
 from mountsync.shared.catalog import runs
 from mountsync.shared.config import Settings
-from mountsync.shared.queues import QUEUE_ALIGNMENT, QUEUE_REINDEX, TASK_REINDEX, make_client, send
+from mountsync.shared.queues import QUEUE_ALIGNMENT, QUEUE_MIGRATIONS, QUEUE_REINDEX, TASK_REINDEX, make_client, send
 from mountsync.workers.schedule import EmbeddedScheduler, Periodic, claim_slot
 from tests.conftest import WorkerProcess, env_for
-from tests.helpers import Proc, wait_for
+from tests.helpers import Proc, free_port, wait_for
 from tests.reliability.test_faults_kill import live, make_tree
 
 pytestmark = pytest.mark.faults
@@ -44,12 +46,15 @@ def default_env(own: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_sigkill_of_the_whole_worker_mid_reindex_resumes_within_two_minutes_without_beat(
-    own: Settings, add_mount: Any, db: psycopg.Connection, tmp_path: Path
+@pytest.mark.parametrize("with_beat", [False, True], ids=["no-beat", "beat"])
+def test_sigkill_of_the_whole_worker_mid_reindex_resumes_within_two_minutes(
+    own: Settings, add_mount: Any, db: psycopg.Connection, tmp_path: Path, procs: list[Proc], with_beat: bool
 ) -> None:
     total = make_tree(tmp_path / "tree")
     mount = add_mount("wholekill", f"file://{tmp_path / 'tree'}")
-    env = default_env(own)
+    env = default_env(own, MOUNTSYNC_STATE_DIR=str(tmp_path))
+    if with_beat:
+        procs.append(Proc.mountsync(["beat"], env, tmp_path / "beat.log").start())
     first = WorkerProcess(env, tmp_path / "w1.log", QUEUE_REINDEX, 1).start()
     run_id = runs.create_run(db, mount.id, "", "manual")
     send(make_client(own), TASK_REINDEX, "wholekill", "", run_id, "manual", queue=QUEUE_REINDEX)
@@ -61,7 +66,9 @@ def test_sigkill_of_the_whole_worker_mid_reindex_resumes_within_two_minutes_with
     try:
         wait_for(lambda: live(db, mount.id) > at_kill, timeout=120, what="the reindex to resume")
         resumed_s = time.monotonic() - killed_at
-        print(f"reindex resumed {resumed_s:.0f} s after the whole-worker SIGKILL (no beat)")
+        print(
+            f"reindex resumed {resumed_s:.0f} s after the whole-worker SIGKILL ({'with' if with_beat else 'no'} beat)"
+        )
         run = wait_for(lambda: (r := runs.get_run(db, run_id)) and r.done and r, timeout=120,
                        what="the redelivered reindex to finish")  # fmt: skip
     finally:
@@ -99,6 +106,60 @@ def test_a_task_held_longer_than_the_visibility_timeout_runs_once(
         if other:
             other.stop()
         client.close()
+
+
+class HangingReceiver(BaseHTTPRequestHandler):
+    """A submitter's link callback: the first POST hangs (its worker is killed meanwhile), later ones get 200."""
+
+    bodies: list[dict[str, Any]] = []
+    release = threading.Event()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.bodies.append(body)
+        if len(self.bodies) == 1:
+            self.release.wait(180)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_sigkill_of_the_whole_worker_mid_link_delivery_redelivers_within_two_minutes(
+    own: Settings, catalog: Any, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    from mountsync.shared.migration.client import MigrationClient
+
+    HangingReceiver.bodies, HangingReceiver.release = [], threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), HangingReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for i in range(3):
+        (src / f"{i}.txt").write_bytes(b"x" * i)
+    env = default_env(own)
+    worker = WorkerProcess(env, tmp_path / "w1.log", QUEUE_MIGRATIONS, 1).start()
+    try:
+        with MigrationClient(own) as client:
+            callback = {"url": f"http://127.0.0.1:{server.server_address[1]}/links"}
+            job = client.submit({"source": f"file://{src}", "destination": f"file://{dst}", "callback": callback})
+            wait_for(lambda: HangingReceiver.bodies, timeout=60, what="the link batch to be posted")
+            worker.kill()
+            killed_at = time.monotonic()
+            worker = WorkerProcess(env, tmp_path / "w2.log", QUEUE_MIGRATIONS, 1).start()
+            progress = wait_for(lambda: (p := client.status(job)).state != "running" and p, timeout=120,
+                                what="the link batch delivered again")  # fmt: skip
+            recovered_s = time.monotonic() - killed_at
+            print(f"link batch delivered again {recovered_s:.0f} s after the whole-worker SIGKILL (no beat)")
+    finally:
+        worker.stop()
+        HangingReceiver.release.set()
+        server.shutdown()
+        server.server_close()
+    assert progress.state == "completed" and recovered_s < 120
+    assert len(HangingReceiver.bodies) == 2 and HangingReceiver.bodies[0] == HangingReceiver.bodies[1]
 
 
 def queued_tasks(client: redis_lib.Redis, queue: str) -> list[str]:
