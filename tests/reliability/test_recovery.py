@@ -162,6 +162,34 @@ def test_sigkill_of_the_whole_worker_mid_link_delivery_redelivers_within_two_min
     assert len(HangingReceiver.bodies) == 2 and HangingReceiver.bodies[0] == HangingReceiver.bodies[1]
 
 
+def test_sigkill_of_the_whole_worker_holding_an_alignment_check_runs_it_within_two_minutes(
+    own: Settings, catalog: Any, tmp_path: Path
+) -> None:
+    """A debounced check (sent with a countdown, as after every apply) is held by the worker that
+    gets killed; it runs on the next worker within 2 minutes (beat plays no part in this path)."""
+    env = default_env(own)
+    first = WorkerProcess(env, tmp_path / "w1.log", QUEUE_ALIGNMENT, 1).start()
+    client = redis_lib.Redis.from_url(own.redis_url)
+    try:
+        task_id = send(make_client(own), "mountsync.alignment.check_folder", 1, "seq", queue=QUEUE_ALIGNMENT,
+                       countdown=5)  # fmt: skip
+        wait_for(lambda: client.hexists(f"{own.redis_prefix}unacked", task_id) or client.hlen(
+            f"{own.redis_prefix}unacked"), timeout=30, what="the check held by the first worker")  # fmt: skip
+        first.kill()
+        killed_at = time.monotonic()
+        second = WorkerProcess(env, tmp_path / "w2.log", QUEUE_ALIGNMENT, 1).start()
+        try:
+            wait_for(lambda: f"check_folder[{task_id}] succeeded" in second.log_tail(200_000), timeout=120,
+                     what="the held check to run on the new worker")  # fmt: skip
+            recovered_s = time.monotonic() - killed_at
+        finally:
+            second.stop()
+    finally:
+        client.close()
+    print(f"alignment check ran {recovered_s:.0f} s after the whole-worker SIGKILL (no beat)")
+    assert recovered_s < 120
+
+
 def queued_tasks(client: redis_lib.Redis, queue: str) -> list[str]:
     return [json.loads(raw)["headers"]["task"] for raw in client.lrange(queue, 0, -1)]
 
