@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ import structlog
 import typer
 
 from mountsync.producers.leases import LeaseKeeper
-from mountsync.shared.errors import ConfigError, CredentialsRejected, RetryableError
+from mountsync.shared.errors import BadInput, ConfigError, CredentialsRejected, RetryableError
 from mountsync.shared.events import RawMessage, Source
 
 log = structlog.get_logger("mountsync.producer.azure_queue")
@@ -177,6 +178,16 @@ def make_queue_client(queue: str, options: dict[str, Any], environ: Any = None) 
                        message_encode_policy=None)  # fmt: skip
 
 
+QUEUE_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def check_queue_name(queue: str) -> str:
+    """Azure's rule for queue names: 3-63 lowercase letters, digits and single hyphens."""
+    if not QUEUE_NAME.match(queue):
+        raise BadInput(f"--queue {queue!r} is not an Azure queue name (3-63 lowercase letters, digits, single hyphens)")
+    return queue
+
+
 ACCOUNT_OPTION = typer.Option(
     None, "--account", help="Storage account(s) served (repeatable); others are dead-lettered."
 )
@@ -200,6 +211,7 @@ def register(produce_app: typer.Typer) -> None:
         from mountsync.producers.normalize.azure_enrich import AzureMounts, ContentEnricher
         from mountsync.producers.pipeline import with_delivery_limit
 
+        check_queue_name(queue)
         options = {"account_url": account_url, "credentials": credentials}
         client = make_queue_client(queue, {k: v for k, v in options.items() if v})
 

@@ -32,6 +32,8 @@ def produce_options(
     metrics_port: int = typer.Option(
         0,
         "--metrics-port",
+        min=0,
+        max=65535,
         envvar="MOUNTSYNC_METRICS_PORT",
         help="Serve /healthz, /readyz and /metrics on this port (0: off).",
     ),
@@ -54,7 +56,7 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
         ctx: typer.Context,
-        port: int = typer.Option(8080, "--port"),
+        port: int = typer.Option(8080, "--port", min=1, max=65535),
         host: str = typer.Option("127.0.0.1", "--host"),
         receivers: str = typer.Option(
             "all",
@@ -91,7 +93,6 @@ def run_producer(ctx: typer.Context, build: Callable[[Any], tuple[Any, Any]]) ->
 
     settings = settings_of(ctx)
     runtime = build_runtime(settings)
-    warn_if_redis_loses_data(runtime.redis, "producer")
     stop = threading.Event()
     health = None
 
@@ -102,7 +103,8 @@ def run_producer(ctx: typer.Context, build: Callable[[Any], tuple[Any, Any]]) ->
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        source, pipeline = build(runtime)
+        source, pipeline = build(runtime)  # bad options end here, as one line, before any warning
+        warn_if_redis_loses_data(runtime.redis, "producer")
         host, port = ctx.meta.get(METRICS_PORT, ("", 0))
         if port:
             health = start_producer_health(runtime, source, host, port)

@@ -207,8 +207,11 @@ def register_root(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
         """Print (or --apply) a bucket notification config with payload JSON_API_V1."""
+        from mountsync.shared.http_urls import check_http_url
         from mountsync.shared.output import console, emit_json, err_console
 
+        if endpoint_url:
+            check_http_url(endpoint_url, "--endpoint-url")
         plan = plan_notification(bucket, topic, project=project, prefix=prefix,
                                  event_types=event_types, custom_attributes=attribute)  # fmt: skip
         result: dict[str, Any] = {"bucket": plan.bucket, "config": plan.resource(),

@@ -85,8 +85,13 @@ def make_sqs_client(queue_url: str, *, endpoint_url: str = "", region: str = "",
     convention, else the queue URL's own host when it is not AWS (ElasticMQ, moto)."""
     import boto3
     from botocore.config import Config
-    from botocore.exceptions import ProfileNotFound
+    from botocore.exceptions import NoRegionError, ProfileNotFound
 
+    from mountsync.shared.http_urls import check_http_url
+
+    check_http_url(queue_url, "--queue-url", "https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE")
+    if endpoint_url:
+        check_http_url(endpoint_url, "--endpoint-url")
     try:
         session = boto3.Session(profile_name=credentials or None)
     except ProfileNotFound as exc:
@@ -102,7 +107,10 @@ def make_sqs_client(queue_url: str, *, endpoint_url: str = "", region: str = "",
             config=config,
         )
 
-    client = build(endpoint_url or None)
+    try:
+        client = build(endpoint_url or None)
+    except NoRegionError:
+        raise ConfigError(f"no AWS region for {queue_url!r}: give --region or set AWS_DEFAULT_REGION") from None
     if not endpoint_url and _is_aws(client.meta.endpoint_url) and not _is_aws(queue_url):
         parts = urlsplit(queue_url)
         client = build(f"{parts.scheme}://{parts.netloc}")

@@ -88,14 +88,22 @@ def mount_add(
     account_url: str = typer.Option("", "--account-url", help="Azure account URL."),
     reindex_interval: int = typer.Option(0, "--reindex-interval", help="Seconds between reconciles."),
     initial_reindex: bool = typer.Option(True, "--initial-reindex/--no-initial-reindex"),
+    delete_guard: str = typer.Option(
+        "",
+        "--delete-guard",
+        help="PERCENT:MINIMUM deleted within 10 min before deletes are held (default 30:50; 0 disables).",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Register a mount after proving its credentials (list; write+delete when writable)."""
+    from mountsync.shared.catalog.delete_guard import parse_guard
+    from mountsync.shared.catalog.held import set_guard
     from mountsync.shared.catalog.mounts import Mounts, validate_name, validate_options
     from mountsync.shared.storage import open_storage, parse_storage_url
 
     settings = settings_of(ctx)
     validate_name(name)
+    guard = parse_guard(delete_guard) if delete_guard else None
     parsed = parse_storage_url(url)
     options = validate_options(
         {
@@ -115,6 +123,8 @@ def mount_add(
             options=options,
             reindex_interval_s=reindex_interval or None,
         )
+        if guard is not None:
+            set_guard(conn, mount.id, guard)
         run_id = _queue_reindex(settings, conn, mount.name, mount.id, "", "mount-add") if initial_reindex else None
     if as_json:
         emit_json({**mount.describe(), "initial_reindex_run": run_id})
@@ -200,17 +210,26 @@ def reindex(
     prefix: str = typer.Option("", "--prefix", help="Only this folder (relative to the mount)."),
     wait: bool = typer.Option(False, "--wait", help="Show progress and print the summary."),
     timeout: float = typer.Option(0, "--timeout", help="With --wait: give up after N seconds."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Only show what a reconcile would create, update and delete (waits; applies nothing)."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Queue a full reindex of a mount (list, diff against the catalog, apply differences)."""
     from mountsync.shared.catalog.mounts import Mounts
+    from mountsync.shared.catalog.runs import DRY_RUN
 
     settings = settings_of(ctx)
     if any(part in ("..", ".") for part in prefix.split("/")):
         raise BadInput(f"--prefix {prefix!r}: '.' and '..' are not allowed")
+    if timeout < 0:
+        raise BadInput(f"--timeout {timeout:g}: must be 0 (no limit) or more")
     with connect_catalog(settings) as conn:
         mount = Mounts(conn).get(name)
-        run_id = _queue_reindex(settings, conn, name, mount.id, prefix.strip("/"), "manual")
+        run_id = _queue_reindex(settings, conn, name, mount.id, prefix.strip("/"), DRY_RUN if dry_run else "manual")
+        if dry_run:
+            _show_dry_run(conn, name, run_id, timeout, as_json)
+            return
         if not wait:
             if as_json:
                 emit_json({"run": run_id, "state": "queued"})
@@ -226,6 +245,27 @@ def reindex(
         emit(run.describe(), as_json=False, title=f"reindex {name}")
     if run.state == "failed":
         raise typer.Exit(1)
+
+
+def _show_dry_run(conn: Any, name: str, run_id: int, timeout: float, as_json: bool) -> None:
+    from mountsync.shared.catalog.runs import get_plan
+    from mountsync.shared.progress import wait_for_run
+
+    run = wait_for_run(conn, run_id, timeout=timeout or None, quiet=as_json)
+    if run.state == "failed":
+        raise MountsyncError(f"dry run of {name!r} failed: {run.error}")
+    plan = get_plan(conn, run_id) or {"keys": {}, "keys_truncated": False}
+    counts = {kind: run.counts[kind] for kind in ("created", "updated", "deleted")}
+    if as_json:
+        emit_json({"run": run_id, "mount": name, "dry_run": True, **counts, "unchanged": run.counts["unchanged"],
+                   "listed": run.counts["listed"], **plan})  # fmt: skip
+        return
+    for kind, keys in plan["keys"].items():
+        for key in keys:
+            console.print(f"would {kind[:-1]:<6} {key}")
+    more = " (key lists truncated)" if plan.get("keys_truncated") else ""
+    console.print(f"dry run of {name!r}: {counts['created']} to create, {counts['updated']} to update, "
+                  f"{counts['deleted']} to delete; nothing applied{more}")  # fmt: skip
 
 
 @app.command("ls")
@@ -244,7 +284,7 @@ def ls(
         mount = Mounts(conn).get(name)
         rows = live_objects(conn, mount.id, mount.prefix + prefix, limit)
     data = [row.describe() for row in rows]
-    emit(data, as_json=as_json, columns=("key", "size", "etag", "version"))
+    emit(data, as_json=as_json, columns=("key", "size", "etag", "version", "held"))
 
 
 @app.command("demo")

@@ -18,6 +18,7 @@ from mountsync.shared.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://127.0.0.1:5432/mountsync"
+MIN_VISIBILITY_S = 6
 
 
 def redact_url(url: str) -> str:
@@ -64,7 +65,10 @@ class Settings:
     max_deliveries: int = 5
     # A sink whose receiver keeps failing is retried (backoff with jitter) this long, then paused.
     sink_retry_for_s: float = 24 * 3600.0
-    visibility_timeout_s: int = 7200
+    # A task held by a worker that vanished (SIGKILL, OOM, eviction) is redelivered after this.
+    # Live workers refresh the tasks they hold every timeout/6 s (workers/recovery.py), so a task
+    # may run far longer than this without being redelivered.
+    visibility_timeout_s: int = 60
     task_time_limit_s: int = 3600
     reindex_interval_s: int = 3600
     fs_rescan_interval_s: float = 300.0
@@ -136,9 +140,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             ) from None
     extra = {k: v for k, v in environ.items() if k.startswith("MOUNTSYNC_") and k not in _ENV}
     settings = Settings(**values, extra=extra)
-    if settings.visibility_timeout_s <= settings.task_time_limit_s:
+    if settings.visibility_timeout_s < MIN_VISIBILITY_S:
         raise ConfigError(
-            "MOUNTSYNC_VISIBILITY_TIMEOUT must be longer than MOUNTSYNC_TASK_TIME_LIMIT, or long tasks run twice"
+            f"MOUNTSYNC_VISIBILITY_TIMEOUT={settings.visibility_timeout_s} must be at least {MIN_VISIBILITY_S} "
+            "seconds (workers refresh the tasks they hold every timeout/6 s)"
         )
     for var in _POSITIVE:
         if not 0 < getattr(settings, _ENV[var][0]) < math.inf:  # also refuses nan and inf

@@ -36,6 +36,9 @@ QUEUE_DEPTH = Gauge("mountsync_queue_depth", "Messages waiting in a Redis queue"
 CHANGES_APPLIED = Counter("mountsync_changes_applied_total", "Changes that altered the catalog", ["mount", "kind"])
 CHANGES_STALE = Counter("mountsync_changes_stale_total", "Changes ignored as duplicates or older than the catalog")
 CHANGES_DROPPED = Counter("mountsync_changes_dropped_total", "Changes dropped on purpose", ["reason"])
+DELETES_HELD = Counter(
+    "mountsync_deletes_held_total", "Deletes held by the mass-delete guard (applied only when approved)"
+)
 APPLY_SECONDS = Histogram(
     "mountsync_apply_batch_seconds",
     "Time to apply one batch of changes",

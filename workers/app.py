@@ -114,6 +114,39 @@ def _child_metrics_gone(pid: int | None = None, **_: Any) -> None:
     metrics_server.child_exited(os.environ, pid or os.getpid())
 
 
+@signals.worker_ready.connect
+def _start_recovery(sender: Any = None, **_: Any) -> None:
+    """Heartbeat on held tasks (fast redelivery after a kill) and the embedded sweeps (no beat needed)."""
+    import redis
+
+    from mountsync.workers import recovery, schedule
+
+    recovery.start_for(sender, settings.redis_url, settings.redis_prefix, settings.visibility_timeout_s)
+    consumed = [q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", [])]
+    entries = schedule.embedded_entries(
+        schedule.periodic_entries(app.conf.beat_schedule or {}),
+        schedule.worker_schedule_mode(settings.extra), consumed,
+    )  # fmt: skip
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    _embedded.append(
+        schedule.EmbeddedScheduler(
+            client, settings.redis_prefix, entries, lambda e: schedule.send_entry(app, e)
+        ).start()
+    )
+
+
+_embedded: list[Any] = []
+
+
+@signals.worker_shutdown.connect
+def _stop_recovery(**_: Any) -> None:
+    from mountsync.workers import recovery
+
+    recovery.stop_all()
+    while _embedded:
+        _embedded.pop().stop()
+
+
 @signals.worker_shutdown.connect
 def _remove_metric_files(**_: Any) -> None:
     from mountsync.workers import metrics_server

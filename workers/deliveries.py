@@ -16,6 +16,8 @@ from mountsync.shared.catalog.deadletters import DeadLetters
 from mountsync.workers.context import WorkerContext
 
 log = structlog.get_logger("mountsync.tasks")
+# Long enough to see every redelivery of one attempt (each comes a visibility timeout apart).
+COUNT_KEPT_S = 86_400
 
 
 def _key(ctx: WorkerContext, task: Task) -> str:
@@ -28,7 +30,7 @@ def too_many_deliveries(ctx: WorkerContext, task: Task, args: Any) -> bool:
     """Count this delivery; past the limit record the task as a dead letter and say so."""
     pipe = ctx.redis.pipeline()
     pipe.incr(_key(ctx, task))
-    pipe.expire(_key(ctx, task), ctx.settings.visibility_timeout_s * 4)
+    pipe.expire(_key(ctx, task), COUNT_KEPT_S)
     count = int(pipe.execute()[0])
     if count <= ctx.settings.max_deliveries:
         return False

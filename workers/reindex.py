@@ -8,6 +8,9 @@ Three phases, memory bounded by the number of folders plus the largest single fo
    emitting synthetic changes (source ``reindex``) through the one write path.
 Changes carry ``event_ns`` = the time the folder was listed, so an event applied after that
 moment wins over the listing, and a stale event arriving later loses to it.
+
+A dry run (``plan=DryRunPlan()``) does phases 1-3 but applies nothing: it records the keys each
+change would create, update or delete (at most ``PLAN_KEYS`` per kind; the counts are complete).
 """
 
 from __future__ import annotations
@@ -29,6 +32,25 @@ from mountsync.workers.service import apply_batch
 
 log = structlog.get_logger("mountsync.reindex")
 APPLY_CHUNK = 1000
+PLAN_KEYS = 1000  # keys listed per kind in a dry run's plan (counts are always complete)
+
+
+@dataclass
+class DryRunPlan:
+    """What a reconcile would do: keys per kind (``created``, ``updated``, ``deleted``)."""
+
+    keys: dict[str, list[str]] = field(default_factory=lambda: {"created": [], "updated": [], "deleted": []})
+    truncated: bool = False
+
+    def add(self, kind: str, key: str) -> None:
+        listed = self.keys[kind]
+        if len(listed) < PLAN_KEYS:
+            listed.append(key)
+        else:
+            self.truncated = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"keys": self.keys, "keys_truncated": self.truncated, "keys_per_kind": PLAN_KEYS}
 
 
 @dataclass
@@ -55,6 +77,7 @@ class ReindexSummary:
     unchanged: int = 0
     folders_checked: int = 0
     folders_skipped: int = 0
+    held: int = 0
     seconds: float = 0.0
     pending: list[ObjectChange] = field(default_factory=list, repr=False)
 
@@ -67,6 +90,7 @@ class ReindexSummary:
             "unchanged": self.unchanged,
             "folders_checked": self.folders_checked,
             "folders_skipped": self.folders_skipped,
+            "held": self.held,
             "seconds": round(self.seconds, 3),
         }
 
@@ -172,6 +196,7 @@ def run_reindex(
     storage: Storage,
     prefix: str = "",
     on_progress: Callable[[ReindexSummary], None] | None = None,
+    plan: DryRunPlan | None = None,
 ) -> ReindexSummary:
     started = time.perf_counter()
     summary = ReindexSummary()
@@ -194,26 +219,44 @@ def run_reindex(
     summary.unchanged = sum(listing[f].objects for f in listing if f not in changed)
     report(summary)
     for folder in changed:
-        _reconcile_folder(ctx, mount, storage, folder, summary)
+        _reconcile_folder(ctx, mount, storage, folder, summary, plan)
         summary.folders_checked += 1
         report(summary)
     _flush(ctx, summary)
     summary.seconds = time.perf_counter() - started
+    if plan is not None:
+        report(summary)
+        return summary
     _record_differences(mount, summary)
     metrics.REINDEX_SECONDS.labels(mount.name).observe(summary.seconds)
     report(summary)
     return summary
 
 
-def _reconcile_folder(ctx: WorkerContext, mount: Mount, storage: Storage, folder: str, summary: ReindexSummary) -> None:
+def _reconcile_folder(
+    ctx: WorkerContext, mount: Mount, storage: Storage, folder: str, summary: ReindexSummary,
+    plan: DryRunPlan | None = None,
+) -> None:  # fmt: skip
     observed_ns = ctx.clock.now_ns()
     listed = {i.key: i for i in storage.list(f"{folder}/" if folder else "", recursive=False)}
-    changes = list(diff_folder(mount, listed, live_rows(ctx, mount, folder), observed_ns))
+    rows = live_rows(ctx, mount, folder)
+    changes = list(diff_folder(mount, listed, rows, observed_ns))
     summary.unchanged += len(listed) - sum(1 for c in changes if not c.kind.removes)
+    if plan is not None:
+        _plan(changes, rows, summary, plan)
+        return
     for change in changes:
         summary.pending.append(change)
         if len(summary.pending) >= APPLY_CHUNK:
             _flush(ctx, summary)
+
+
+def _plan(changes: list[ObjectChange], rows: dict[str, Any], summary: ReindexSummary, plan: DryRunPlan) -> None:
+    """Dry run: count and record what applying ``changes`` would do (as ``_flush`` counts it)."""
+    for change in changes:
+        kind = "deleted" if change.kind.removes else "updated" if change.key in rows else "created"
+        setattr(summary, kind, getattr(summary, kind) + 1)
+        plan.add(kind, change.key)
 
 
 def _flush(ctx: WorkerContext, summary: ReindexSummary) -> None:
@@ -221,6 +264,7 @@ def _flush(ctx: WorkerContext, summary: ReindexSummary) -> None:
         return
     result = apply_batch(ctx, summary.pending)
     summary.pending = []
+    summary.held += sum(result.held.values())
     for change in result.applied:
         if change.kind.removes:
             summary.deleted += 1

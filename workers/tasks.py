@@ -26,7 +26,7 @@ from mountsync.shared.queues import (
 from mountsync.shared.storage import open_storage
 from mountsync.workers.context import WorkerContext, current
 from mountsync.workers.deliveries import finished, too_many_deliveries
-from mountsync.workers.reindex import ReindexSummary, run_reindex
+from mountsync.workers.reindex import DryRunPlan, ReindexSummary, run_reindex
 from mountsync.workers.service import apply_batch
 
 log = structlog.get_logger("mountsync.tasks")
@@ -97,12 +97,14 @@ def reindex_mount_task(
             return {"error": str(exc)}
         run_id = run_id or runs.create_run(conn, mount.id, prefix, trigger)
         runs.start_run(conn, run_id)
-    summary = _run_with_progress(ctx, mount, prefix, run_id)
+    summary = _run_with_progress(ctx, mount, prefix, run_id, dry_run=trigger == runs.DRY_RUN)
     finished(ctx, self)
     return {"run": run_id, **summary}
 
 
-def _run_with_progress(ctx: WorkerContext, mount: Any, prefix: str, run_id: int) -> dict[str, Any]:
+def _run_with_progress(
+    ctx: WorkerContext, mount: Any, prefix: str, run_id: int, *, dry_run: bool = False
+) -> dict[str, Any]:
     last = [0.0]
 
     def progress(summary: ReindexSummary) -> None:
@@ -114,13 +116,16 @@ def _run_with_progress(ctx: WorkerContext, mount: Any, prefix: str, run_id: int)
 
     try:
         storage = open_storage(mount.storage_url, mount.options)
-        summary = run_reindex(ctx, mount, storage, prefix, progress)
+        plan = DryRunPlan() if dry_run else None
+        summary = run_reindex(ctx, mount, storage, prefix, progress, plan)
     except Exception as exc:
         with ctx.pool.connection() as conn:
             runs.update_run(conn, run_id, {}, state="failed", error=f"{type(exc).__name__}: {exc}")
         log.error("reindex failed", mount=mount.name, run=run_id, error=str(exc))
         raise
     with ctx.pool.connection() as conn:
+        if plan is not None:
+            runs.set_plan(conn, run_id, plan.as_dict())
         runs.update_run(conn, run_id, summary.as_dict(), state="succeeded")
     log.info("reindex finished", mount=mount.name, run=run_id, **summary.as_dict())
     return summary.as_dict()

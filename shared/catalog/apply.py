@@ -6,7 +6,8 @@ A batch is applied set-based in one transaction:
 2. the batch takes a transaction-level advisory lock per mount it touches (sorted, so two workers
    never deadlock), which makes the "previous state" read and the upsert one consistent step;
 3. staged changes are routed to the mounts they belong to, with each row's previous state, into
-   a second (analyzed) temp table; changes for unmounted buckets are counted as drops;
+   a second (analyzed) temp table; changes for unmounted buckets are counted as drops; the
+   mass-delete guard (``delete_guard.py``) takes out the deletes it holds;
 4. one statement upserts ``objects`` under the ordering guard, updates per-folder counts and
    fingerprints from the before/after states, and stages the changes that altered an object (a
    newer observation of the same content is not news) with their catalog kind: ``created`` (no
@@ -27,12 +28,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from mountsync.shared.catalog.change_log import append_change_log, drain_feed
+from mountsync.shared.catalog.delete_guard import guard_batch
 from mountsync.shared.events import Kind, ObjectChange
 
 __all__ = ["AppliedChange", "ApplyResult", "apply_changes", "drain_feed", "fingerprint_hash"]
@@ -181,12 +183,16 @@ class AppliedChange:
 
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
-    """``stale`` counts routed changes that altered nothing: duplicates, older, or same content."""
+    """``stale`` counts routed changes that altered nothing: duplicates, older, or same content.
+    ``held`` counts deletes the mass-delete guard held, per mount id; ``alerts`` are the
+    ``mass-delete`` alerts this batch opened (for the webhook)."""
 
     received: int
     applied: list[AppliedChange]
     stale: int
     dropped: int
+    held: dict[int, int] = field(default_factory=dict)
+    alerts: list[int] = field(default_factory=list)
 
 
 def is_newer(a: ObjectChange, b: ObjectChange) -> bool:
@@ -252,8 +258,9 @@ def _refresh_stats_if_stale(conn: psycopg.Connection) -> None:
             conn.execute("ANALYZE objects")
 
 
-def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> ApplyResult:
-    """Apply a batch in one transaction on ``conn`` (not autocommit); idempotent and ordered."""
+def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange], *, guard: bool = True) -> ApplyResult:
+    """Apply a batch in one transaction on ``conn`` (not autocommit); idempotent and ordered.
+    ``guard=False`` only for deletes an operator approved (``mountsync deletes approve``)."""
     batch = newest_per_key(changes)
     if not batch:
         return ApplyResult(received=0, applied=[], stale=0, dropped=0)
@@ -267,6 +274,7 @@ def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> 
                 for change in batch:
                     copy.write_row(_stage_row(change))
             routed = cur.execute(ROUTE_SQL).rowcount
+            guarded = guard_batch(cur) if guard else None
             # Temp tables have no statistics: without them the planner picks nested loops.
             cur.execute("ANALYZE routed_changes")
             dropped_row = cur.execute(DROP_SQL).fetchone()
@@ -275,7 +283,9 @@ def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> 
                 append_change_log(conn)
     dropped = int(dropped_row[0]) if dropped_row else 0
     applied = [_applied(row) for row in rows]
-    return ApplyResult(received=len(changes), applied=applied, stale=routed - len(applied), dropped=dropped)
+    held = guarded.held if guarded else {}
+    return ApplyResult(received=len(changes), applied=applied, stale=routed - len(applied) - sum(held.values()),
+                       dropped=dropped, held=held, alerts=guarded.opened_alerts if guarded else [])  # fmt: skip
 
 
 def _applied(row: Any) -> AppliedChange:

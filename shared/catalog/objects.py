@@ -19,9 +19,10 @@ class LiveObject:
     size: int
     etag: str | None
     version: str | None
+    held: bool = False  # a delete of it is held by the mass-delete guard (shared/catalog/delete_guard.py)
 
     def describe(self) -> dict[str, Any]:
-        return {"key": self.key, "size": self.size, "etag": self.etag, "version": self.version}
+        return {"key": self.key, "size": self.size, "etag": self.etag, "version": self.version, "held": self.held}
 
 
 def mount_totals(conn: Any, mount_id: int) -> MountTotals:
@@ -36,8 +37,10 @@ def mount_totals(conn: Any, mount_id: int) -> MountTotals:
 def live_objects(conn: Any, mount_id: int, key_prefix: str = "", limit: int = 0) -> list[LiveObject]:
     """Live objects of a mount whose key starts with ``key_prefix``, by key (all when ``limit`` is 0)."""
     sql = (
-        "SELECT key, size, etag, version FROM objects WHERE mount_id = %s AND NOT deleted "
-        "AND starts_with(key, %s) ORDER BY key" + (" LIMIT %s" if limit else "")
+        "SELECT o.key, o.size, o.etag, o.version, h.key IS NOT NULL FROM objects o "
+        "LEFT JOIN held_deletes h ON h.mount_id = o.mount_id AND h.key = o.key "
+        "WHERE o.mount_id = %s AND NOT o.deleted "
+        "AND starts_with(o.key, %s) ORDER BY o.key" + (" LIMIT %s" if limit else "")
     )
     params: tuple[Any, ...] = (mount_id, key_prefix, limit) if limit else (mount_id, key_prefix)
-    return [LiveObject(r[0], r[1], r[2], r[3]) for r in conn.execute(sql, params).fetchall()]
+    return [LiveObject(r[0], r[1], r[2], r[3], bool(r[4])) for r in conn.execute(sql, params).fetchall()]

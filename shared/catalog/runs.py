@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,9 @@ FIELDS = (
     "unchanged",
     "folders_checked",
     "folders_skipped",
+    "held",  # deletes the mass-delete guard held (shared/catalog/delete_guard.py)
 )
+DRY_RUN = "dry-run"  # the trigger of a reindex that plans and applies nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,15 @@ def update_run(
     )
 
 
+def set_plan(conn: psycopg.Connection, run_id: int, plan: dict[str, Any]) -> None:
+    conn.execute("UPDATE reindex_runs SET plan = %s::jsonb WHERE id = %s", (json.dumps(plan), run_id))
+
+
+def get_plan(conn: psycopg.Connection, run_id: int) -> dict[str, Any] | None:
+    row = conn.execute("SELECT plan FROM reindex_runs WHERE id = %s", (run_id,)).fetchone()
+    return row[0] if row else None
+
+
 def get_run(conn: psycopg.Connection, run_id: int) -> ReindexRun | None:
     row = conn.execute(
         f"SELECT id, mount_id, prefix, trigger, state, {', '.join(FIELDS)}, error, queued_at, "
@@ -125,7 +137,7 @@ def due_mounts(conn: psycopg.Connection, default_interval_s: int) -> list[tuple[
         SELECT m.id, m.name FROM mounts m
         WHERE NOT EXISTS (
             SELECT 1 FROM reindex_runs r
-            WHERE r.mount_id = m.id AND r.prefix = ''
+            WHERE r.mount_id = m.id AND r.prefix = '' AND r.trigger <> 'dry-run'
               AND ((r.state IN ('queued', 'running') AND r.queued_at > now() - interval '6 hours')
                    OR r.queued_at > now() - make_interval(secs => coalesce(m.reindex_interval_s, %s))))
         ORDER BY m.id

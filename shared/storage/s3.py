@@ -91,6 +91,10 @@ class S3Storage:
         self.url = url
         self.bucket = url.bucket
         self.endpoint_url: str | None = options.get("endpoint_url") or None
+        if self.endpoint_url:
+            from mountsync.shared.http_urls import check_http_url
+
+            check_http_url(self.endpoint_url, "--endpoint-url", "http://HOST:PORT for MinIO")
         self.region: str | None = options.get("region") or None
         self.profile: str | None = options.get("credentials") or None
         self.addressing_style: str | None = options.get("addressing_style") or None

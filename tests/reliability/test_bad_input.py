@@ -316,8 +316,8 @@ def test_invalid_migration_specs_are_one_line_exit_2(cli, catalog, tmp_path, arg
         (["reindex", "x", "--timeout", "soon"], {}, "'--timeout'"),
         (["mount", "list"], {"MOUNTSYNC_MAX_QUEUE_DEPTH": "lots"}, "MOUNTSYNC_MAX_QUEUE_DEPTH"),
         (["mount", "list"], {"MOUNTSYNC_REDIS_URL": "http://x"}, "redis://"),
-        (["mount", "list"], {"MOUNTSYNC_VISIBILITY_TIMEOUT": "10", "MOUNTSYNC_TASK_TIME_LIMIT": "20"},
-         "VISIBILITY_TIMEOUT"),
+        (["mount", "list"], {"MOUNTSYNC_VISIBILITY_TIMEOUT": "3"}, "VISIBILITY_TIMEOUT"),
+        (["worker"], {"MOUNTSYNC_WORKER_SCHEDULE": "sometimes"}, "MOUNTSYNC_WORKER_SCHEDULE"),
     ],
 )  # fmt: skip
 def test_invalid_cli_arguments_exit_2_without_a_traceback(cli, args, env, reason) -> None:

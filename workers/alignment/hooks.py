@@ -47,7 +47,9 @@ NEW_KEYS = "mountsync:alignment:new:"
 STREAMING = "mountsync:alignment:streaming:"
 FULL_FLAG = "mountsync:alignment:full:"
 RUNNING_KEY = "mountsync:alignment:running"
-LEASE_S = 120.0
+# A check normally takes about a second; a lease this old means its worker died mid-check. With the
+# sweep every 30 s, such a folder is checked again within about 2 minutes of the kill.
+LEASE_S = 75.0
 MAX_RECORDED_KEYS = 5000  # beyond this a full check is cheaper than shipping the keys
 RECORD_TTL_S = 86_400
 # A due member older than this has lost its task (a check normally runs within a second).
@@ -239,7 +241,11 @@ def resend_lost(ctx: WorkerContext, delay_s: float, limit: int = 1000) -> int:
         mount_id, folder = parse_member(raw)
         ctx.redis.zadd(key, {raw: now + delay_s}, xx=True)
         _send_check(ctx, mount_id, folder, delay_s)
-    return len(stale)
+    abandoned = [m for m, lease in ctx.redis.hgetall(ctx.key(RUNNING_KEY)).items() if float(lease) < now - LEASE_S]
+    if abandoned:  # a worker died mid-check: one drain claims them all again
+        mount_id, folder = parse_member(abandoned[0])
+        _send_check(ctx, mount_id, folder, 0)
+    return len(stale) + len(abandoned)
 
 
 def pending(ctx: WorkerContext) -> list[tuple[tuple[int, str], float]]:

@@ -305,6 +305,8 @@ def ack_alert(
             raise NotFound(f"no alert with id {alert_id}; `mountsync alerts --all` lists them")
         if alert.status != "open":
             raise Conflict(f"alert {alert_id} is already {alert.status}")
+        if alert.kind == "mass-delete":
+            raise Conflict(f"alert {alert_id} is a mass delete: `mountsync deletes approve {alert.mount}` applies them")
         mount = Mounts(conn).get_by_id(alert.mount_id)
     result = pin_dataset(conn, config, mount, alert.path, io_for(mount), by=f"ack ({by})")
     closed = store.get_alert(conn, alert_id)

@@ -52,7 +52,7 @@ class Dataset:
 @dataclass(frozen=True)
 class Alert:
     id: int
-    dataset_id: int
+    dataset_id: int | None  # None for mount-level alerts (mass-delete)
     mount_id: int
     mount: str
     path: str
@@ -292,11 +292,11 @@ def set_quarantine(conn: psycopg.Connection, dataset_id: int, on: bool) -> None:
 
 
 _ALERT_SELECT = """
-SELECT a.id, a.dataset_id, a.mount_id, m.name AS mount, a.path, d.type AS dataset_type,
+SELECT a.id, a.dataset_id, a.mount_id, m.name AS mount, a.path, coalesce(d.type, 'mount') AS dataset_type,
        a.kind, a.kinds, a.breaking, a.status, a.first_shifted_index, a.frames_moved,
        a.annotated_frames_moved, a.last_annotated, a.quarantined, a.details, a.checks,
        a.created_at, a.updated_at, a.closed_at, a.closed_by
-FROM alignment_alerts a JOIN mounts m ON m.id = a.mount_id JOIN datasets d ON d.id = a.dataset_id
+FROM alignment_alerts a JOIN mounts m ON m.id = a.mount_id LEFT JOIN datasets d ON d.id = a.dataset_id
 """
 
 

@@ -52,7 +52,8 @@ class MigrationRuntime:
 
     @property
     def lease_s(self) -> float:
-        return float(self.settings.extra.get("MOUNTSYNC_MIGRATION_LEASE", "120"))
+        # Renewed every lease/3 s while the item runs; after a kill the item is free again within this.
+        return float(self.settings.extra.get("MOUNTSYNC_MIGRATION_LEASE", "60"))
 
     @property
     def chunk_budget_s(self) -> float:

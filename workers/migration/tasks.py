@@ -20,7 +20,7 @@ from mountsync.workers.migration import service, upkeep
 from mountsync.workers.migration.runtime import MigrationRuntime, current_runtime
 
 log = structlog.get_logger("mountsync.migration")
-MAINTAIN_EVERY_S = 60.0
+MAINTAIN_EVERY_S = 30.0  # a chunk whose worker died is re-queued within lease + this
 PLAN_RETRIES = 10  # transient listing failures; the last try fails the job with the reason
 
 

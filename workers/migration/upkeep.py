@@ -25,6 +25,9 @@ from mountsync.workers.migration.service import settle_job
 
 log = structlog.get_logger("mountsync.migration")
 STALLED_BATCH_S = 600.0
+# A chunk whose items all stayed pending this long lost its task (Redis lost data); chunks queued
+# behind others wait that long only in a huge backlog, and a duplicate chunk task is harmless.
+PENDING_LOST_AFTER_S = 7200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,7 @@ def deliver_batch(rt: MigrationRuntime, job_id: str, batch: int) -> Delivery:
 def maintain(rt: MigrationRuntime) -> dict[str, int]:
     """One sweep: abort orphaned uploads, re-queue chunks and link batches nobody works on."""
     aborted = abort_orphans(rt)
-    chunks = rt.items.stalled_chunks(float(rt.settings.visibility_timeout_s))
+    chunks = rt.items.stalled_chunks(PENDING_LOST_AFTER_S)
     for job_id, chunk in chunks:
         rt.send(TASK_CHUNK, job_id, chunk)
     batches = rt.lifecycle.stalled_batches(STALLED_BATCH_S)
