@@ -13,6 +13,7 @@ import base64
 import contextlib
 import hashlib
 import io
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
@@ -103,12 +104,12 @@ class S3Storage:
         return self._client
 
     def _make_client(self) -> Any:
-        import boto3
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ProfileNotFound
 
+        session = _botocore_session(self.profile)
         try:
-            session = boto3.Session(profile_name=self.profile, region_name=self.region)
+            session.get_scoped_config()  # a missing profile fails here, with its name
         except ProfileNotFound as exc:
             raise ConfigError(
                 f"credential set {self.profile!r} is not a profile in the AWS config or "
@@ -131,12 +132,18 @@ class S3Storage:
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             )
-            return session.client("s3", endpoint_url=self.endpoint_url, config=config)
+            return session.create_client("s3", region_name=self.region, endpoint_url=self.endpoint_url, config=config)
 
+        # MinIO and stand-ins want the bucket in the path, not the host. With an explicit
+        # endpoint that is known before building; otherwise boto3's own configuration
+        # (AWS_ENDPOINT_URL) decides, and the client is built again only when it is not AWS.
+        style = self.addressing_style
+        if style is None and self.endpoint_url and not _is_aws(self.endpoint_url):
+            style = "path"
         try:
-            client = build(self.addressing_style)
-            if self.addressing_style is None and not _is_aws(client.meta.endpoint_url):
-                client = build("path")  # MinIO and stand-ins: bucket in the path, not the host
+            client = build(style)
+            if style is None and not _is_aws(client.meta.endpoint_url):
+                client = build("path")
         except BotoCoreError as exc:
             raise ConfigError(f"cannot configure S3 for {self.url}: {exc}") from exc
         return client
@@ -370,6 +377,30 @@ class S3Storage:
             self._call("abort_multipart_upload", session.key, Key=session.key, UploadId=session.upload_id)
         except ObjectNotFound:
             return  # already aborted or completed: nothing left to clean up
+
+
+_LOADER: Any = None
+_LOADER_LOCK = threading.Lock()
+
+
+def _botocore_session(profile: str | None) -> Any:
+    """A fresh botocore session (credentials and configuration read as usual, as boto3 would)
+    that shares one process-wide loader of the service models.
+
+    Loading and parsing the S3 model is most of the CPU of building a client (tens of
+    milliseconds); a migration opens its storages once per chunk task, and a fresh model per
+    client cost more CPU than hashing the data. The loader only caches the SDK's own JSON files."""
+    global _LOADER
+    import botocore.loaders
+    import botocore.session
+
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = botocore.loaders.create_loader()
+        loader = _LOADER
+    session = botocore.session.Session(profile=profile)
+    session.register_component("data_loader", loader)
+    return session
 
 
 def _is_aws(endpoint_url: str | None) -> bool:
