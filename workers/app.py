@@ -38,13 +38,24 @@ def _register_all(celery_app: Celery) -> None:
 _register_all(app)
 
 
+def _open_process() -> None:
+    """The per-process resources of tasks: the worker context and the migration runtime."""
+    from mountsync.workers.migration import runtime as migration_runtime
+
+    context.open_context(settings, app)
+    migration_runtime.open_runtime(settings, app)
+
+
 @signals.worker_process_init.connect
 def _open_child(**_: Any) -> None:
-    context.open_context(settings, app)
+    _open_process()
 
 
 @signals.worker_process_shutdown.connect
 def _close_child(**_: Any) -> None:
+    from mountsync.workers.migration import runtime as migration_runtime
+
+    migration_runtime.close_runtime()
     context.close_context()
 
 
@@ -53,7 +64,7 @@ def _open_solo(sender: Any = None, **_: Any) -> None:
     # Solo and threads pools run tasks in the main process: open the context there too.
     pool = getattr(getattr(sender, "pool_cls", None), "__module__", "")
     if "prefork" not in str(pool):
-        context.open_context(settings, app)
+        _open_process()
 
 
 @signals.worker_init.connect

@@ -1,8 +1,10 @@
 """Migration jobs: copy items from a source to a destination bucket, verified and resumable.
 
-``spec`` validates what submitters send, ``plan`` derives chunks and destination keys (pure),
-``store`` keeps job, item, part and link-batch state in PostgreSQL, ``client`` submits and
-queries jobs for the CLI and the HTTP API. The transfer itself runs in ``mountsync.workers.migration``.
+What other services need lives here: ``spec`` validates what submitters send, ``plan`` derives
+destination keys and chunks (pure), ``jobs`` keeps job rows (``JobStore``), ``progress`` turns
+them into what ``migrate status`` shows, and ``client`` submits and queries jobs for the CLI and
+the HTTP API. Items, parts, verified copies, link batches and the transfer itself belong to
+the workers: ``mountsync.workers.migration``.
 """
 
 TASK_CHUNK = "mountsync.migration.upload_chunk"

@@ -16,14 +16,10 @@ from psycopg_pool import ConnectionPool
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import BadInput, ServiceUnavailable
 from mountsync.shared.migration import TASK_MAINTAIN, TASK_RESUME
+from mountsync.shared.migration.jobs import JOB_STATES, JobStore
 from mountsync.shared.migration.progress import Progress, item_failures, job_progress, list_jobs
 from mountsync.shared.migration.spec import parse_spec
-from mountsync.shared.migration.store import MigrationStore
 from mountsync.shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION, make_client, send
-
-JOB_STATES = (
-    "submitted", "planning", "running", "completed", "completed_with_errors", "failed", "cancelled",
-)  # fmt: skip
 
 
 class JobNotFound(BadInput):
@@ -40,12 +36,12 @@ class MigrationClient:
         self._celery = celery
 
     @property
-    def store(self) -> MigrationStore:
+    def store(self) -> JobStore:
         if self._pool is None:
             from mountsync.shared.catalog.db import open_pool
 
             self._pool = open_pool(self.settings.database_url, min_size=1, max_size=2, name="cli")
-        return MigrationStore(self._pool)
+        return JobStore(self._pool)
 
     @property
     def celery(self) -> Any:

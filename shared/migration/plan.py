@@ -4,6 +4,10 @@ A destination key is ``destination prefix + relative path``. The relative path m
 '/'-separated path: not absolute, no empty, '.' or '..' segments, no backslashes, no control
 characters, so a key can never escape the destination prefix or name a different file than the
 one submitted. A leading ``./`` (as ``find`` prints) is the only thing that is rewritten.
+
+Callers: ``spec`` (inline item paths), ``service.plan`` (``plan_batches`` over the items or the
+listing), ``ItemStore.add_items`` (``ChunkCutter`` continues the last chunk), and the transfer
+(part sizes, the common folder of a chunk's keys).
 """
 
 from __future__ import annotations

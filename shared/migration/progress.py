@@ -1,4 +1,8 @@
-"""Progress of migration jobs, read from PostgreSQL: items, bytes, rate and ETA."""
+"""Progress of migration jobs: items, bytes, rate and ETA.
+
+``JobStore.counts`` reads the rows (one transaction); ``build_progress`` turns them into a
+``Progress`` (pure). Callers: ``client`` (CLI ``migrate status/list``, HTTP API) and tests.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from mountsync.shared.migration.store import MigrationStore
+from mountsync.shared.migration.jobs import ACTIVE_STATES, JobStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,44 +58,9 @@ class Progress:
         return out
 
 
-_ITEMS_SQL = """
-SELECT
-  count(*)                                             AS items_total,
-  count(*) FILTER (WHERE state = 'done')               AS items_done,
-  count(*) FILTER (WHERE state = 'skipped')            AS items_skipped,
-  count(*) FILTER (WHERE state = 'failed')             AS items_failed,
-  count(*) FILTER (WHERE state = 'cancelled')          AS items_cancelled,
-  count(*) FILTER (WHERE state = 'running')            AS items_running,
-  count(*) FILTER (WHERE state = 'pending')            AS items_pending,
-  COALESCE(sum(size), 0)                               AS bytes_total,
-  COALESCE(sum(size) FILTER (WHERE state IN ('done', 'skipped')), 0) AS bytes_finished,
-  COALESCE(sum(size) FILTER (WHERE state IN ('failed', 'cancelled')), 0) AS bytes_dropped,
-  COALESCE(sum(bytes_sent), 0)                         AS bytes_sent,
-  COALESCE(sum(bytes_sent) FILTER (WHERE state IN ('running', 'pending')), 0) AS bytes_partial,
-  count(*) FILTER (WHERE link_batch IS NOT NULL)       AS batched
-FROM migration_items WHERE job_id = %s
-"""
-
-_JOB_SQL = """
-SELECT j.*, EXTRACT(EPOCH FROM (COALESCE(j.finished_at, now()) - COALESCE(j.started_at, now())))
-         AS elapsed,
-       (SELECT COALESCE(sum(links), 0) FROM migration_link_batches b
-         WHERE b.job_id = j.job_id AND b.state = 'delivered') AS links_delivered,
-       (SELECT count(*) FROM migration_link_batches b
-         WHERE b.job_id = j.job_id AND b.state = 'failed') AS batches_failed
-FROM migration_jobs j WHERE j.job_id = %s
-"""
-
-
-def job_progress(store: MigrationStore, job_id: str) -> Progress | None:
-    with store._tx() as cur:
-        cur.execute(_JOB_SQL, (job_id,))
-        job = cur.fetchone()
-        if job is None:
-            return None
-        cur.execute(_ITEMS_SQL, (job_id,))
-        items = cur.fetchone() or {}
-    return build_progress(job, items)
+def job_progress(store: JobStore, job_id: str) -> Progress | None:
+    counts = store.counts(job_id)
+    return None if counts is None else build_progress(*counts)
 
 
 def build_progress(job: dict[str, Any], items: dict[str, Any]) -> Progress:
@@ -102,7 +71,7 @@ def build_progress(job: dict[str, Any], items: dict[str, Any]) -> Progress:
     done = int(items.get("bytes_finished", 0)) + int(items.get("bytes_partial", 0))
     remaining = max(total - done - int(items.get("bytes_dropped", 0)), 0)
     rate = sent / elapsed if elapsed > 0 else 0.0
-    active = job["state"] in ("submitted", "planning", "running")
+    active = job["state"] in ACTIVE_STATES
     eta = remaining / rate if (active and rate > 0) else (0.0 if not active else None)
     return Progress(
         job_id=job["job_id"],
@@ -131,29 +100,11 @@ def build_progress(job: dict[str, Any], items: dict[str, Any]) -> Progress:
     )
 
 
-def list_jobs(store: MigrationStore, *, limit: int = 50, state: str | None = None) -> list[Progress]:
+def list_jobs(store: JobStore, *, limit: int = 50, state: str | None = None) -> list[Progress]:
     """Most recent jobs first (optionally only one state)."""
-    with store._tx() as cur:
-        cur.execute(
-            "SELECT job_id FROM migration_jobs WHERE (%s::text IS NULL OR state = %s) "
-            "ORDER BY created_at DESC, job_id LIMIT %s",
-            (state, state, limit),
-        )
-        ids = [row["job_id"] for row in cur.fetchall()]
-    out = []
-    for job_id in ids:
-        progress = job_progress(store, job_id)
-        if progress is not None:
-            out.append(progress)
-    return out
+    return [build_progress(*counts) for counts in store.recent_counts(limit=limit, state=state)]
 
 
-def item_failures(store: MigrationStore, job_id: str, limit: int = 20) -> list[dict[str, Any]]:
+def item_failures(store: JobStore, job_id: str, limit: int = 20) -> list[dict[str, Any]]:
     """The first failed items of a job with their reasons (for ``status``)."""
-    with store._tx() as cur:
-        cur.execute(
-            "SELECT entity_id, path, reason FROM migration_items WHERE job_id = %s "
-            "AND state = 'failed' ORDER BY seq LIMIT %s",
-            (job_id, limit),
-        )
-        return list(cur.fetchall())
+    return store.failures(job_id, limit)

@@ -2,6 +2,9 @@
 
 ``parse_spec`` turns the JSON a submitter sends into a frozen ``MigrationSpec`` or raises
 ``BadInput`` naming the first thing that is wrong. It is pure: no I/O, clock or environment.
+Called twice per job: by ``client.submit`` (CLI, HTTP API: refuse a bad spec before queuing) or
+``service.submit`` (a spec sent straight to the task), and by ``service.run_chunk`` (the spec
+stored with the job, read back once per chunk task).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Migration fixtures: a store on the session database, and an in-process task runner.
+"""Migration fixtures: the job store on the session database, and an in-process task runner.
 
 ``inline`` runs the migration services in this process: task messages the services send are
 recorded by ``InlineApp`` and executed one by one by ``Inline.drain()`` (callback tasks sent to
@@ -20,10 +20,10 @@ import pytest
 from mountsync.shared.catalog.db import open_pool
 from mountsync.shared.config import Settings
 from mountsync.shared.migration import TASK_CHUNK, TASK_DELIVER, TASK_MAINTAIN, TASK_RESUME
-from mountsync.shared.migration.store import MigrationStore
+from mountsync.shared.migration.jobs import JobStore
 from mountsync.shared.queues import TASK_SUBMIT_MIGRATION
 from mountsync.workers.migration import service, upkeep
-from mountsync.workers.migration.service import MigrationRuntime
+from mountsync.workers.migration.runtime import MigrationRuntime
 
 
 @dataclass
@@ -93,15 +93,15 @@ def mig_pool(settings: Settings, catalog: psycopg.Connection) -> Iterator[Any]:
 
 
 @pytest.fixture
-def store(mig_pool: Any) -> MigrationStore:
-    return MigrationStore(mig_pool)
+def store(mig_pool: Any) -> JobStore:
+    return JobStore(mig_pool)
 
 
 @pytest.fixture
-def inline(settings: Settings, store: MigrationStore) -> Inline:
+def inline(settings: Settings, mig_pool: Any) -> Inline:
     app = InlineApp()
     extra = {"MOUNTSYNC_MIGRATION_LEASE": "30"}
-    rt = MigrationRuntime(settings.with_(extra=extra), store, app)
+    rt = MigrationRuntime.on_pool(settings.with_(extra=extra), mig_pool, app)
     return Inline(rt, app)
 
 

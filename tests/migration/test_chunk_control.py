@@ -21,7 +21,7 @@ def test_one_thread_polls_the_job_state_per_window() -> None:
         release.wait(10)  # a slow query: the other threads ask meanwhile
         return "cancelled"
 
-    rt = SimpleNamespace(clock=lambda: now[0], store=SimpleNamespace(job_state=job_state))
+    rt = SimpleNamespace(clock=lambda: now[0], jobs=SimpleNamespace(job_state=job_state))
     control = ChunkControl(rt, "job", deadline=1e9)  # type: ignore[arg-type]
     now[0] = STATE_POLL_S  # the window is over
     threads = [threading.Thread(target=lambda: returned.append(control.stop_reason())) for _ in range(8)]

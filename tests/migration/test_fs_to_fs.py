@@ -6,8 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from mountsync.shared.migration.jobs import JobStore
 from mountsync.shared.migration.progress import job_progress
-from mountsync.shared.migration.store import MigrationStore
 
 MiB = 1024 * 1024
 OPTIONS = {"part_size": 5 * MiB, "multipart_threshold": 5 * MiB, "max_buffer_bytes": 40 * MiB}
@@ -28,7 +28,7 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_prefix_copy_mixed_sizes(tmp_path: Path, inline, store: MigrationStore) -> None:
+def test_prefix_copy_mixed_sizes(tmp_path: Path, inline, store: JobStore) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     sums = make_tree(src, {"a.bin": 0, "b/c.bin": 1000, "b/big.bin": 16 * MiB + 3, "d/e/f.jpg": 70_000})
     job = inline.submit({"source": f"file://{src}", "destination": f"file://{dst}", "options": OPTIONS})
@@ -146,7 +146,7 @@ def test_bad_spec_through_the_task_is_recorded(inline, store) -> None:
     assert progress.state == "failed" and "overlaps" in progress.reason
 
 
-def store_failures(store: MigrationStore, job: str) -> list[dict]:
+def store_failures(store: JobStore, job: str) -> list[dict]:
     from mountsync.shared.migration.progress import item_failures
 
     return item_failures(store, job)

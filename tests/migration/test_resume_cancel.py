@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from mountsync.shared.migration.jobs import JobStore
 from mountsync.shared.migration.progress import job_progress
-from mountsync.shared.migration.store import MigrationStore
 from tests.migration.conftest import Crash, parts_table
 from tests.migration.test_fs_to_fs import MiB, make_tree, sha256_of
 
@@ -21,7 +21,7 @@ OPTIONS = {"part_size": 5 * MiB, "multipart_threshold": 5 * MiB, "max_buffer_byt
 
 
 def test_crash_mid_multipart_resumes_without_resending_parts(
-    tmp_path: Path, inline, store: MigrationStore, db, counting
+    tmp_path: Path, inline, store: JobStore, db, counting
 ) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     sums = make_tree(src, {"big.bin": 33 * MiB + 5})  # 7 parts of 5 MiB
@@ -47,9 +47,7 @@ def test_crash_mid_multipart_resumes_without_resending_parts(
     assert job_progress(store, job).bytes_sent == 33 * MiB + 5
 
 
-def test_cancel_stops_copying_and_aborts_open_uploads(
-    tmp_path: Path, inline, store: MigrationStore, db, counting
-) -> None:
+def test_cancel_stops_copying_and_aborts_open_uploads(tmp_path: Path, inline, store: JobStore, db, counting) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_tree(src, {"big.bin": 21 * MiB, **{f"small/{i}.txt": 10 for i in range(30)}})
     counting["crash_after"] = 2
@@ -151,12 +149,12 @@ def test_http_callback_rejected_ends_with_errors(tmp_path: Path, inline, store) 
 
 
 def test_leases_stay_alive_during_a_slow_part(
-    tmp_path: Path, settings, store: MigrationStore, db, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, settings, store: JobStore, mig_pool, db, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import time
 
     from mountsync.workers.migration import service
-    from mountsync.workers.migration.service import MigrationRuntime
+    from mountsync.workers.migration.runtime import MigrationRuntime
     from tests.migration.conftest import Inline, InlineApp
 
     class SlowDest:
@@ -172,7 +170,7 @@ def test_leases_stay_alive_during_a_slow_part(
 
     real = service.open_storages
     monkeypatch.setattr(service, "open_storages", lambda spec: (real(spec)[0], SlowDest(real(spec)[1])))
-    rt = MigrationRuntime(settings.with_(extra={"MOUNTSYNC_MIGRATION_LEASE": "1.5"}), store, InlineApp())
+    rt = MigrationRuntime.on_pool(settings.with_(extra={"MOUNTSYNC_MIGRATION_LEASE": "1.5"}), mig_pool, InlineApp())
     inline = Inline(rt, rt.app)
     make_tree(tmp_path / "src", {"big.bin": 6 * MiB})
     job = inline.submit({"source": f"file://{tmp_path}/src", "destination": f"file://{tmp_path}/d",

@@ -13,9 +13,9 @@ from typing import Any, BinaryIO
 import pytest
 
 from mountsync.shared.migration.spec import TransferOptions
-from mountsync.shared.migration.store import ItemRow
 from mountsync.shared.storage.local import LocalStorage
 from mountsync.shared.storage.url import parse_storage_url
+from mountsync.workers.migration.items import ItemRow
 from mountsync.workers.migration.retry import ByteBudget
 from mountsync.workers.migration.transfer import Transfer
 
@@ -40,6 +40,8 @@ class HookedSource:
 
 
 class FakeStore:
+    """Stands in for the item and part stores: these tests copy one local file and need no database."""
+
     def __init__(self) -> None:
         self.sizes: list[int] = []
 
@@ -67,8 +69,10 @@ def run_item(tmp_path: Path, first: bytes, hooks: dict[int, Callable[[Path], Non
     dest = LocalStorage(parse_storage_url(f"file://{tmp_path / 'dst'}"))
     item = ItemRow("job", 1, 0, "e1", "a.bin", "a.bin", None, None, None, None, None, 0)
     with ThreadPoolExecutor(1) as pool:
-        transfer = Transfer(source, dest, OPTIONS, FakeStore(), budget=ByteBudget(OPTIONS.max_buffer_bytes),  # type: ignore[arg-type]
-                            part_pool=pool, control=Running(), sleep=lambda _: None)  # fmt: skip
+        store: Any = FakeStore()  # no database in these tests: the item and part stores are doubles
+        transfer = Transfer(source, dest, OPTIONS, items=store, parts=store, verified=store,
+                            budget=ByteBudget(OPTIONS.max_buffer_bytes), part_pool=pool,
+                            control=Running(), sleep=lambda _: None)  # fmt: skip
         return transfer.run(item), source
 
 

@@ -13,12 +13,12 @@ from email.utils import format_datetime
 import pytest
 
 from mountsync.shared.errors import StorageUnavailable
-from mountsync.shared.migration.lifecycle import final_state
 from mountsync.shared.migration.progress import build_progress
-from mountsync.shared.migration.store import Verified
 from mountsync.shared.storage.base import ObjectInfo
+from mountsync.workers.migration.lifecycle import final_state
 from mountsync.workers.migration.links import build_payload, classify_status, parse_retry_after
 from mountsync.workers.migration.retry import Backoff, ByteBudget, GaveUp, with_retries
+from mountsync.workers.migration.verified import Verified
 from mountsync.workers.migration.verify import (
     ChecksumMismatch,
     candidate_part_sizes,

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 from mountsync.shared.errors import BadInput, CredentialsRejected, ObjectNotFound
-from mountsync.shared.migration.store import ItemRow, Verified
 from mountsync.shared.storage.base import Storage
+from mountsync.workers.migration.items import ItemRow
+from mountsync.workers.migration.verified import Remembered
 from mountsync.workers.migration.verify import Digests
 
 PERMANENT = (ObjectNotFound, BadInput, CredentialsRejected)
@@ -50,7 +51,7 @@ class Outcome:
     size: int | None = None
     verified_by: str | None = None
     sent: int = 0  # bytes sent outside recorded parts (single puts)
-    verified: tuple[str, str, Verified] | None = None  # (location, key, digests) to remember
+    verified: Remembered | None = None  # (location, key, digests) to remember
 
 
 def object_link(url: Any, key: str) -> str:

@@ -1,4 +1,12 @@
-"""What the migration tasks do: plan a job, run a chunk, deliver a link batch, sweep.
+"""What the migration tasks do: plan a job, run a chunk, record what finished.
+
+The walk of one spec, in call order: ``tasks.submit_migration`` -> ``submit`` (``parse_spec``
+once; ``JobStore`` records the job) -> ``plan`` (``plan_batches`` cuts the listing into planned
+items; ``ItemStore.add_items`` stores them a batch at a time and says which chunks filled) ->
+one ``mountsync.migration.upload_chunk`` task per chunk -> ``run_chunk`` (reads the spec back
+from the job row, opens the storages once, claims items in batches) -> ``Transfer.run`` per
+item (``transfer``: parts recorded through ``PartStore``) -> ``record`` (one transaction for all
+items that finished together) -> ``Lifecycle.settle`` (link batches, final state).
 
 Every function is safe to run twice (tasks are delivered at least once): planning skips paths
 already planned, chunk runs claim items under a lease, link batches are cut under a job lock.
@@ -6,92 +14,32 @@ already planned, chunk runs claim items under a lease, link batches are cut unde
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from psycopg_pool import ConnectionPool
 
-from mountsync.shared.config import Settings
 from mountsync.shared.errors import BadInput, MountsyncError, RetryableError
-from mountsync.shared.migration import TASK_CHUNK, TASK_DELIVER, lifecycle
+from mountsync.shared.migration import TASK_CHUNK, TASK_DELIVER
 from mountsync.shared.migration import metrics as m
 from mountsync.shared.migration.plan import Entry, plan_batches, relative_to_prefix
 from mountsync.shared.migration.spec import MigrationSpec, parse_spec
-from mountsync.shared.migration.store import Finished, ItemRow, MigrationStore
-from mountsync.shared.queues import QUEUE_MIGRATIONS, send
 from mountsync.shared.storage import open_storage
 from mountsync.shared.storage.base import Storage
 from mountsync.workers.migration.common import Outcome, Stop, object_link
+from mountsync.workers.migration.items import Finished, ItemRow
 from mountsync.workers.migration.retry import ByteBudget
+from mountsync.workers.migration.runtime import MigrationRuntime
 from mountsync.workers.migration.transfer import Transfer
+from mountsync.workers.migration.verified import Remembered
 
 log = structlog.get_logger("mountsync.migration")
 
 STATE_POLL_S = 0.25  # a cancel stops uploads within a part or two (one small query per poll)
-
-
-@dataclass
-class MigrationRuntime:
-    """Per-process resources: a pool sized for the transfer threads, and the Celery app."""
-
-    settings: Settings
-    store: MigrationStore
-    app: Any
-    clock: Callable[[], float] = time.monotonic
-
-    @property
-    def lease_s(self) -> float:
-        return float(self.settings.extra.get("MOUNTSYNC_MIGRATION_LEASE", "120"))
-
-    @property
-    def chunk_budget_s(self) -> float:
-        """How long one chunk task works before handing the rest to a continuation task."""
-        limit = float(self.settings.task_time_limit_s)
-        return max(limit * 0.5, limit - 120)
-
-    def send(self, task: str, *args: Any) -> str:
-        return send(self.app, task, *args, queue=QUEUE_MIGRATIONS)
-
-
-_runtime: tuple[int, MigrationRuntime] | None = None
-_runtime_lock = threading.Lock()
-
-
-def runtime(settings: Settings, app: Any) -> MigrationRuntime:
-    """The runtime of this process (opened on first use, re-opened after a fork)."""
-    global _runtime
-    with _runtime_lock:
-        if _runtime is None or _runtime[0] != os.getpid():
-            from mountsync.shared.catalog.db import open_pool
-
-            pool: ConnectionPool = open_pool(settings.database_url, min_size=1, max_size=10, name="migration")
-            _runtime = (os.getpid(), MigrationRuntime(settings, MigrationStore(pool), app))
-            return_big_buffers_to_the_os()
-        return _runtime[1]
-
-
-def return_big_buffers_to_the_os(threshold: int = 1024 * 1024) -> None:
-    """Serve allocations >= 1 MiB (part buffers) from mmap so freeing them returns the memory.
-
-    glibc otherwise raises its mmap threshold after the first large free and keeps later part
-    buffers in per-thread arenas, so a transfer's RSS grows far past its byte budget.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl): nothing to tune
-        ctypes.CDLL(name).mallopt(-3, threshold)  # M_MMAP_THRESHOLD (fixed: no dynamic growth)
 
 
 def open_storages(spec: MigrationSpec) -> tuple[Storage, Storage]:
@@ -111,14 +59,14 @@ def submit(rt: MigrationRuntime, data: Any, task_id: str | None, *, last_try: bo
     try:
         spec = parse_spec(data)
     except BadInput as exc:
-        rt.store.record_rejected(job_id, data, str(exc))
+        rt.jobs.record_rejected(job_id, data, str(exc))
         log.warning("migration spec rejected", job_id=job_id, reason=str(exc))
         raise
-    rt.store.create_job(job_id, spec)
-    state = rt.store.job_state(job_id)
+    rt.jobs.create_job(job_id, spec)
+    state = rt.jobs.job_state(job_id)
     if state not in ("submitted", "planning"):
         return job_id  # planned already (a redelivery), or cancelled before it started
-    rt.store.set_state(job_id, "planning", only_from=("submitted", "planning"))
+    rt.jobs.set_state(job_id, "planning", only_from=("submitted", "planning"))
     sent: set[int] = set()
     try:
         chunks = plan(rt, job_id, spec, sent)
@@ -130,12 +78,12 @@ def submit(rt: MigrationRuntime, data: Any, task_id: str | None, *, last_try: bo
     except MountsyncError as exc:
         _fail_planning(rt, job_id, exc)
         return job_id
-    rt.store.mark_planned(job_id, chunks)
-    rt.store.set_state(job_id, "running", only_from=("planning",))
-    for chunk in lifecycle.open_chunks(rt.store, job_id):
+    rt.jobs.mark_planned(job_id, chunks)
+    rt.jobs.set_state(job_id, "running", only_from=("planning",))
+    for chunk in rt.items.open_chunks(job_id):
         if chunk not in sent:
             rt.send(TASK_CHUNK, job_id, chunk)
-    _settle(rt, job_id)  # a job with nothing to copy ends here
+    settle_job(rt, job_id)  # a job with nothing to copy ends here
     return job_id
 
 
@@ -145,8 +93,6 @@ def _job_id_of(data: Any, task_id: str | None) -> str:
         return given
     if task_id:
         return task_id
-    import uuid
-
     return uuid.uuid4().hex
 
 
@@ -156,12 +102,12 @@ def plan(rt: MigrationRuntime, job_id: str, spec: MigrationSpec, sent: set[int])
     size = spec.options.chunk_size
     last_chunk = -1
     for batch in plan_batches(entries(spec), spec.destination.prefix, size):
-        for chunk in rt.store.add_items(job_id, batch, size, spec.options.chunk_bytes):
+        for chunk in rt.items.add_items(job_id, batch, size, spec.options.chunk_bytes):
             if chunk > last_chunk >= 0:
                 rt.send(TASK_CHUNK, job_id, last_chunk)  # the previous chunk is full now
                 sent.add(last_chunk)
             last_chunk = max(last_chunk, chunk)
-    total = rt.store.chunk_count(job_id)
+    total = rt.items.chunk_count(job_id)
     return max(total, last_chunk + 1)
 
 
@@ -180,8 +126,7 @@ def entries(spec: MigrationSpec) -> Iterator[Entry]:
 def _fail_planning(rt: MigrationRuntime, job_id: str, exc: Exception) -> None:
     reason = f"planning failed: {exc}"
     log.error("migration planning failed", job_id=job_id, reason=str(exc))
-    rt.store.set_state(job_id, "failed", reason=reason, only_from=("planning",))
-    rt.store.cancel_pending(job_id, reason)
+    rt.jobs.fail(job_id, reason, only_from=("planning",))
 
 
 # --- chunks ------------------------------------------------------------------------------
@@ -216,7 +161,7 @@ class ChunkControl:
             with self._lock:
                 seqs = list(self._active)
             try:
-                state = self.rt.store.renew(self.job_id, seqs, self.rt.lease_s)
+                state = self.rt.items.renew(self.job_id, seqs, self.rt.lease_s)
             except MountsyncError as exc:  # the next beat tries again; leases are generous
                 log.warning("lease renewal failed", job_id=self.job_id, error=str(exc))
                 continue
@@ -230,7 +175,7 @@ class ChunkControl:
             if poll:
                 self._polled = now  # one thread polls per window; the others use the last state
         if poll:
-            state = self.rt.store.job_state(self.job_id) or "missing"
+            state = self.rt.jobs.job_state(self.job_id) or "missing"
             with self._lock:
                 self._state = state
         with self._lock:
@@ -256,18 +201,18 @@ class ChunkResult:
 
 def run_chunk(rt: MigrationRuntime, job_id: str, chunk: int) -> dict[str, Any]:
     """Copy the open items of one chunk; returns counts per outcome."""
-    job = rt.store.job(job_id)
+    job = rt.jobs.job(job_id)
     if job is None or job["state"] not in ("planning", "running"):
         if job is not None:
-            _settle(rt, job_id)
+            settle_job(rt, job_id)
         return {"job_id": job_id, "chunk": chunk, "skipped": "job not active"}
     spec = parse_spec(job["spec"])
     source, dest = open_storages(spec)
     with ChunkControl(rt, job_id, rt.clock() + rt.chunk_budget_s) as control:
         result = _drive(rt, spec, source, dest, job_id, chunk, control)
-    if result.stopped == "deadline" and chunk in lifecycle.open_chunks(rt.store, job_id):
+    if result.stopped == "deadline" and chunk in rt.items.open_chunks(job_id):
         rt.send(TASK_CHUNK, job_id, chunk)  # continue in a fresh task
-    _settle(rt, job_id)
+    settle_job(rt, job_id)
     return {"job_id": job_id, "chunk": chunk, **result.counts}
 
 
@@ -280,16 +225,16 @@ def _drive(
     part_workers = max(2, min(64, o.concurrency * o.part_concurrency, o.max_buffer_bytes // o.part_size + 1))
     with ThreadPoolExecutor(part_workers, "mig-part") as parts, \
             ThreadPoolExecutor(o.concurrency, "mig-item") as items:  # fmt: skip
-        transfer = Transfer(source, dest, o, rt.store, budget=ByteBudget(o.max_buffer_bytes),
-                            part_pool=parts, control=control)  # fmt: skip
+        transfer = Transfer(source, dest, o, items=rt.items, parts=rt.parts, verified=rt.verified,
+                            budget=ByteBudget(o.max_buffer_bytes), part_pool=parts, control=control)  # fmt: skip
         if o.skip_existing:
-            transfer.index_destination(rt.store.open_keys(job_id, chunk))
+            transfer.index_destination(rt.items.open_keys(job_id, chunk))
         inflight: dict[Future[Outcome], ItemRow] = {}
         while True:
             result.stopped = control.stop_reason()
             free = o.concurrency - len(inflight)
             if free > 0 and result.stopped is None:
-                for row in rt.store.claim(job_id, chunk, free, rt.lease_s):
+                for row in rt.items.claim(job_id, chunk, free, rt.lease_s):
                     control.working_on(row.seq, True)
                     inflight[items.submit(_run_item, transfer, row)] = row
             if not inflight:
@@ -312,18 +257,24 @@ def _run_item(transfer: Transfer, row: ItemRow) -> Outcome:
 
 
 def record(rt: MigrationRuntime, dest: Storage, done: list[tuple[ItemRow, Outcome]]) -> None:
-    """Record finished items in one transaction; released ones go back to pending."""
-    finished = []
+    """Record items that finished together: their verified copies, then their outcomes with the
+    released ones given back as pending (one transaction each, however many items)."""
+    finished: list[Finished] = []
+    released: list[tuple[str, int]] = []
+    remembered: list[Remembered] = []
     for row, outcome in done:
         if outcome.state == "released":
-            rt.store.release(row.job_id, row.seq)
+            released.append((row.job_id, row.seq))
             continue
         link = object_link(dest.url, row.dest_key) if outcome.state in ("done", "skipped") else None
         reason = outcome.reason or ("job cancelled" if outcome.state == "cancelled" else None)
         finished.append(Finished(row.job_id, row.seq, outcome.state, reason=reason,
                                  checksum=outcome.checksum, etag=outcome.etag, link=link,
-                                 sent=outcome.sent, verified=outcome.verified))  # fmt: skip
-    rt.store.finish_items(finished)
+                                 sent=outcome.sent))  # fmt: skip
+        if outcome.verified is not None:
+            remembered.append(outcome.verified)
+    rt.verified.remember(remembered)
+    rt.items.finish(finished, released)
     for row, outcome in done:
         if outcome.state == "released":
             continue
@@ -332,8 +283,9 @@ def record(rt: MigrationRuntime, dest: Storage, done: list[tuple[ItemRow, Outcom
                  reason=outcome.reason, verified_by=outcome.verified_by)  # fmt: skip
 
 
-def _settle(rt: MigrationRuntime, job_id: str) -> None:
-    settled = lifecycle.settle(rt.store, job_id)
+def settle_job(rt: MigrationRuntime, job_id: str) -> None:
+    """Cut link batches and end the job if nothing is left; queues the batches' deliveries."""
+    settled = rt.lifecycle.settle(job_id)
     for batch in settled.batches:
         rt.send(TASK_DELIVER, job_id, batch)
     if settled.final_state:

@@ -16,9 +16,8 @@ from celery import Celery, Task
 from mountsync.shared.errors import BadInput, RetryableError
 from mountsync.shared.migration import TASK_CHUNK, TASK_DELIVER, TASK_MAINTAIN, TASK_RESUME
 from mountsync.shared.queues import QUEUE_MIGRATIONS, TASK_SUBMIT_MIGRATION
-from mountsync.workers.context import current
 from mountsync.workers.migration import service, upkeep
-from mountsync.workers.migration.service import MigrationRuntime
+from mountsync.workers.migration.runtime import MigrationRuntime, current_runtime
 
 log = structlog.get_logger("mountsync.migration")
 MAINTAIN_EVERY_S = 60.0
@@ -26,8 +25,8 @@ PLAN_RETRIES = 10  # transient listing failures; the last try fails the job with
 
 
 def _rt() -> MigrationRuntime:
-    ctx = current()
-    return service.runtime(ctx.settings, ctx.app)
+    """The runtime the worker's lifecycle hooks opened in this process."""
+    return current_runtime()
 
 
 def _backoff(task: Task) -> float:

@@ -9,6 +9,11 @@ flight, and all part buffers of the process share one ``ByteBudget``, so memory 
 with the file size or the number of files. Every part is recorded in PostgreSQL before it is
 sent and when it is confirmed; a resumed item re-reads (and re-hashes) the source but sends
 only parts that are not both recorded as done and listed by the provider (``list_parts``).
+
+Called by ``service`` (one ``Transfer`` per chunk run, ``run`` per claimed item). It records
+through the worker's stores: ``PartStore`` (uploads and parts), ``ItemStore.set_size`` (an item
+submitted without a size) and ``VerificationCache`` (read once per chunk with the destination
+listing); item outcomes go back to ``service.record`` as ``Outcome`` values, recorded in batches.
 """
 
 from __future__ import annotations
@@ -23,11 +28,10 @@ from typing import Any, BinaryIO
 import structlog
 
 from mountsync.shared.errors import ObjectNotFound, RetryableError
-from mountsync.shared.events import Provider, normalize_etag
+from mountsync.shared.events import Provider
 from mountsync.shared.migration import metrics as m
 from mountsync.shared.migration.plan import common_folder, part_count, part_size_for
 from mountsync.shared.migration.spec import TransferOptions
-from mountsync.shared.migration.store import ItemRow, MigrationStore, Verified
 from mountsync.shared.storage.base import ObjectInfo, PartInfo, Storage, UploadSession
 from mountsync.workers.migration.common import (
     PERMANENT,
@@ -42,7 +46,10 @@ from mountsync.workers.migration.common import (
     read_all,
     read_exact,
 )
+from mountsync.workers.migration.items import ItemRow, ItemStore
+from mountsync.workers.migration.parts import PartStore, confirmed_parts
 from mountsync.workers.migration.retry import Backoff, ByteBudget, GaveUp, with_retries
+from mountsync.workers.migration.verified import VerificationCache, Verified
 from mountsync.workers.migration.verify import (
     ChecksumMismatch,
     Digests,
@@ -66,15 +73,18 @@ class Transfer:
         source: Storage,
         dest: Storage,
         options: TransferOptions,
-        store: MigrationStore,
         *,
+        items: ItemStore,
+        parts: PartStore,
+        verified: VerificationCache,
         budget: ByteBudget,
         part_pool: ThreadPoolExecutor,
         control: Control,
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.source, self.dest, self.options, self.store = source, dest, options, store
+        self.source, self.dest, self.options = source, dest, options
+        self.items, self.parts, self.verified = items, parts, verified
         self.budget, self.part_pool, self.control = budget, part_pool, control
         self.backoff = backoff or Backoff(options.retry_base_s, options.retry_max_s)
         self.sleep = sleep or _sleep
@@ -82,6 +92,7 @@ class Transfer:
         # Destination objects among the keys about to be copied, from one listing; None means
         # "unknown" and every item asks the destination itself (a HEAD per item).
         self.existing: dict[str, ObjectInfo] | None = None
+        self.records: dict[str, Verified] = {}  # verified-copy records of the keys listed
         self.multipart_etags = dest.url.provider is Provider.S3
         # One request: buffered up to BUFFERED_PUT_MAX; above that a local file, which can be
         # read twice at page-cache speed, is hashed first and then streamed (when the
@@ -109,7 +120,7 @@ class Transfer:
             except GaveUp as exc:
                 return Outcome("failed", reason=str(exc))
             except (RetryableError, ChecksumMismatch, SourceChanged, OSError) as exc:
-                item = self.store.refresh_upload(item)
+                item = self.parts.refresh_upload(item)
                 if isinstance(exc, ChecksumMismatch | SourceChanged):
                     self._forget_upload(item)
                     item = _without_upload(item)
@@ -127,7 +138,7 @@ class Transfer:
         if item.size is not None and item.size != size:
             raise Permanent(f"source has {size} bytes, the spec said {item.size}")
         if item.size is None:
-            self.store.set_size(item.job_id, item.seq, size)
+            self.items.set_size(item.job_id, item.seq, size)
         if self.options.skip_existing:
             skipped = self._skip_if_equal(item, src_key, size)
             if skipped is not None:
@@ -162,6 +173,7 @@ class Transfer:
             log.warning("destination listing failed; checking items one by one", error=str(exc))
             return
         self.existing = found
+        self.records = self.verified.get_many(self.location, found)
 
     def _skip_if_equal(self, item: ItemRow, src_key: str, size: int) -> Outcome | None:
         if self.existing is not None and item.dest_key not in self.existing:
@@ -179,7 +191,8 @@ class Transfer:
             sizes = candidate_part_sizes(size, parts, configured)
         digests = self._hash_source(src_key, sizes)
         check_wanted(item, digests)
-        record = self.store.verified(self.location, item.dest_key)
+        listed = self.existing is not None  # the chunk's records were read with the listing
+        record = self.records.get(item.dest_key) if listed else self.verified.get(self.location, item.dest_key)
         if same_content(info, digests, record) is not True:
             return None
         self._forget_upload(item)
@@ -274,30 +287,19 @@ class Transfer:
             confirmed = self._confirmed_parts(item, session)
             if confirmed is not None:
                 return session, confirmed
-            self.store.forget_upload(item.job_id, item.seq)
+            self.parts.forget_upload(item.job_id, item.seq)
         part_size = part_size_for(size, self.options.part_size)
         session = self._call(lambda: self.dest.start_upload(item.dest_key, part_size), "start upload")
-        self.store.start_upload(item.job_id, item.seq, session.upload_id, part_size)
+        self.parts.start_upload(item.job_id, item.seq, session.upload_id, part_size)
         return session, {}
 
     def _confirmed_parts(self, item: ItemRow, session: UploadSession) -> dict[int, tuple[PartInfo, str]] | None:
-        """Parts recorded as done AND listed by the provider with the same size (and ETag),
-        with the MD5 recorded when they were sent; None when the upload no longer exists."""
+        """``confirmed_parts`` of the upload; None when the upload no longer exists."""
         try:
             remote = self._call(lambda: self.dest.list_parts(session), "list parts")
         except ObjectNotFound:
             return None
-        listed = {p.number: p for p in remote}
-        confirmed: dict[int, tuple[PartInfo, str]] = {}
-        for row in self.store.parts(item.job_id, item.seq, session.upload_id):
-            part = listed.get(row.number)
-            if not row.done or part is None or part.size != row.size:
-                continue
-            if row.etag and part.etag and normalize_etag(row.etag) != normalize_etag(part.etag):
-                continue
-            info = PartInfo(row.number, row.size, part.etag or row.etag or "")
-            confirmed[row.number] = (info, row.fingerprint)
-        return confirmed
+        return confirmed_parts(self.parts.parts(item.job_id, item.seq, session.upload_id), remote)
 
     def _send_parts(
         self,
@@ -364,7 +366,7 @@ class Transfer:
 
     def _send_part(self, item: ItemRow, session: UploadSession, number: int, data: bytes, print_: str) -> PartInfo:
         try:
-            self.store.part_sending(item.job_id, item.seq, session.upload_id, number, len(data), print_)
+            self.parts.part_sending(item.job_id, item.seq, session.upload_id, number, len(data), print_)
 
             def send() -> PartInfo:
                 return self.dest.upload_part(session, number, data)
@@ -376,7 +378,7 @@ class Transfer:
                 what=f"upload part {number}",
                 sleep=self.sleep,
             )
-            self.store.part_done(item.job_id, item.seq, number, part.etag)
+            self.parts.part_done(item.job_id, item.seq, number, part.etag)
             m.PARTS_SENT.inc()
             m.BYTES_SENT.inc(len(data))
             return part
@@ -399,7 +401,7 @@ class Transfer:
             # Never log the upload id: for GCS it is the session URL, which grants the upload.
             log.warning("abort of upload failed", job_id=item.job_id, key=session.key, error=str(exc))
             return
-        self.store.forget_upload(item.job_id, item.seq)
+        self.parts.forget_upload(item.job_id, item.seq)
 
     def _forget_upload(self, item: ItemRow) -> None:
         if item.upload_id and item.part_size:

@@ -1,4 +1,9 @@
-"""Link delivery, and the periodic sweep: abort orphaned uploads, re-queue stalled work."""
+"""Link delivery, and the periodic sweep: abort orphaned uploads, re-queue stalled work.
+
+Called by ``tasks`` (deliver_links, maintain, resume). Reads and records through the stores of
+the runtime: ``Lifecycle`` (link batches), ``ItemStore`` (open and stalled chunks), ``PartStore``
+(orphaned uploads); ``service.settle_job`` ends a job once its last batch is delivered.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,15 @@ from typing import Any
 import structlog
 
 from mountsync.shared.errors import ObjectNotFound
-from mountsync.shared.migration import TASK_CHUNK, TASK_DELIVER, lifecycle
+from mountsync.shared.migration import TASK_CHUNK, TASK_DELIVER
 from mountsync.shared.migration import metrics as m
 from mountsync.shared.migration.spec import parse_spec
 from mountsync.shared.storage import open_storage
 from mountsync.shared.storage.base import UploadSession
 from mountsync.workers.migration.links import build_payload, deliver
 from mountsync.workers.migration.retry import Backoff
-from mountsync.workers.migration.service import MigrationRuntime, _settle
+from mountsync.workers.migration.runtime import MigrationRuntime
+from mountsync.workers.migration.service import settle_job
 
 log = structlog.get_logger("mountsync.migration")
 STALLED_BATCH_S = 600.0
@@ -31,18 +37,18 @@ class Delivery:
 
 
 def deliver_batch(rt: MigrationRuntime, job_id: str, batch: int) -> Delivery:
-    job = rt.store.job(job_id)
-    current = lifecycle.batch_state(rt.store, job_id, batch)
+    job = rt.jobs.job(job_id)
+    current = rt.lifecycle.batch_state(job_id, batch)
     if job is None or current is None:
         return Delivery("unknown")
     if current["state"] != "pending":
         return Delivery(current["state"])
     spec = parse_spec(job["spec"])
     if spec.callback is None:
-        lifecycle.record_attempt(rt.store, job_id, batch, "delivered", "no callback")
-        _settle(rt, job_id)
+        rt.lifecycle.record_attempt(job_id, batch, "delivered", "no callback")
+        settle_job(rt, job_id)
         return Delivery("delivered")
-    links = lifecycle.batch_links(rt.store, job_id, batch)
+    links = rt.lifecycle.batch_links(job_id, batch)
     attempt = deliver(spec.callback, build_payload(job_id, batch, links), app=rt.app)
     attempts = int(current["attempts"]) + 1
     out_of_tries = attempts >= spec.options.callback_attempts
@@ -51,27 +57,27 @@ def deliver_batch(rt: MigrationRuntime, job_id: str, batch: int) -> Delivery:
         state = "failed"
     m.LINK_BATCHES.labels(state).inc()
     if state == "retry":
-        lifecycle.record_attempt(rt.store, job_id, batch, "pending", attempt.reason)
+        rt.lifecycle.record_attempt(job_id, batch, "pending", attempt.reason)
         backoff = Backoff(spec.options.retry_base_s, spec.options.retry_max_s)
         wait = max(backoff.delay(attempts), attempt.retry_after_s or 0.0)
         return Delivery("pending", min(wait, spec.options.retry_max_s), attempt.reason)
     reason = attempt.reason
     if state == "failed" and out_of_tries and attempt.state == "retry":
         reason = f"gave up after {attempts} attempts: {attempt.reason}"
-    lifecycle.record_attempt(rt.store, job_id, batch, state, reason)
+    rt.lifecycle.record_attempt(job_id, batch, state, reason)
     if state == "failed":
         log.error("link batch not delivered", job_id=job_id, batch=batch, reason=reason)
-    _settle(rt, job_id)
+    settle_job(rt, job_id)
     return Delivery(state, None, reason)
 
 
 def maintain(rt: MigrationRuntime) -> dict[str, int]:
     """One sweep: abort orphaned uploads, re-queue chunks and link batches nobody works on."""
     aborted = abort_orphans(rt)
-    chunks = lifecycle.stalled_chunks(rt.store, float(rt.settings.visibility_timeout_s))
+    chunks = rt.items.stalled_chunks(float(rt.settings.visibility_timeout_s))
     for job_id, chunk in chunks:
         rt.send(TASK_CHUNK, job_id, chunk)
-    batches = lifecycle.stalled_batches(rt.store, STALLED_BATCH_S)
+    batches = rt.lifecycle.stalled_batches(STALLED_BATCH_S)
     for job_id, batch in batches:
         rt.send(TASK_DELIVER, job_id, batch)
     return {"orphans_aborted": aborted, "chunks_requeued": len(chunks),
@@ -80,7 +86,7 @@ def maintain(rt: MigrationRuntime) -> dict[str, int]:
 
 def abort_orphans(rt: MigrationRuntime, limit: int = 100) -> int:
     aborted = 0
-    for orphan in lifecycle.orphans(rt.store, limit):
+    for orphan in rt.parts.orphans(limit):
         spec = parse_spec(orphan.spec)
         dest = open_storage(spec.destination, spec.options.destination_storage)
         session = UploadSession(orphan.dest_key, orphan.upload_id, orphan.part_size)
@@ -92,7 +98,7 @@ def abort_orphans(rt: MigrationRuntime, limit: int = 100) -> int:
             log.warning("orphan upload abort failed", job_id=orphan.job_id, key=orphan.dest_key,
                         error=str(exc))  # fmt: skip
             continue
-        rt.store.forget_upload(orphan.job_id, orphan.seq)
+        rt.parts.forget_upload(orphan.job_id, orphan.seq)
         m.ORPHANS_ABORTED.inc()
         aborted += 1
     return aborted
@@ -100,11 +106,11 @@ def abort_orphans(rt: MigrationRuntime, limit: int = 100) -> int:
 
 def resume(rt: MigrationRuntime, job_id: str) -> dict[str, Any]:
     """Queue every open chunk and undelivered link batch of a job again (operator action)."""
-    chunks = lifecycle.open_chunks(rt.store, job_id)
+    chunks = rt.items.open_chunks(job_id)
     for chunk in chunks:
         rt.send(TASK_CHUNK, job_id, chunk)
-    batches = [b for j, b in lifecycle.stalled_batches(rt.store, 0.0) if j == job_id]
+    batches = [b for j, b in rt.lifecycle.stalled_batches(0.0) if j == job_id]
     for batch in batches:
         rt.send(TASK_DELIVER, job_id, batch)
-    _settle(rt, job_id)
+    settle_job(rt, job_id)
     return {"job_id": job_id, "chunks": chunks, "batches": batches}

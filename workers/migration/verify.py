@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from mountsync.shared.migration.plan import part_count
-from mountsync.shared.migration.store import Verified
 from mountsync.shared.storage.base import ObjectInfo
+from mountsync.workers.migration.verified import Verified
 
 MiB = 1024 * 1024
 READ_BLOCK = 1 * MiB
