@@ -9,11 +9,9 @@ the AWS config/credentials files; never a secret; without it boto3's default cha
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import io
-import re
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -28,6 +26,16 @@ from mountsync.shared.errors import (
 )
 from mountsync.shared.events import normalize_etag, to_ns
 from mountsync.shared.storage.base import ObjectInfo, PartInfo, UploadSession
+from mountsync.shared.storage.s3_bodies import (
+    READ_BLOCK,
+    b64_of_hex,
+    check_etag,
+    expect_end,
+    md5_b64,
+    md5_of,
+    read_exactly,
+    seekable,
+)
 from mountsync.shared.storage.streams import StreamWindow, TranslatingReader
 from mountsync.shared.storage.url import StorageURL
 
@@ -42,8 +50,6 @@ PUT_INLINE_MAX = 16 * 1024 * 1024
 PUT_STREAM_MAX = 5 * 1024 * 1024 * 1024  # S3's limit for one PutObject
 PUT_SINGLE_MAX = 64 * 1024 * 1024
 PUT_PART_SIZE = 16 * 1024 * 1024
-READ_BLOCK = 1024 * 1024
-MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
 
 # Inside the class ``list`` names the listing method, so annotations use this alias.
 Parts = list[PartInfo]
@@ -70,14 +76,6 @@ TRANSIENT_CODES = {
     "ThrottlingException",
     "OperationAborted",
 }
-
-
-def _b64(hex_digest: str) -> str:
-    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
-
-
-def _md5_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
 
 
 def multipart_etag(parts: list[PartInfo]) -> str:
@@ -250,7 +248,7 @@ class S3Storage:
             return
         probe = f"{self.url.prefix}.mountsync-check-{uuid.uuid4().hex}"
         body = b"mountsync write check"
-        self._call("put_object", probe, Key=probe, Body=body, ContentMD5=_md5_b64(body))
+        self._call("put_object", probe, Key=probe, Body=body, ContentMD5=md5_b64(body))
         self._call("delete_object", probe, Key=probe)
 
     # -- writing --------------------------------------------------------------------------
@@ -268,23 +266,23 @@ class S3Storage:
             raise BadInput(f"negative size for {self._where(key)}")
         where = self._where(key)
         by_sha256 = sha256 is not None and md5 is None and self._sha256_echoed is not False
-        if PUT_INLINE_MAX < size <= PUT_STREAM_MAX and _seekable(stream):
+        if PUT_INLINE_MAX < size <= PUT_STREAM_MAX and seekable(stream):
             start = stream.tell()
             if md5 is None and not by_sha256:
-                md5 = _md5_of(stream, size, where)
+                md5 = md5_of(stream, size, where)
                 stream.seek(start)
             body: Any = StreamWindow(stream, size)
         elif size > PUT_SINGLE_MAX:
             return self._put_multipart(key, stream, size)
         else:
-            body = _read_exactly(stream, size, where)
-            _expect_end(stream, size, where)
+            body = read_exactly(stream, size, where)
+            expect_end(stream, size, where)
             if not by_sha256:
                 md5 = md5 or hashlib.md5(body).hexdigest()
         if by_sha256:
-            check = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": _b64(str(sha256))}
+            check = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": b64_of_hex(str(sha256))}
         else:
-            check = {"ContentMD5": _b64(str(md5))}
+            check = {"ContentMD5": b64_of_hex(str(md5))}
         response = self._call("put_object", key, Key=key, Body=body, ContentLength=size, **check)
         etag = normalize_etag(response.get("ETag"))
         checksums: dict[str, str] = {}
@@ -294,7 +292,7 @@ class S3Storage:
                 checksums["sha256"] = str(echoed)
             else:
                 self._sha256_echoed = False  # from now on Content-MD5, which every S3 checks
-                _check_etag(body, size, etag, where)
+                check_etag(body, size, etag, where)
         return ObjectInfo(key=key, size=size, etag=etag, version=response.get("VersionId"), checksums=checksums)
 
     def _put_multipart(self, key: str, stream: BinaryIO, size: int) -> ObjectInfo:
@@ -304,10 +302,10 @@ class S3Storage:
             parts: Parts = []
             remaining = size
             while remaining:
-                data = _read_exactly(stream, min(part_size, remaining), self._where(key))
+                data = read_exactly(stream, min(part_size, remaining), self._where(key))
                 parts.append(self.upload_part(session, len(parts) + 1, data))
                 remaining -= len(data)
-            _expect_end(stream, size, self._where(key))
+            expect_end(stream, size, self._where(key))
             return self.complete_upload(session, parts)
         except BaseException:
             with contextlib.suppress(Exception):  # the original failure is the one to report
@@ -335,7 +333,7 @@ class S3Storage:
             PartNumber=number,
             Body=data,
             ContentLength=len(data),
-            ContentMD5=_md5_b64(data),
+            ContentMD5=md5_b64(data),
         )
         return PartInfo(number=number, size=len(data), etag=normalize_etag(response["ETag"]) or "")
 
@@ -428,55 +426,6 @@ def _botocore_session(profile: str | None) -> Any:
 def _is_aws(endpoint_url: str | None) -> bool:
     host = (endpoint_url or "").split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
     return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
-
-
-def _blocks(stream: BinaryIO, size: int, where: str) -> Iterator[bytes]:
-    """Exactly ``size`` bytes of ``stream`` in blocks; ``BadInput`` if it ends early."""
-    remaining = size
-    while remaining:
-        block = stream.read(min(remaining, READ_BLOCK))
-        if not block:
-            raise BadInput(f"source for {where} ended after {size - remaining} of {size} bytes")
-        remaining -= len(block)
-        yield block
-
-
-def _read_exactly(stream: BinaryIO, size: int, where: str) -> bytes:
-    return b"".join(_blocks(stream, size, where))
-
-
-def _seekable(stream: BinaryIO) -> bool:
-    try:
-        return bool(stream.seekable())
-    except (AttributeError, ValueError):
-        return False
-
-
-def _md5_of(stream: BinaryIO, size: int, where: str) -> str:
-    digest = hashlib.md5()
-    for block in _blocks(stream, size, where):
-        digest.update(block)
-    return digest.hexdigest()
-
-
-def _check_etag(body: Any, size: int, etag: str | None, where: str) -> None:
-    """After a put the service did not check: its ETag (the MD5 of what it stored, for a plain
-    single-part object) must be the MD5 of the body. Encrypted objects' ETags are not MD5s and
-    prove nothing either way."""
-    if not etag or not MD5_HEX.match(etag):
-        return
-    if isinstance(body, bytes | bytearray | memoryview):
-        digest = hashlib.md5(body).hexdigest()
-    else:
-        body.seek(0)
-        digest = _md5_of(body, size, where)
-    if digest != etag:
-        raise StorageUnavailable(f"{where} stored content whose MD5 {etag} differs from the body's {digest}")
-
-
-def _expect_end(stream: BinaryIO, size: int, where: str) -> None:
-    if stream.read(1):
-        raise BadInput(f"source for {where} is longer than the {size} bytes announced")
 
 
 def _info_from_listing(item: Mapping[str, Any]) -> ObjectInfo:
