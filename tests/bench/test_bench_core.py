@@ -181,14 +181,16 @@ def test_reindex_100k_files(settings, add_mount, tmp_path, bench_report) -> None
         for i in range(1000):
             (folder / f"frame_{i:05d}.jpg").write_bytes(b"")
     add_mount("bench-tree", f"file://{root}")
-    walk = min((probe("walk", str(root)) for _ in range(3)), key=lambda r: r["wall_s"])
     first = probe("reindex", str(root), settings.database_url, "bench-tree")
     assert first["created"] == 100_000
-    steady = min(
-        (probe("reindex", str(root), settings.database_url, "bench-tree") for _ in range(3)),
-        key=lambda r: r["wall_s"],
-    )
+    # Best of three, the walk and the reindex alternating so both meet the same machine.
+    walks, steadies = [], []
+    for _ in range(3):
+        walks.append(probe("walk", str(root)))
+        steadies.append(probe("reindex", str(root), settings.database_url, "bench-tree"))
+    walk, steady = best(walks), best(steadies)
     assert steady["created"] == steady["updated"] == steady["deleted"] == 0
+    assert steady["folders_checked"] == 0, steady  # in sync: every folder summary matched the catalog
     bench_report.row(
         "reindex 100k files, in sync (reconcile)",
         steady["wall_s"],
@@ -238,11 +240,17 @@ def test_reindex_1m_files_memory(settings, add_mount, tmp_path, bench_report) ->
     root = tmp_path / "million"
     make_tree(root, 1000, 1000)
     add_mount("bench-million", f"file://{root}")
-    walk = probe("walk", str(root))
     first = probe("reindex", str(root), settings.database_url, "bench-million")
     assert first["created"] == 1_000_000
-    steady = probe("reindex", str(root), settings.database_url, "bench-million")
+    # The walk and the in-sync reindex alternate: a million inodes may have left the cache
+    # during the long first import, and both must meet the same cache.
+    walks, steadies = [], []
+    for _ in range(2):
+        walks.append(probe("walk", str(root)))
+        steadies.append(probe("reindex", str(root), settings.database_url, "bench-million"))
+    walk, steady = best(walks), best(steadies)
     assert steady["created"] == steady["updated"] == steady["deleted"] == 0
+    assert steady["folders_checked"] == 0, steady
     for label, run in (("first import", first), ("in sync", steady)):
         bench_report.row(f"reindex 1M files, {label}: peak RSS", run["max_rss_mb"], "MB", "walk peak RSS",
                          walk["max_rss_mb"], "< 300 MB")  # fmt: skip
