@@ -24,8 +24,6 @@ TASK_RECONCILE_ALL = "mountsync.reconcile_all"
 TASK_SUBMIT_MIGRATION = "mountsync.submit_migration"
 
 FEED_STREAM = "mountsync:feed"
-# Push endpoints that answer after putting a request's changes in a Redis stream (producers/inbox.py).
-INBOX_SOURCES = (Source.AZURE_EVENTGRID,)
 COUNTERS_KEY = "mountsync:counters"
 
 

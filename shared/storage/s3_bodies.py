@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from mountsync.shared.errors import BadInput, StorageUnavailable
+from mountsync.shared.errors import StorageUnavailable
 
 READ_BLOCK = 1024 * 1024
 MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
@@ -24,12 +24,13 @@ def md5_b64(data: bytes) -> str:
 
 
 def blocks(stream: BinaryIO, size: int, where: str) -> Iterator[bytes]:
-    """Exactly ``size`` bytes of ``stream`` in blocks; ``BadInput`` if it ends early."""
+    """Exactly ``size`` bytes of ``stream`` in blocks; ``StorageUnavailable`` if it ends early (the
+    source changed while it was sent: hash it again, send it again)."""
     remaining = size
     while remaining:
         block = stream.read(min(remaining, READ_BLOCK))
         if not block:
-            raise BadInput(f"source for {where} ended after {size - remaining} of {size} bytes")
+            raise StorageUnavailable(f"source for {where} ended after {size - remaining} of {size} bytes")
         remaining -= len(block)
         yield block
 
@@ -69,4 +70,4 @@ def check_etag(body: Any, size: int, etag: str | None, where: str) -> None:
 
 def expect_end(stream: BinaryIO, size: int, where: str) -> None:
     if stream.read(1):
-        raise BadInput(f"source for {where} is longer than the {size} bytes announced")
+        raise StorageUnavailable(f"source for {where} is longer than the {size} bytes announced")
