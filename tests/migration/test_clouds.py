@@ -7,6 +7,7 @@ without re-sending the parts the provider confirms.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -135,7 +136,8 @@ def test_defaults_stream_local_files_to_s3_in_one_request_and_cut_chunks_by_byte
 ) -> None:
     """Default options: a local file above the 16 MiB buffer but under the 200 MiB threshold is
     hashed, then streamed from disk in one PutObject (no multipart upload, no part rows, the
-    ETag is its MD5); a chunk closes at ``chunk_bytes``, so big files land in their own chunks."""
+    ETag is its MD5, its SHA-256 is the request's checksum); a chunk closes at ``chunk_bytes``,
+    so big files land in their own chunks."""
     sizes = {"a.bin": 20 * MiB, "b.bin": 20 * MiB + 7, "c/small.txt": 1000, "d.bin": 30 * MiB}
     src = tmp_path / "src"
     sums = make_tree(src, sizes)
@@ -154,7 +156,10 @@ def test_defaults_stream_local_files_to_s3_in_one_request_and_cut_chunks_by_byte
     for rel, digest in sums.items():
         assert remote_sha256(target, rel) == digest, rel
         data = (src / rel).read_bytes()
-        assert s3.head_object(Bucket="streamed", Key=f"m/{rel}")["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+        head = s3.head_object(Bucket="streamed", Key=f"m/{rel}", ChecksumMode="ENABLED")
+        assert head["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+        # Each file was hashed once: its SHA-256 went with the request as the checksum S3 checks.
+        assert base64.b64decode(head["ChecksumSHA256"]).hex() == digest
 
 
 def store_failures(store: Any, job: str) -> list[dict[str, Any]]:
