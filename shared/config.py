@@ -9,7 +9,7 @@ settings object can be logged. Read a secret from ``extra`` only where it is use
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +32,16 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(raw: str) -> float:
+    """Seconds from ``"604800"``, ``"7d"``, ``"12h"``, ``"30m"`` or ``"90s"``; ``ValueError`` otherwise."""
+    text = raw.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:], 0.0)
+    return float(text[:-1]) * unit if unit else float(text)
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = DEFAULT_REDIS_URL
@@ -47,6 +57,9 @@ class Settings:
     batch_size: int = 2000
     batch_window_s: float = 0.5
     feed_maxlen: int = 100_000
+    # Change-log entries older than this are pruned (``mountsync.prune_changes``, hourly via beat);
+    # a reader asking for an older cursor gets 410 and re-lists ``/objects``.
+    changes_retention_s: float = 7 * 86400.0
     # A task delivered more often than this is dead-lettered instead of run again (poison guard).
     max_deliveries: int = 5
     visibility_timeout_s: int = 7200
@@ -74,7 +87,7 @@ class Settings:
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.describe().items())})"
 
 
-_ENV = {
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "MOUNTSYNC_REDIS_URL": ("redis_url", str),
     "MOUNTSYNC_DATABASE_URL": ("database_url", str),
     "MOUNTSYNC_REDIS_PREFIX": ("redis_prefix", str),
@@ -83,6 +96,7 @@ _ENV = {
     "MOUNTSYNC_BATCH_SIZE": ("batch_size", int),
     "MOUNTSYNC_BATCH_WINDOW": ("batch_window_s", float),
     "MOUNTSYNC_FEED_MAXLEN": ("feed_maxlen", int),
+    "MOUNTSYNC_CHANGES_RETENTION": ("changes_retention_s", duration),
     "MOUNTSYNC_MAX_DELIVERIES": ("max_deliveries", int),
     "MOUNTSYNC_VISIBILITY_TIMEOUT": ("visibility_timeout_s", int),
     "MOUNTSYNC_TASK_TIME_LIMIT": ("task_time_limit_s", int),
@@ -99,6 +113,7 @@ _POSITIVE = (
     "MOUNTSYNC_INBOX_MAX_DEPTH",
     "MOUNTSYNC_FEED_MAXLEN",
     "MOUNTSYNC_MAX_DELIVERIES",
+    "MOUNTSYNC_CHANGES_RETENTION",
 )
 
 
@@ -112,7 +127,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         try:
             values[name] = kind(raw)
         except ValueError:
-            raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}; fix or unset it") from None
+            raise ConfigError(
+                f"{var}={raw!r} is not a valid {getattr(kind, '__name__', 'value')}; fix or unset it"
+            ) from None
     extra = {k: v for k, v in environ.items() if k.startswith("MOUNTSYNC_") and k not in _ENV}
     settings = Settings(**values, extra=extra)
     if settings.visibility_timeout_s <= settings.task_time_limit_s:

@@ -22,6 +22,7 @@ TASK_APPLY = "mountsync.apply_changes"
 TASK_REINDEX = "mountsync.reindex_mount"
 TASK_RECONCILE_ALL = "mountsync.reconcile_all"
 TASK_SUBMIT_MIGRATION = "mountsync.submit_migration"
+TASK_PRUNE_CHANGES = "mountsync.prune_changes"
 
 FEED_STREAM = "mountsync:feed"
 # Push endpoints that answer after putting a request's changes in a Redis stream (producers/inbox.py).
@@ -66,6 +67,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_APPLY: {"queue": QUEUE_CHANGES},
             TASK_REINDEX: {"queue": QUEUE_REINDEX},
             TASK_RECONCILE_ALL: {"queue": QUEUE_REINDEX},
+            TASK_PRUNE_CHANGES: {"queue": QUEUE_REINDEX},
             TASK_SUBMIT_MIGRATION: {"queue": QUEUE_MIGRATIONS},
             "mountsync.migration.*": {"queue": QUEUE_MIGRATIONS},
             "mountsync.alignment.*": {"queue": QUEUE_ALIGNMENT},

@@ -9,7 +9,7 @@ from celery import Celery, signals
 
 from mountsync.shared.config import load_settings
 from mountsync.shared.logs import configure_logging
-from mountsync.shared.queues import TASK_RECONCILE_ALL, make_client
+from mountsync.shared.queues import TASK_PRUNE_CHANGES, TASK_RECONCILE_ALL, make_client
 from mountsync.workers import context
 
 settings = load_settings(os.environ)
@@ -22,7 +22,13 @@ app.conf.beat_schedule = {
         # Checks every minute which mounts are due; each mount's own interval decides.
         "schedule": 60.0,
         "options": {"queue": "reindex", "expires": 55},
-    }
+    },
+    "prune-changes": {
+        "task": TASK_PRUNE_CHANGES,
+        # Retention is days; hourly keeps the log within an hour of it.
+        "schedule": 3600.0,
+        "options": {"queue": "reindex", "expires": 3500},
+    },
 }
 
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import structlog
 
 from mountsync.shared import metrics
-from mountsync.shared.catalog.apply import ApplyResult, apply_changes, drain_feed
+from mountsync.shared.catalog.apply import ApplyResult, apply_changes
+from mountsync.shared.catalog.change_log import drain_feed
 from mountsync.shared.catalog.db import transaction
 from mountsync.shared.events import ObjectChange
 from mountsync.shared.queues import FEED_STREAM
@@ -35,17 +36,17 @@ def apply_batch(ctx: WorkerContext, changes: Sequence[ObjectChange]) -> ApplyRes
 
 
 def _publish_feed(ctx: WorkerContext) -> None:
-    """Drain the outbox to the feed stream; best effort, as the batch is committed by now.
+    """Publish the change log to the feed stream; best effort, as the batch is committed by now.
 
     A failure here must not retry the batch: its redelivery would apply nothing (every change is
-    stale) and so never run the post-apply hooks. The rows stay in the outbox, and the next
+    stale) and so never run the post-apply hooks. The entries stay unpublished, and the next
     apply's drain or ``reconcile_all_task`` (beat, every minute) publishes them.
     """
     try:
         with ctx.pool.connection() as conn:
             drain_feed(conn, ctx.redis, ctx.key(FEED_STREAM), ctx.settings.feed_maxlen)
     except Exception as exc:
-        log.warning("feed drain failed; the outbox keeps its rows for the next drain",
+        log.warning("feed drain failed; the next drain publishes the entries",
                     error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
 

@@ -9,12 +9,20 @@ import structlog
 from celery import Celery, Task
 
 from mountsync.shared.catalog import runs
-from mountsync.shared.catalog.apply import drain_feed
+from mountsync.shared.catalog.change_log import drain_feed, prune_changes
 from mountsync.shared.catalog.mounts import Mounts
 from mountsync.shared.deadletter import DeadLetters
 from mountsync.shared.errors import InvalidEvent, MountNotFound, RetryableError
 from mountsync.shared.events import ObjectChange
-from mountsync.shared.queues import FEED_STREAM, QUEUE_REINDEX, TASK_APPLY, TASK_RECONCILE_ALL, TASK_REINDEX, send
+from mountsync.shared.queues import (
+    FEED_STREAM,
+    QUEUE_REINDEX,
+    TASK_APPLY,
+    TASK_PRUNE_CHANGES,
+    TASK_RECONCILE_ALL,
+    TASK_REINDEX,
+    send,
+)
 from mountsync.shared.storage import open_storage
 from mountsync.workers.context import WorkerContext, current
 from mountsync.workers.deliveries import finished, too_many_deliveries
@@ -120,7 +128,7 @@ def _run_with_progress(ctx: WorkerContext, mount: Any, prefix: str, run_id: int)
 
 def reconcile_all_task(self: Task) -> dict[str, Any]:
     """Beat's safety net: queue a reindex for every mount whose interval has passed, and publish
-    feed entries a killed worker left in the outbox (they are otherwise drained by the next apply)."""
+    change-log entries a killed worker left unpublished on the Redis stream (the next apply would too)."""
     ctx = current()
     with ctx.pool.connection() as conn:
         drain_feed(conn, ctx.redis, ctx.key(FEED_STREAM), ctx.settings.feed_maxlen)
@@ -134,8 +142,19 @@ def reconcile_all_task(self: Task) -> dict[str, Any]:
     return {"queued": queued}
 
 
+def prune_changes_task(self: Task) -> dict[str, Any]:
+    """Delete change-log entries older than ``MOUNTSYNC_CHANGES_RETENTION`` (readers behind get 410)."""
+    ctx = current()
+    with ctx.pool.connection() as conn:
+        pruned = prune_changes(conn, ctx.settings.changes_retention_s)
+    if pruned:
+        log.info("change log pruned", entries=pruned, retention_s=ctx.settings.changes_retention_s)
+    return {"pruned": pruned}
+
+
 def register_tasks(app: Celery) -> None:
     common = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
     app.task(name=TASK_APPLY, **common)(apply_changes_task)
     app.task(name=TASK_REINDEX, **common)(reindex_mount_task)
     app.task(name=TASK_RECONCILE_ALL, **common)(reconcile_all_task)
+    app.task(name=TASK_PRUNE_CHANGES, **common)(prune_changes_task)

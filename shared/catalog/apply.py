@@ -8,10 +8,14 @@ A batch is applied set-based in one transaction:
 3. staged changes are routed to the mounts they belong to, with each row's previous state, into
    a second (analyzed) temp table; changes for unmounted buckets are counted as drops;
 4. one statement upserts ``objects`` under the ordering guard, updates per-folder counts and
-   fingerprints from the before/after states, and writes the change-feed outbox (only for changes
-   that altered the object: a newer observation of the same content is not news);
-5. after commit the outbox is drained to the Redis stream (``drain_feed``); rows a killed worker
-   left are drained by the next apply or the periodic reconcile.
+   fingerprints from the before/after states, and stages the changes that altered an object (a
+   newer observation of the same content is not news) with their catalog kind: ``created`` (no
+   live row before), ``updated`` (new content for a live key: an overwrite), ``deleted``,
+   ``metadata`` (same content);
+5. those are appended to the durable change log (``change_log.py``) under one global
+   transaction lock, so cursors commit in cursor order;
+6. after commit the log is published to the Redis stream (``drain_feed``); what a killed worker
+   left unpublished goes out with the next apply or the periodic reconcile.
 
 Ordering guard (rule 3 of the design): a change replaces the stored state only if it is newer:
 ``seq > stored.seq`` when both sequencers are known, else ``event_ns > stored.event_ns``. Equal
@@ -22,14 +26,16 @@ tombstone carrying the delete's sequencer.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from mountsync.shared.catalog.change_log import append_change_log, drain_feed
 from mountsync.shared.events import Kind, ObjectChange
+
+__all__ = ["AppliedChange", "ApplyResult", "apply_changes", "drain_feed", "fingerprint_hash"]
 
 STAGE_DDL = """
 SET LOCAL jit = off;
@@ -42,6 +48,10 @@ CREATE TEMP TABLE IF NOT EXISTS routed_changes (
     mount_id integer, mount_name text, key text COLLATE "C", folder text COLLATE "C", kind text,
     removes boolean, size bigint, etag text, version text, seq text COLLATE "C", event_ns bigint,
     source text, source_id text, was_live boolean, old_size bigint, old_etag text, old_version text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS applied_log (
+    mount_id integer, folder text COLLATE "C", key text COLLATE "C", change text,
+    size bigint, etag text, version text, seq text, event_ns bigint
 ) ON COMMIT DELETE ROWS
 """
 
@@ -109,8 +119,13 @@ WITH up AS (
 res AS (
     -- Only changes that altered what the object is (or explicit metadata events) go on: a newer
     -- observation of the same content advances the ordering state but is not news.
-    SELECT up.*, r.mount_name, r.kind, r.seq, r.source_id,
-           r.was_live, r.old_size, r.old_etag, r.old_version
+    SELECT up.*, r.mount_name, r.kind, r.seq, r.event_ns, r.source_id,
+           r.was_live, r.old_size, r.old_etag, r.old_version,
+           CASE WHEN up.deleted THEN 'deleted'
+                WHEN NOT r.was_live THEN 'created'
+                WHEN up.size IS DISTINCT FROM r.old_size OR up.etag IS DISTINCT FROM r.old_etag
+                     OR up.version IS DISTINCT FROM r.old_version THEN 'updated'
+                ELSE 'metadata' END AS change
     FROM up JOIN routed_changes r ON r.mount_id = up.mount_id AND r.key = up.key
     WHERE r.kind = 'metadata' OR r.was_live = up.deleted
        OR (NOT up.deleted AND (up.size IS DISTINCT FROM r.old_size
@@ -133,14 +148,12 @@ folder_delta AS (
         fingerprint = f.fingerprint # EXCLUDED.fingerprint,
         updated_at = now()
 ),
-outbox AS (
-    INSERT INTO feed_outbox (payload)
-    SELECT json_build_object('mount', mount_name, 'key', key, 'kind', kind, 'folder', folder,
-                             'size', size, 'etag', etag, 'version', version, 'sequencer', seq)::text
-    FROM res ORDER BY mount_id, key
+logged AS (
+    INSERT INTO applied_log
+    SELECT mount_id, folder, key, change, size, etag, version, seq, event_ns FROM res
 )
 SELECT mount_id, mount_name, key, folder, kind, size, etag, version, seq, source_id,
-       was_live, old_etag, old_version
+       was_live, old_etag, old_version, change
 FROM res
 """
 
@@ -162,6 +175,8 @@ class AppliedChange:
     was_live: bool
     prev_etag: str | None
     prev_version: str | None
+    # The catalog's view, as the change log records it: created, updated, deleted or metadata.
+    change: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +271,8 @@ def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> 
             cur.execute("ANALYZE routed_changes")
             dropped_row = cur.execute(DROP_SQL).fetchone()
             rows = cur.execute(APPLY_SQL).fetchall()
+            if rows:
+                append_change_log(conn)
     dropped = int(dropped_row[0]) if dropped_row else 0
     applied = [_applied(row) for row in rows]
     return ApplyResult(received=len(changes), applied=applied, stale=routed - len(applied), dropped=dropped)
@@ -276,26 +293,5 @@ def _applied(row: Any) -> AppliedChange:
         was_live=row[10],
         prev_etag=row[11],
         prev_version=row[12],
+        change=row[13],
     )
-
-
-def drain_feed(conn: psycopg.Connection, redis: Any, stream: str, maxlen: int) -> int:
-    """Move outbox rows to the Redis stream (at least once); returns how many were published."""
-    total = 0
-    while True:
-        with conn.transaction():
-            rows = conn.execute(
-                """
-                DELETE FROM feed_outbox WHERE id IN (
-                    SELECT id FROM feed_outbox ORDER BY id LIMIT 5000 FOR UPDATE SKIP LOCKED)
-                RETURNING id, payload
-                """
-            ).fetchall()
-            if not rows:
-                return total
-            pipe = redis.pipeline(transaction=False)
-            for _, payload in sorted(rows):
-                fields = {k: "" if v is None else str(v) for k, v in json.loads(payload).items()}
-                pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
-            pipe.execute()  # raises -> rollback: the rows stay in the outbox for the next drain
-        total += len(rows)

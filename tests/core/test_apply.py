@@ -67,7 +67,7 @@ def test_duplicates_change_nothing_the_second_time(apply, add_mount, catalog) ->
     first = apply(batch)
     again = apply(list(reversed(batch)) + batch)
     assert len(first.applied) == 50 and again.applied == [] and again.stale == 50
-    assert catalog.execute("SELECT count(*) FROM feed_outbox").fetchone()[0] == 50
+    assert catalog.execute("SELECT count(*) FROM change_log").fetchone()[0] == 50
 
 
 def test_create_after_delete_does_not_resurrect(apply, add_mount, catalog) -> None:
@@ -154,7 +154,7 @@ def test_newer_observation_of_same_content_is_not_news(apply, add_mount, catalog
     apply([s3("k", "created", ns=10, etag="same")])
     again = apply([s3("k", "created", ns=20, etag="same")])  # e.g. a reindex seeing it later
     assert again.applied == [] and again.stale == 1
-    assert catalog.execute("SELECT count(*) FROM feed_outbox").fetchone()[0] == 1
+    assert catalog.execute("SELECT count(*) FROM change_log").fetchone()[0] == 1
     # ...but the ordering state moved on: an event older than that observation is now stale.
     apply([s3("k", "deleted", ns=15)])
     assert live(catalog) == {"k": (1, "same")}

@@ -67,7 +67,7 @@ def test_a_batch_is_committed_published_and_hooked(ctx: WorkerContext, catalog: 
     result = service.apply_batch(ctx, [created("seq/1.png"), created("seq/2.png")])
     assert len(result.applied) == 2
     assert live_keys(catalog) == ["seq/1.png", "seq/2.png"]
-    assert feed(ctx) == [b"seq/1.png", b"seq/2.png"]  # drained after the commit (outbox rows visible)
+    assert feed(ctx) == [b"seq/1.png", b"seq/2.png"]  # published after the commit (log rows visible)
     assert ctx.app.sent == [(TASK_CHECK, [mount_id, "seq"])]
 
 
@@ -88,7 +88,7 @@ def test_a_failed_feed_drain_neither_retries_the_batch_nor_skips_the_hooks(
     assert live_keys(catalog) == ["seq/1.png"]
     assert ctx.app.sent == [(TASK_CHECK, [mount_id, "seq"])]
     assert feed(ctx) == []
-    # The row stays in the outbox; the next drain (next apply, reconcile_all_task) publishes it.
+    # The entry stays unpublished in the change log; the next drain (next apply, reconcile_all_task) publishes it.
     with ctx.pool.connection() as conn:
         assert drain_feed(conn, ctx.redis, ctx.key(FEED_STREAM), 1000) == 1
     assert feed(ctx) == [b"seq/1.png"]

@@ -1,0 +1,171 @@
+"""The durable change log: every change that altered the catalog, in cursor order, none skipped.
+
+Written by ``apply_changes`` inside its transaction (``append_change_log``), read by the HTTP
+feed (``GET /api/v1/changes``), by sinks, and published to the Redis stream ``mountsync:feed``.
+
+Why a reader never skips a cursor: cursors come from a sequence, and a lower cursor could commit
+after a higher one if two apply transactions overlapped. ``append_change_log`` therefore takes one
+transaction-level advisory lock before it draws cursors, and holds it to commit. PostgreSQL marks
+a transaction committed (visible) before it releases its locks, so the next appender can draw
+cursors only after every lower cursor is visible. Apply is batched (thousands of changes per
+transaction) and the lock covers only the final insert and the commit, so this costs little.
+
+The Redis stream stays as a low-latency notification for readers that already use it (the demo,
+XREAD BLOCK consumers). It is published from this log after commit (``drain_feed``), at least
+once, and capped (``MOUNTSYNC_FEED_MAXLEN``): a reader that must not lose anything reads the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+# pg_advisory_xact_lock key shared by every appender (apply's per-mount locks use 731850401).
+APPEND_LOCK = 731850403
+PAGE_LIMIT_MAX = 10_000
+
+APPEND_SQL = """
+INSERT INTO change_log (mount, mount_id, dest_folder, folder, key, kind, size, etag, version,
+                        sequencer, event_time)
+SELECT m.name, a.mount_id, m.dest_folder, a.folder, a.key, a.change, a.size, a.etag, a.version,
+       a.seq, CASE WHEN a.event_ns > 0 THEN to_timestamp(a.event_ns / 1e9) END
+FROM applied_log a JOIN mounts m ON m.id = a.mount_id
+ORDER BY a.mount_id, a.key
+"""
+
+# ``quarantined`` is the dataset's state when read (quarantine follows apply by a check).
+READ_SQL = """
+SELECT c.cursor, c.mount, c.dest_folder, c.key, c.kind, c.size, c.etag, c.version, c.sequencer,
+       c.event_time, c.applied_at,
+       EXISTS (SELECT 1 FROM datasets d
+               WHERE d.mount_id = c.mount_id AND d.folder = c.folder AND d.quarantined
+                 AND (d.path = c.folder OR d.path = c.key)) AS quarantined
+FROM change_log c
+WHERE c.cursor > %(after)s AND (%(mount)s::text IS NULL OR c.mount = %(mount)s::text)
+ORDER BY c.cursor
+LIMIT %(limit)s
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEntry:
+    """One change-log row as readers see it (the field names of CONTRACT.md's change feed)."""
+
+    cursor: int
+    mount: str
+    dest_folder: str
+    key: str
+    kind: str
+    size: int | None
+    etag: str | None
+    version: str | None
+    sequencer: str
+    event_time: datetime | None
+    applied_at: datetime
+    quarantined: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cursor": self.cursor,
+            "mount": self.mount,
+            "dest_folder": self.dest_folder,
+            "key": self.key,
+            "kind": self.kind,
+            "size": self.size,
+            "etag": self.etag,
+            "version": self.version,
+            "sequencer": self.sequencer,
+            "event_time": self.event_time.isoformat() if self.event_time else None,
+            "applied_at": self.applied_at.isoformat(),
+            "quarantined": self.quarantined,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LogBounds:
+    """``pruned_through``: cursors at or below it are gone (older readers get 410);
+    ``head``: the highest cursor drawn so far (0 for an empty log)."""
+
+    pruned_through: int
+    head: int
+
+
+def append_change_log(conn: psycopg.Connection) -> None:
+    """Append the staged ``applied_log`` rows; call inside the apply transaction, last."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+    conn.execute(APPEND_SQL)
+
+
+def read_changes(conn: psycopg.Connection, after: int, *, mount: str | None = None,
+                 limit: int = 1000) -> list[ChangeEntry]:  # fmt: skip
+    """Entries with a cursor above ``after``, in cursor order (at most ``limit``)."""
+    rows = conn.execute(READ_SQL, {"after": after, "mount": mount, "limit": limit}).fetchall()
+    return [ChangeEntry(*row) for row in rows]
+
+
+def log_bounds(conn: psycopg.Connection) -> LogBounds:
+    row = conn.execute(
+        """
+        SELECT coalesce((SELECT pruned_through FROM change_log_state), 0),
+               (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM change_log_cursor)
+        """
+    ).fetchone()
+    assert row is not None
+    return LogBounds(pruned_through=int(row[0]), head=int(row[1]))
+
+
+def prune_changes(conn: psycopg.Connection, retention_s: float) -> int:
+    """Delete entries applied longer than ``retention_s`` ago; returns how many went."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT max(cursor) FROM change_log WHERE applied_at < now() - make_interval(secs => %s)",
+            (retention_s,),
+        ).fetchone()
+        through = row[0] if row else None
+        if through is None:
+            return 0
+        deleted = conn.execute("DELETE FROM change_log WHERE cursor <= %s", (through,)).rowcount
+        _ensure_state(conn)
+        conn.execute("UPDATE change_log_state SET pruned_through = greatest(pruned_through, %s)", (through,))
+    return int(deleted)
+
+
+def _ensure_state(conn: psycopg.Connection) -> None:
+    conn.execute("INSERT INTO change_log_state DEFAULT VALUES ON CONFLICT DO NOTHING")
+
+
+def drain_feed(conn: psycopg.Connection, redis: Any, stream: str, maxlen: int) -> int:
+    """Publish log entries not yet on the Redis stream (at least once); returns how many went.
+
+    One drainer at a time (the state row is locked); a failed XADD rolls the position back, so
+    the next drain (next apply, ``reconcile_all_task``) publishes them again.
+    """
+    total = 0
+    while True:
+        with conn.transaction():
+            _ensure_state(conn)
+            state = conn.execute("SELECT stream_through FROM change_log_state FOR UPDATE").fetchone()
+            through = int(state[0]) if state else 0
+            rows = conn.execute(
+                """
+                SELECT cursor, mount, dest_folder, folder, key, kind, size, etag, version, sequencer
+                FROM change_log WHERE cursor > %s ORDER BY cursor LIMIT 5000
+                """,
+                (through,),
+            ).fetchall()
+            if not rows:
+                return total
+            pipe = redis.pipeline(transaction=False)
+            for row in rows:
+                fields = dict(zip(_STREAM_FIELDS, row, strict=True))
+                pipe.xadd(stream, {k: "" if v is None else str(v) for k, v in fields.items()},
+                          maxlen=maxlen, approximate=True)  # fmt: skip
+            pipe.execute()  # raises -> rollback: the position stays for the next drain
+            conn.execute("UPDATE change_log_state SET stream_through = %s", (rows[-1][0],))
+        total += len(rows)
+
+
+_STREAM_FIELDS = ("cursor", "mount", "dest_folder", "folder", "key", "kind", "size", "etag", "version", "sequencer")
