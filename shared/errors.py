@@ -5,6 +5,9 @@
 - ``RetryableError``: try again later (back off); transports nack/release, tasks retry.
 - ``InvalidEvent``: this payload can never be processed; dead-letter it with the reason.
 - ``ObjectNotFound``: the object does not exist (also a ``FileNotFoundError``).
+- ``PlatformUnavailable`` / ``PlatformAuthRejected`` / ``PlatformRequestRejected``: an annotation
+  platform (Label Studio, Girder) is down (retry), refused the credentials (fix them), or refused
+  one request (a bug or a changed API; retrying the same request will not help).
 """
 
 from __future__ import annotations
@@ -62,3 +65,27 @@ class InvalidEvent(MountsyncError):
 
 class ObjectNotFound(MountsyncError, FileNotFoundError):
     """The object does not exist at the storage location."""
+
+
+class PlatformUnavailable(RetryableError):
+    """An annotation platform did not answer, or answered 5xx or 429; ``retry_after_s`` is its hint."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PlatformAuthRejected(ConfigError):
+    """The platform refused the token or API key (401/403): retrying will not help, new credentials will."""
+
+
+class PlatformRequestRejected(MountsyncError):
+    """The platform refused one request (4xx other than auth); ``status`` is its HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PlatformRecordMissing(PlatformRequestRejected):
+    """The task, item, file or folder named in the request does not exist (404)."""

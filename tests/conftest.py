@@ -25,7 +25,7 @@ from mountsync.shared.catalog.mounts import Mount, Mounts
 from mountsync.shared.config import Settings
 from tests.helpers import ROOT, Proc, wait_for
 
-_STANDINS = ("s3", "gcs", "azure")
+_STANDINS = ("s3", "gcs", "azure", "label_studio", "girder")
 pytest_plugins = [
     f"tests.standins.{name}" for name in _STANDINS if (ROOT / "tests" / "standins" / f"{name}.py").exists()
 ]

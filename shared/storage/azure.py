@@ -31,6 +31,7 @@ from mountsync.shared.errors import (
 from mountsync.shared.events import normalize_etag, to_ns
 from mountsync.shared.storage.azure_auth import AzureAccess, resolve_access
 from mountsync.shared.storage.base import ObjectInfo, PartInfo, UploadSession
+from mountsync.shared.storage.streams import ExactlySized
 from mountsync.shared.storage.url import StorageURL
 
 LIST_PAGE_SIZE = 5000
@@ -234,9 +235,10 @@ class AzureStorage:
 
     def put(self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None) -> ObjectInfo:
         blob = self._blob(key)
+        body = ExactlySized(stream, size, self._what(key))
         _call(
             self._what(key),
-            lambda: blob.upload_blob(stream, length=size, overwrite=True, max_concurrency=4),
+            lambda: blob.upload_blob(body, length=size, overwrite=True, max_concurrency=4),
         )
         info = self.stat(key)
         if info.size != size:
@@ -285,16 +287,29 @@ class AzureStorage:
 
         ordered = sorted(parts, key=lambda p: p.number)
         numbers = [p.number for p in ordered]
-        if numbers != list(range(1, len(numbers) + 1)):
+        if not numbers or numbers != list(range(1, len(numbers) + 1)):
             raise BadInput(f"{self._what(session.key)}: parts must be 1..N without gaps")
         blob = self._blob(session.key)
-        blocks = [BlobBlock(block_id=block_id(session.upload_id, p.number)) for p in ordered]
-        _call(self._what(session.key), lambda: blob.commit_block_list(blocks))
+        ids = [block_id(session.upload_id, p.number) for p in ordered]
+        if not self._committed_already(blob, session, ids):
+            blocks = [BlobBlock(block_id=ident) for ident in ids]
+            _call(self._what(session.key), lambda: blob.commit_block_list(blocks))
         info = self.stat(session.key)
         expected = sum(p.size for p in ordered)
         if info.size != expected:
             raise StorageUnavailable(f"{self._what(session.key)}: committed {info.size} bytes, expected {expected}")
         return info
+
+    def _committed_already(self, blob: Any, session: UploadSession, ids: builtins.list[str]) -> bool:
+        """A completion repeated after a crash hid the first one's answer: the blob is made of
+        exactly these blocks and none is staged, so committing again would only rewrite it (a
+        new ETag and a second BlobCreated event for the same content)."""
+        try:
+            committed, uncommitted = _call(self._what(session.key), lambda: blob.get_block_list("all"))
+        except ObjectNotFound:
+            return False
+        staged = {str(block.id) for block in uncommitted}
+        return not staged.intersection(ids) and [str(block.id) for block in committed] == ids
 
     def abort_upload(self, session: UploadSession) -> None:
         """No-op: Azure discards uncommitted blocks after 7 days or at the next commit/put."""

@@ -46,7 +46,7 @@ from mountsync.shared.errors import (
 from mountsync.shared.events import gcs_content_etag, hex_of_b64, to_ns
 from mountsync.shared.storage.base import ObjectInfo, PartInfo, UploadSession
 from mountsync.shared.storage.gcs_resumable import ResumableSessions
-from mountsync.shared.storage.streams import TranslatingReader
+from mountsync.shared.storage.streams import ExactlySized, TranslatingReader
 from mountsync.shared.storage.url import StorageURL
 
 log = logging.getLogger("mountsync.storage.gcs")
@@ -178,8 +178,8 @@ class GCSStorage:
         if isinstance(exc, MountsyncError):
             return exc
         if isinstance(exc, api.NotFound):
-            if key is None:
-                return StorageUnavailable(f"bucket {where} does not exist or is not visible")
+            if key is None:  # a wrong bucket name is the user's to fix, as on S3 and Azure
+                return BadInput(f"bucket {where} does not exist")
             return ObjectNotFound(f"{where} not found")
         if isinstance(exc, (api.Unauthorized, api.Forbidden, auth.RefreshError)):
             return CredentialsRejected(f"access to {where} refused: {_first_line(exc)}")
@@ -248,8 +248,9 @@ class GCSStorage:
     # -- writing ------------------------------------------------------------------------------
     def put(self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None) -> ObjectInfo:
         blob = self._bucket().blob(key)
+        body = ExactlySized(stream, size, self._where(key))
         with self._errors(key):
-            blob.upload_from_file(stream, size=size, rewind=False, checksum="auto")
+            blob.upload_from_file(body, size=size, rewind=False, checksum="auto")
         if blob.size is not None and int(blob.size) != size:
             raise StorageUnavailable(f"{self._where(key)}: stored {blob.size} bytes, expected {size}")
         return info_from_blob(blob)

@@ -45,7 +45,7 @@ class ResumableSessions:
     def check_parts(self, session: UploadSession, parts: list[PartInfo]) -> int:
         """Total size of ``parts`` after checking they are parts 1..n, all full but the last."""
         ordered = sorted(parts, key=lambda p: p.number)
-        if [p.number for p in ordered] != list(range(1, len(ordered) + 1)):
+        if not ordered or [p.number for p in ordered] != list(range(1, len(ordered) + 1)):
             raise BadInput(f"{self._where(session.key)}: parts must be 1..n without gaps")
         for part in ordered[:-1]:
             if part.size != session.part_size:

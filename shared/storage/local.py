@@ -181,6 +181,8 @@ class LocalStorage:
 
     def start_upload(self, key: str, part_size: int) -> UploadSession:
         self._path(key)
+        if part_size <= 0:
+            raise BadInput(f"part size must be positive, got {part_size}")
         session = UploadSession(key=key, upload_id=uuid.uuid4().hex, part_size=part_size)
         self._session_dir(session).mkdir(parents=True)
         return session
@@ -206,12 +208,20 @@ class LocalStorage:
         return parts
 
     def complete_upload(self, session: UploadSession, parts: Parts) -> ObjectInfo:
+        ordered = sorted(parts, key=lambda p: p.number)
+        if not ordered or [p.number for p in ordered] != list(range(1, len(ordered) + 1)):
+            raise BadInput(f"{session.key!r} under {self.root}: parts must be 1..n without gaps")
         directory = self._session_dir(session)
+        if not directory.is_dir():
+            return self._completed_before(session, sum(p.size for p in ordered))
+        missing = [p.number for p in ordered if not (directory / f"{p.number:06d}").is_file()]
+        if missing:
+            raise BadInput(f"{session.key!r} under {self.root}: parts {missing} were never uploaded")
         target = self._path(session.key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = directory / "assembled"
         with open(tmp, "wb") as out:
-            for part in sorted(parts, key=lambda p: p.number):
+            for part in ordered:
                 with open(directory / f"{part.number:06d}", "rb") as src:
                     shutil.copyfileobj(src, out, 1024 * 1024)
             out.flush()
@@ -219,6 +229,19 @@ class LocalStorage:
         os.replace(tmp, target)
         shutil.rmtree(directory, ignore_errors=True)
         return self.stat(session.key)
+
+    def _completed_before(self, session: UploadSession, expected: int) -> ObjectInfo:
+        """A second completion after a crash hid the first one's answer: the object is there."""
+        try:
+            info = self.stat(session.key)
+        except ObjectNotFound:
+            info = None
+        if info is None or info.size != expected:
+            raise ObjectNotFound(
+                f"upload {session.upload_id} for {session.key!r} no longer exists and the file is not "
+                "the one these parts make: start the upload again"
+            )
+        return info
 
     def abort_upload(self, session: UploadSession) -> None:
         shutil.rmtree(self._session_dir(session), ignore_errors=True)

@@ -378,12 +378,13 @@ def _is_aws(endpoint_url: str | None) -> bool:
 
 
 def _blocks(stream: BinaryIO, size: int, where: str) -> Iterator[bytes]:
-    """Exactly ``size`` bytes of ``stream`` in blocks; ``BadInput`` if it ends early."""
+    """Exactly ``size`` bytes of ``stream`` in blocks; ``StorageUnavailable`` if it ends early (the
+    source changed while it was sent: hash it again, send it again)."""
     remaining = size
     while remaining:
         block = stream.read(min(remaining, READ_BLOCK))
         if not block:
-            raise BadInput(f"source for {where} ended after {size - remaining} of {size} bytes")
+            raise StorageUnavailable(f"source for {where} ended after {size - remaining} of {size} bytes")
         remaining -= len(block)
         yield block
 
@@ -408,7 +409,7 @@ def _md5_of(stream: BinaryIO, size: int, where: str) -> str:
 
 def _expect_end(stream: BinaryIO, size: int, where: str) -> None:
     if stream.read(1):
-        raise BadInput(f"source for {where} is longer than the {size} bytes announced")
+        raise StorageUnavailable(f"source for {where} is longer than the {size} bytes announced")
 
 
 def _info_from_listing(item: Mapping[str, Any]) -> ObjectInfo:
