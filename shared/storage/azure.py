@@ -233,7 +233,9 @@ class AzureStorage:
             self.put(key, io.BytesIO(b"mountsync write check"), 21)
             self.delete(key)
 
-    def put(self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None) -> ObjectInfo:
+    def put(
+        self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None, sha256: str | None = None
+    ) -> ObjectInfo:
         blob = self._blob(key)
         body = ExactlySized(stream, size, self._what(key))
         _call(

@@ -61,7 +61,10 @@ class Storage(Protocol):
     - ``put`` writes ``size`` bytes from ``stream`` in one go. ``md5`` (hex) is the content's MD5
       when the caller has it already: S3 sends it as Content-MD5 (the service refuses a body
       that does not match) instead of hashing the stream again; the other providers verify
-      with their own checksums and ignore it.
+      with their own checksums and ignore it. ``sha256`` (hex), given instead to a storage whose
+      ``verifies_sha256`` is true (S3), is sent as the request's checksum: the service refuses
+      a body that does not match it, and the answer carries it in ``checksums``, so a copy is
+      hashed once, not twice.
     - The writer side is resumable: a session's parts can be listed after a crash and only the
       missing ones sent; ``complete_upload`` verifies and returns the final ``ObjectInfo``.
     """
@@ -76,7 +79,9 @@ class Storage(Protocol):
 
     def check(self, *, writable: bool) -> None: ...
 
-    def put(self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None) -> ObjectInfo: ...
+    def put(
+        self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None, sha256: str | None = None
+    ) -> ObjectInfo: ...
 
     def delete(self, key: str) -> None: ...
 

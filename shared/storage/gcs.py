@@ -246,7 +246,9 @@ class GCSStorage:
             self.delete(probe)
 
     # -- writing ------------------------------------------------------------------------------
-    def put(self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None) -> ObjectInfo:
+    def put(
+        self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None, sha256: str | None = None
+    ) -> ObjectInfo:
         blob = self._bucket().blob(key)
         body = ExactlySized(stream, size, self._where(key))
         with self._errors(key):

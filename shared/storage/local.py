@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import operator
 import os
 import shutil
 import stat as stat_mod
+import struct
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,6 +27,14 @@ COPY_BLOCK = 1024 * 1024
 def fs_etag(st: os.stat_result) -> str:
     """Cheap change token for a file: mtime and size (content hashing would make listing O(bytes))."""
     return f"{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+def folder_fingerprint(lines: list[str]) -> int:
+    """XOR of ``fingerprint_hash`` over a folder's "key|size|etag" lines, in one pass of C loops:
+    the first 8 bytes of each MD5 are joined and unpacked at once instead of one int per file."""
+    md5 = hashlib.md5
+    joined = b"".join([md5(line.encode("utf-8", "surrogateescape")).digest()[:8] for line in lines])
+    return functools.reduce(operator.xor, struct.unpack(f">{len(lines)}q", joined), 0)
 
 
 def info_from_stat(key: str, st: os.stat_result) -> ObjectInfo:
@@ -85,11 +96,11 @@ class LocalStorage:
                 raise StorageUnavailable(f"directory {self.root} does not exist")
             return
         stack = [(start, base)]
-        md5, from_bytes = hashlib.md5, int.from_bytes
         while stack:
             path, folder = stack.pop()
             key_prefix = f"{folder}/" if folder else ""
-            count = total = fingerprint = 0
+            lines: list[str] = []  # "key|size|etag" per file, as fingerprint_hash spells them
+            total = 0
             try:
                 with os.scandir(path) as entries:
                     for entry in entries:
@@ -99,10 +110,7 @@ class LocalStorage:
                             except FileNotFoundError:
                                 continue
                             size = st.st_size
-                            line = f"{key_prefix}{entry.name}|{size}|{st.st_mtime_ns:x}-{size:x}"
-                            digest = md5(line.encode("utf-8", "surrogateescape")).digest()
-                            fingerprint ^= from_bytes(digest[:8], "big", signed=True)
-                            count += 1
+                            lines.append("%s%s|%d|%x-%x" % (key_prefix, entry.name, size, st.st_mtime_ns, size))  # noqa: UP031 - the fastest spelling, on the hot path
                             total += size
                         elif entry.is_dir(follow_symlinks=False) and entry.name != UPLOADS_DIR:
                             stack.append((entry.path, key_prefix + entry.name))
@@ -110,8 +118,8 @@ class LocalStorage:
                 continue
             except PermissionError as exc:
                 raise CredentialsRejected(f"cannot read {path}: permission denied") from exc
-            if count:
-                yield folder, count, total, fingerprint
+            if lines:
+                yield folder, len(lines), total, folder_fingerprint(lines)
 
     def stat(self, key: str) -> ObjectInfo:
         try:
@@ -142,7 +150,9 @@ class LocalStorage:
             except PermissionError as exc:
                 raise CredentialsRejected(f"directory {self.root} is not writable") from exc
 
-    def put(self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None) -> ObjectInfo:
+    def put(
+        self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None, sha256: str | None = None
+    ) -> ObjectInfo:
         """Write exactly ``size`` bytes of ``stream`` to a temporary file and move it into place.
 
         A stream that ends early or holds more than ``size`` bytes, or whose bytes do not hash to

@@ -13,6 +13,8 @@ import base64
 import contextlib
 import hashlib
 import io
+import re
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
@@ -41,6 +43,7 @@ PUT_STREAM_MAX = 5 * 1024 * 1024 * 1024  # S3's limit for one PutObject
 PUT_SINGLE_MAX = 64 * 1024 * 1024
 PUT_PART_SIZE = 16 * 1024 * 1024
 READ_BLOCK = 1024 * 1024
+MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
 
 # Inside the class ``list`` names the listing method, so annotations use this alias.
 Parts = list[PartInfo]
@@ -69,6 +72,10 @@ TRANSIENT_CODES = {
 }
 
 
+def _b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
+
+
 def _md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
 
@@ -83,6 +90,7 @@ class S3Storage:
     """One S3 bucket through boto3; the client is created on first use."""
 
     streams_put = True  # put() sends a seekable stream in place, without buffering it
+    verifies_sha256 = True  # put(sha256=...) is checked by the service and answered with it
 
     def __init__(self, url: StorageURL, options: Mapping[str, Any] | None = None) -> None:
         options = dict(options or {})
@@ -93,6 +101,9 @@ class S3Storage:
         self.profile: str | None = options.get("credentials") or None
         self.addressing_style: str | None = options.get("addressing_style") or None
         self._client: Any = None
+        # None until a put sent x-amz-checksum-sha256; False when the service did not answer with
+        # it (an S3-compatible store that ignores flexible checksums and so checked nothing).
+        self._sha256_echoed: bool | None = None
 
     # -- client and errors ----------------------------------------------------------------
 
@@ -103,12 +114,12 @@ class S3Storage:
         return self._client
 
     def _make_client(self) -> Any:
-        import boto3
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ProfileNotFound
 
+        session = _botocore_session(self.profile)
         try:
-            session = boto3.Session(profile_name=self.profile, region_name=self.region)
+            session.get_scoped_config()  # a missing profile fails here, with its name
         except ProfileNotFound as exc:
             raise ConfigError(
                 f"credential set {self.profile!r} is not a profile in the AWS config or "
@@ -131,12 +142,18 @@ class S3Storage:
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             )
-            return session.client("s3", endpoint_url=self.endpoint_url, config=config)
+            return session.create_client("s3", region_name=self.region, endpoint_url=self.endpoint_url, config=config)
 
+        # MinIO and stand-ins want the bucket in the path, not the host. With an explicit
+        # endpoint that is known before building; otherwise boto3's own configuration
+        # (AWS_ENDPOINT_URL) decides, and the client is built again only when it is not AWS.
+        style = self.addressing_style
+        if style is None and self.endpoint_url and not _is_aws(self.endpoint_url):
+            style = "path"
         try:
-            client = build(self.addressing_style)
-            if self.addressing_style is None and not _is_aws(client.meta.endpoint_url):
-                client = build("path")  # MinIO and stand-ins: bucket in the path, not the host
+            client = build(style)
+            if style is None and not _is_aws(client.meta.endpoint_url):
+                client = build("path")
         except BotoCoreError as exc:
             raise ConfigError(f"cannot configure S3 for {self.url}: {exc}") from exc
         return client
@@ -181,7 +198,7 @@ class S3Storage:
             return BadInput(f"bucket {self.bucket!r} does not exist ({where})")
         if code == "BadDigest":
             return StorageUnavailable(
-                f"S3 refused the body for {where}: it does not match its Content-MD5 (the source "
+                f"S3 refused the body for {where}: it does not match its checksum (Content-MD5 or SHA-256; the source "
                 "changed while it was sent, or it was damaged on the way); sending it again"
             )
         if code == "NoSuchUpload":
@@ -238,18 +255,22 @@ class S3Storage:
 
     # -- writing --------------------------------------------------------------------------
 
-    def put(self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None) -> ObjectInfo:
-        """One PutObject with Content-MD5 (``md5``, hex, when the caller has it; else computed).
+    def put(
+        self, key: str, stream: BinaryIO, size: int, *, md5: str | None = None, sha256: str | None = None
+    ) -> ObjectInfo:
+        """One PutObject the service checks: with ``sha256`` (hex) as x-amz-checksum-sha256 when the
+        caller gives it and no ``md5``, else with Content-MD5 (``md5`` or computed here).
 
         Above ``PUT_INLINE_MAX`` a seekable stream (a local file) is sent from where it stands,
-        in place, up to 5 GiB; its MD5 is read ahead of the request when not given. Other
+        in place, up to 5 GiB; its MD5 is read ahead of the request when one is needed. Other
         streams are buffered up to ``PUT_SINGLE_MAX``; longer ones go multipart."""
         if size < 0:
             raise BadInput(f"negative size for {self._where(key)}")
         where = self._where(key)
+        by_sha256 = sha256 is not None and md5 is None and self._sha256_echoed is not False
         if PUT_INLINE_MAX < size <= PUT_STREAM_MAX and _seekable(stream):
             start = stream.tell()
-            if md5 is None:
+            if md5 is None and not by_sha256:
                 md5 = _md5_of(stream, size, where)
                 stream.seek(start)
             body: Any = StreamWindow(stream, size)
@@ -258,15 +279,23 @@ class S3Storage:
         else:
             body = _read_exactly(stream, size, where)
             _expect_end(stream, size, where)
-            md5 = md5 or hashlib.md5(body).hexdigest()
-        content_md5 = base64.b64encode(bytes.fromhex(md5)).decode("ascii")
-        response = self._call("put_object", key, Key=key, Body=body, ContentLength=size, ContentMD5=content_md5)
-        return ObjectInfo(
-            key=key,
-            size=size,
-            etag=normalize_etag(response.get("ETag")),
-            version=response.get("VersionId"),
-        )
+            if not by_sha256:
+                md5 = md5 or hashlib.md5(body).hexdigest()
+        if by_sha256:
+            check = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": _b64(str(sha256))}
+        else:
+            check = {"ContentMD5": _b64(str(md5))}
+        response = self._call("put_object", key, Key=key, Body=body, ContentLength=size, **check)
+        etag = normalize_etag(response.get("ETag"))
+        checksums: dict[str, str] = {}
+        if by_sha256:
+            echoed = response.get("ChecksumSHA256")
+            if echoed:
+                checksums["sha256"] = str(echoed)
+            else:
+                self._sha256_echoed = False  # from now on Content-MD5, which every S3 checks
+                _check_etag(body, size, etag, where)
+        return ObjectInfo(key=key, size=size, etag=etag, version=response.get("VersionId"), checksums=checksums)
 
     def _put_multipart(self, key: str, stream: BinaryIO, size: int) -> ObjectInfo:
         part_size = max(PUT_PART_SIZE, -(-size // MAX_PARTS))
@@ -372,6 +401,30 @@ class S3Storage:
             return  # already aborted or completed: nothing left to clean up
 
 
+_LOADER: Any = None
+_LOADER_LOCK = threading.Lock()
+
+
+def _botocore_session(profile: str | None) -> Any:
+    """A fresh botocore session (credentials and configuration read as usual, as boto3 would)
+    that shares one process-wide loader of the service models.
+
+    Loading and parsing the S3 model is most of the CPU of building a client (tens of
+    milliseconds); a migration opens its storages once per chunk task, and a fresh model per
+    client cost more CPU than hashing the data. The loader only caches the SDK's own JSON files."""
+    global _LOADER
+    import botocore.loaders
+    import botocore.session
+
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = botocore.loaders.create_loader()
+        loader = _LOADER
+    session = botocore.session.Session(profile=profile)
+    session.register_component("data_loader", loader)
+    return session
+
+
 def _is_aws(endpoint_url: str | None) -> bool:
     host = (endpoint_url or "").split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
     return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
@@ -405,6 +458,21 @@ def _md5_of(stream: BinaryIO, size: int, where: str) -> str:
     for block in _blocks(stream, size, where):
         digest.update(block)
     return digest.hexdigest()
+
+
+def _check_etag(body: Any, size: int, etag: str | None, where: str) -> None:
+    """After a put the service did not check: its ETag (the MD5 of what it stored, for a plain
+    single-part object) must be the MD5 of the body. Encrypted objects' ETags are not MD5s and
+    prove nothing either way."""
+    if not etag or not MD5_HEX.match(etag):
+        return
+    if isinstance(body, bytes | bytearray | memoryview):
+        digest = hashlib.md5(body).hexdigest()
+    else:
+        body.seek(0)
+        digest = _md5_of(body, size, where)
+    if digest != etag:
+        raise StorageUnavailable(f"{where} stored content whose MD5 {etag} differs from the body's {digest}")
 
 
 def _expect_end(stream: BinaryIO, size: int, where: str) -> None:

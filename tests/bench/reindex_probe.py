@@ -1,6 +1,8 @@
-"""Run one reindex (or a bare scandir walk) in a fresh process and print seconds and peak RSS as JSON.
+"""Run one reindex (or a bare baseline) in a fresh process and print seconds and peak RSS as JSON.
 
-``python -m tests.bench.reindex_probe walk ROOT`` or ``... reindex ROOT DATABASE_URL MOUNT``.
+``python -m tests.bench.reindex_probe walk ROOT``, ``... s3-list BUCKET`` (a bare boto3
+``list_objects_v2`` paginate; endpoint and credentials from the AWS_* environment), or
+``... reindex ROOT DATABASE_URL MOUNT``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,19 @@ def walk(root: str) -> int:
                 elif entry.is_file(follow_symlinks=False):
                     entry.stat(follow_symlinks=False)
                     count += 1
+    return count
+
+
+def s3_list(bucket: str) -> int:
+    """What any S3 client does to see a bucket: page through list_objects_v2 and read each entry."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
+    count = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", ()):
+            count += bool(item["Key"]) and item["Size"] >= 0
     return count
 
 
@@ -56,7 +71,7 @@ def reindex(database_url: str, mount_name: str) -> dict[str, object]:
     )
     with ctx.pool.connection() as conn:
         mount = Mounts(conn).get(mount_name)
-    storage = open_storage(mount.storage_url)
+    storage = open_storage(mount.storage_url, mount.options)
     started = time.perf_counter()
     result = run_reindex(ctx, mount, storage).as_dict()
     result["wall_s"] = time.perf_counter() - started
@@ -66,9 +81,9 @@ def reindex(database_url: str, mount_name: str) -> dict[str, object]:
 def main() -> None:
     mode = sys.argv[1]
     result: dict[str, object] = {}
-    if mode == "walk":
+    if mode in ("walk", "s3-list"):
         started = time.perf_counter()
-        result["files"] = walk(sys.argv[2])
+        result["files"] = walk(sys.argv[2]) if mode == "walk" else s3_list(sys.argv[2])
         result["wall_s"] = time.perf_counter() - started
     else:
         result.update(reindex(sys.argv[3], sys.argv[4]))

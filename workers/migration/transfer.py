@@ -100,6 +100,9 @@ class Transfer:
         self.buffered_max = min(options.multipart_threshold, BUFFERED_PUT_MAX, options.max_buffer_bytes)
         streams = source.url.provider is Provider.FS and getattr(dest, "streams_put", False)
         self.streamed_max = options.multipart_threshold if streams else self.buffered_max
+        # A destination that checks a put against its SHA-256 (S3) needs no MD5: each file is
+        # hashed once (the SHA-256 is the link's checksum anyway), not twice.
+        self.put_by_sha256 = bool(getattr(dest, "verifies_sha256", False))
         # Resumable uploads that must be sent in order (GCS) cannot take parallel parts.
         self.part_concurrency = 1 if getattr(dest, "sequential_parts", False) else options.part_concurrency
 
@@ -208,12 +211,11 @@ class Transfer:
         self.budget.acquire(size)
         try:
             data: bytes = self._call(lambda: read_all(self.source, src_key, size), "read source")
-            digests = Digests(size, hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest())
+            md5 = hashlib.md5(data).hexdigest() if self._needs_md5(item) else None
+            digests = Digests(size, hashlib.sha256(data).hexdigest(), md5)
             check_wanted(item, digests)
             self.control.check(item)
-            info: ObjectInfo = self._call(
-                lambda: self.dest.put(item.dest_key, io.BytesIO(data), size, md5=digests.md5), "put"
-            )
+            info: ObjectInfo = self._call(lambda: self._send(item, io.BytesIO(data), size, digests), "put")
         finally:
             self.budget.release(size)
         m.BYTES_SENT.inc(size)
@@ -225,17 +227,25 @@ class Transfer:
             # (and S3's Content-MD5 check, or the fs destination's MD5 check, refuses a body that
             # changed under the request).
             with self.source.open(src_key) as stream:
-                digests = hash_stream(stream)
+                digests = hash_stream(stream, md5=self._needs_md5(item))
             if digests.size != size:
                 raise SourceChanged(f"{src_key!r} has {digests.size} bytes now, {size} when listed")
             check_wanted(item, digests)
             self.control.check(item)
             with self.source.open(src_key) as stream:
-                return digests, self.dest.put(item.dest_key, stream, size, md5=digests.md5)
+                return digests, self._send(item, stream, size, digests)
 
         digests, info = self._call(send, "put")
         m.BYTES_SENT.inc(size)
         return self._done(item, info, digests, check_upload(info, digests, None), sent=size)
+
+    def _needs_md5(self, item: ItemRow) -> bool:
+        return not self.put_by_sha256 or bool(item.want_md5)
+
+    def _send(self, item: ItemRow, stream: BinaryIO, size: int, digests: Digests) -> ObjectInfo:
+        if self.put_by_sha256:
+            return self.dest.put(item.dest_key, stream, size, sha256=digests.sha256)
+        return self.dest.put(item.dest_key, stream, size, md5=digests.md5)
 
     def _done(self, item: ItemRow, info: ObjectInfo, digests: Digests, method: str, sent: int = 0) -> Outcome:
         verified = None

@@ -74,9 +74,10 @@ def candidate_part_sizes(size: int, parts: int, configured: Iterable[int]) -> se
     return {p for p in guesses if p > 0 and part_count(size, p) == parts}
 
 
-def hash_stream(stream: BinaryIO, part_sizes: Iterable[int] = ()) -> Digests:
-    """Hash a stream in bounded memory; also the multipart ETag for each of ``part_sizes``."""
-    sha, md5 = hashlib.sha256(), hashlib.md5()
+def hash_stream(stream: BinaryIO, part_sizes: Iterable[int] = (), *, md5: bool = True) -> Digests:
+    """Hash a stream in bounded memory; also the multipart ETag for each of ``part_sizes``.
+    ``md5=False`` leaves out the whole-content MD5 (a destination that checks the SHA-256)."""
+    sha, whole_md5 = hashlib.sha256(), (hashlib.md5() if md5 else None)
     trackers = {p: _PartTracker(p) for p in part_sizes}
     size = 0
     while True:
@@ -85,11 +86,12 @@ def hash_stream(stream: BinaryIO, part_sizes: Iterable[int] = ()) -> Digests:
             break
         size += len(block)
         sha.update(block)
-        md5.update(block)
+        if whole_md5 is not None:
+            whole_md5.update(block)
         for tracker in trackers.values():
             tracker.update(block)
     composites = {p: t.finish() for p, t in trackers.items()}
-    return Digests(size, sha.hexdigest(), md5.hexdigest(), composites)
+    return Digests(size, sha.hexdigest(), whole_md5.hexdigest() if whole_md5 is not None else None, composites)
 
 
 class _PartTracker:

@@ -1,0 +1,150 @@
+"""The benchmark table: rows with figure, baseline, ratio and target; printed once and saved as JSON.
+
+Pure parts (``target_met``, ``format_table``, ``run_document``) are separate from the pytest hooks in
+``conftest.py`` so ``compare.py`` and the unit tests read the same shapes. A run is saved under
+``.mountsync/bench/<UTC time>.json`` (or ``MOUNTSYNC_BENCH_JSON``) with the load average at its
+start and end: the machine is shared, and two runs are only comparable beside their load.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# "<= 1.5x", ">= 0.7x baseline", "< 300 MiB", ">= 20,000/s": the first comparison in a target.
+_COMPARISON = re.compile(r"(<=|>=|<|>|≤|≥)\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*(x\b)?")
+_OPS = {
+    "<=": float.__le__,
+    "≤": float.__le__,
+    ">=": float.__ge__,
+    "≥": float.__ge__,
+    "<": float.__lt__,
+    ">": float.__gt__,
+}
+
+
+@dataclass
+class Row:
+    name: str
+    value: float
+    unit: str
+    baseline_name: str
+    baseline_value: float | None
+    target: str
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.baseline_value:
+            return None
+        return self.value / self.baseline_value
+
+    @property
+    def met(self) -> bool | None:
+        return target_met(self.target, self.value, self.ratio)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"ratio": self.ratio, "met": self.met}
+
+
+@dataclass
+class BenchReport:
+    rows: list[Row] = field(default_factory=list)
+    started: str = field(default_factory=lambda: _now())
+    load_at_start: tuple[float, ...] = field(default_factory=lambda: os.getloadavg())
+
+    def row(
+        self,
+        name: str,
+        value: float,
+        unit: str,
+        baseline_name: str = "",
+        baseline_value: float | None = None,
+        target: str = "",
+    ) -> Row:
+        added = Row(name, float(value), unit, baseline_name, baseline_value, target)
+        self.rows.append(added)
+        return added
+
+
+def target_met(target: str, value: float, ratio: float | None) -> bool | None:
+    """Whether a row meets its target; None when the target states no number to check.
+
+    A number followed by ``x`` is checked against the ratio, any other number against the value
+    (in the row's own unit)."""
+    match = _COMPARISON.search(target)
+    if match is None:
+        return None
+    op, number, per_ratio = match.group(1), float(match.group(2).replace(",", "")), match.group(3)
+    subject = ratio if per_ratio else value
+    if subject is None:
+        return None
+    return bool(_OPS[op](float(subject), number))
+
+
+def fmt_number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    return f"{ratio:.2f}x" if ratio is not None else "-"
+
+
+def fmt_met(met: bool | None) -> str:
+    return {True: "yes", False: "NO", None: "-"}[met]
+
+
+def format_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Lines of the one table (rows as saved in JSON, so a saved run prints the same way)."""
+    name_w = max([44, *(len(r["name"]) for r in rows)])
+    base_w = max([30, *(len(r["baseline_name"]) for r in rows)])
+    header = (
+        f"{'benchmark':{name_w}} {'figure':>12} {'unit':10} {'baseline':{base_w}} {'baseline fig.':>13} "
+        f"{'ratio':>7} {'met':>4}  target"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r['name']:{name_w}} {fmt_number(r['value']):>12} {r['unit']:10} {r['baseline_name'] or '-':{base_w}} "
+            f"{fmt_number(r['baseline_value']):>13} {fmt_ratio(r['ratio']):>7} {fmt_met(r.get('met')):>4}  "
+            f"{r['target'] or '-'}"
+        )
+    return lines
+
+
+def run_document(report: BenchReport) -> dict[str, Any]:
+    """The JSON saved for one run: when, where (commit, cores, load) and every row."""
+    return {
+        "started": report.started,
+        "finished": _now(),
+        "commit": _commit(),
+        "cpus": os.cpu_count(),
+        "load_at_start": list(report.load_at_start),
+        "load_at_end": list(os.getloadavg()),
+        "rows": [r.as_dict() for r in report.rows],
+    }
+
+
+def save_path(started: str, root: Path) -> Path:
+    explicit = os.environ.get("MOUNTSYNC_BENCH_JSON")
+    if explicit:
+        return Path(explicit)
+    return root / ".mountsync" / "bench" / f"{started.replace(':', '').replace('-', '')}.json"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return ""
+    return out.stdout.strip()
