@@ -278,13 +278,16 @@ def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> 
     return ApplyResult(received=len(changes), applied=applied, stale=routed - len(applied), dropped=dropped)
 
 
+_KINDS = {member.value: member for member in Kind}  # a dict lookup costs a fraction of Kind(value)
+
+
 def _applied(row: Any) -> AppliedChange:
     return AppliedChange(
         mount_id=row[0],
         mount_name=row[1],
         key=row[2],
         folder=row[3],
-        kind=Kind(row[4]),
+        kind=_KINDS[row[4]],
         size=row[5],
         etag=row[6],
         version=row[7],

@@ -1,0 +1,134 @@
+"""The apply path against its physical floor, and end-to-end throughput as workers are added.
+
+- Apply, including the durable change log, beside a bare ``COPY`` of the same rows (same columns
+  as ``objects``) into an UNLOGGED table without indexes: the cheapest way PostgreSQL can take the
+  rows at all. Both in batches of the default size, one transaction per batch.
+- The ``changes`` queue -> catalog with 1, 2 and 4 worker processes in one ``mountsync worker``,
+  and with 2 workers as two separate ``mountsync worker`` nodes (different node names). Workers
+  are started and ready first; the clock runs from the first enqueued batch to the last row
+  applied, so worker start-up is not counted. Default settings (batch of 2,000, prefetch 1).
+
+Run with ``pytest -m bench tests/bench/test_bench_pipeline.py``. Figures are per run; the machine
+is shared, so the table records the load average beside them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis as redis_lib
+
+from mountsync.shared.catalog.apply import apply_changes
+from mountsync.shared.config import Settings
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source
+from mountsync.shared.queues import ChangeQueue, make_client
+from tests.conftest import WorkerProcess, env_for
+from tests.helpers import live_count, wait_for
+
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(900)]
+BATCH = Settings().batch_size
+FLOOR_ROWS = 40_000
+SCALE_ROWS = 60_000
+FLOOR_DDL = """
+CREATE UNLOGGED TABLE copy_floor (
+    mount_id integer, key text, folder text, size bigint, etag text, version text, seq text,
+    event_ns bigint, deleted boolean, source text, source_id text
+)
+"""
+
+
+def changes(bucket: str, n: int, offset: int = 0) -> list[ObjectChange]:
+    """New keys over 200 folders, as a camera fleet would write them."""
+    return [ObjectChange(Provider.S3, bucket, f"cam{i % 200:03d}/{i:07d}.jpg", Kind.CREATED, 1 + i, Source.S3_SQS,
+                         size=i % 4096, etag=f"{i:032x}", sequencer=f"{i:032X}", source_id=f"m{i}")
+            for i in range(offset, offset + n)]  # fmt: skip
+
+
+def batches(data: list[ObjectChange]) -> list[list[ObjectChange]]:
+    return [data[i : i + BATCH] for i in range(0, len(data), BATCH)]
+
+
+def copy_floor(conn: psycopg.Connection, mount_id: int, parts: list[list[ObjectChange]]) -> float:
+    """Seconds to COPY the rows into an UNLOGGED, unindexed table, one transaction per batch."""
+    conn.execute(FLOOR_DDL)
+    conn.commit()
+    started = time.perf_counter()
+    for part in parts:
+        with conn.cursor() as cur, cur.copy("COPY copy_floor FROM STDIN") as copy:
+            for c in part:
+                copy.write_row((mount_id, c.key, c.folder, c.size, c.etag, c.version, c.sequencer, c.event_ns,
+                                False, c.source.value, c.source_id))  # fmt: skip
+        conn.commit()
+    return time.perf_counter() - started
+
+
+def test_apply_beside_a_bare_copy(settings: Settings, add_mount: Any, catalog: psycopg.Connection,
+                                  bench_report: Any) -> None:  # fmt: skip
+    mount = add_mount("floor", "s3://floor/")
+    warm = add_mount("floor-warm", "s3://floor-warm/")
+    parts = batches(changes("floor", FLOOR_ROWS))
+    with psycopg.connect(settings.database_url) as conn:
+        # One batch elsewhere first: temp tables, plans and statistics exist as in a running worker.
+        apply_changes(conn, changes("floor-warm", BATCH))
+        conn.commit()
+        floor_s = copy_floor(conn, mount.id, parts)
+        started = time.perf_counter()
+        for part in parts:
+            apply_changes(conn, part)
+            conn.commit()
+        apply_s = time.perf_counter() - started
+        conn.execute("DROP TABLE copy_floor")
+        conn.commit()
+    logged = catalog.execute("SELECT count(*) FROM change_log WHERE mount_id = %s", (mount.id,)).fetchone()[0]
+    assert live_count(catalog, "floor") == FLOOR_ROWS and logged == FLOOR_ROWS
+    assert warm.id != mount.id
+    us = 1e6 / FLOOR_ROWS
+    bench_report.row(f"apply incl. change log, batches of {BATCH:,}", apply_s * us, "µs/change",
+                     "bare COPY, UNLOGGED unindexed table", floor_s * us, "<= 2x")  # fmt: skip
+    bench_report.row(f"apply incl. change log, batches of {BATCH:,}: rate", FLOOR_ROWS / apply_s, "changes/s",
+                     "bare COPY rate", FLOOR_ROWS / floor_s, "")  # fmt: skip
+
+
+def queue_to_catalog(settings: Settings, add_mount: Any, tmp_path: Path, nodes: list[int], name: str) -> float:
+    """Changes/s from the first enqueued batch to the last applied row, with ``nodes`` worker
+    processes per ``mountsync worker`` node (started and ready before the clock runs)."""
+    own = settings.with_(redis_prefix=f"{settings.redis_prefix}scale{uuid.uuid4().hex[:6]}:")
+    add_mount(name, f"s3://{name}/")
+    env = env_for(own, MOUNTSYNC_FEED_MAXLEN="200000", MOUNTSYNC_BATCH_WINDOW=str(Settings().batch_window_s))
+    workers = [WorkerProcess(env, tmp_path / f"{name}-{i}.log", "changes", c).start() for i, c in enumerate(nodes)]
+    client = redis_lib.Redis.from_url(own.redis_url)
+    queue = ChangeQueue(make_client(own), client, own)
+    parts = batches(changes(name, SCALE_ROWS))
+    try:
+        started = time.perf_counter()
+        for part in parts:
+            queue.enqueue(part)
+        wait_for(lambda: live_count(own.database_url, name) >= SCALE_ROWS, timeout=600,
+                 what=f"{SCALE_ROWS} changes applied", interval=0.1)  # fmt: skip
+        return SCALE_ROWS / (time.perf_counter() - started)
+    finally:
+        for worker in workers:
+            worker.stop()
+        for key in client.scan_iter(match=f"{own.redis_prefix}*", count=1000):
+            client.delete(key)
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("nodes", "label"),
+    [
+        ([1], "1 worker process"),
+        ([2], "2 worker processes"),
+        ([4], "4 worker processes"),
+        ([1, 1], "2 worker nodes x 1 process"),
+    ],
+)
+def test_scaling_on_loopback(settings: Settings, add_mount: Any, tmp_path: Path, bench_report: Any,
+                             nodes: list[int], label: str) -> None:  # fmt: skip
+    rate = queue_to_catalog(settings, add_mount, tmp_path, nodes, f"scale-{len(nodes)}x{nodes[0]}")
+    bench_report.row(f"queue -> catalog, {label}", rate, "changes/s", target="scaling curve")
