@@ -7,6 +7,10 @@
   and with 2 workers as two separate ``mountsync worker`` nodes (different node names). Workers
   are started and ready first; the clock runs from the first enqueued batch to the last row
   applied, so worker start-up is not counted. Default settings (batch of 2,000, prefetch 1).
+- CPU per change of each part (the per-core figures ``deploy/CAPACITY.md`` sizes from): the
+  PostgreSQL backend and the client while applying, the worker processes while draining the
+  queue, a producer turning S3 notifications into queued batches. CPU time, unlike wall time,
+  hardly depends on what else the shared machine runs.
 
 Run with ``pytest -m bench tests/bench/test_bench_pipeline.py``. Figures are per run; the machine
 is shared, so the table records the load average beside them.
@@ -19,14 +23,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 import redis as redis_lib
 
+from mountsync.producers.normalize.s3 import normalize_s3
+from mountsync.producers.runtime import build_runtime
 from mountsync.shared.catalog.apply import apply_changes
 from mountsync.shared.config import Settings
 from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 from mountsync.shared.queues import ChangeQueue, make_client
+from tests.bench.test_bench_load import BurstSource
 from tests.conftest import WorkerProcess, env_for
 from tests.helpers import live_count, wait_for
 
@@ -77,11 +85,14 @@ def test_apply_beside_a_bare_copy(settings: Settings, add_mount: Any, catalog: p
         apply_changes(conn, changes("floor-warm", BATCH))
         conn.commit()
         floor_s = copy_floor(conn, mount.id, parts)
+        backend = psutil.Process(conn.info.backend_pid)
+        server_before, client_before = cpu_seconds(backend), time.process_time()
         started = time.perf_counter()
         for part in parts:
             apply_changes(conn, part)
             conn.commit()
         apply_s = time.perf_counter() - started
+        server_cpu, client_cpu = cpu_seconds(backend) - server_before, time.process_time() - client_before
         conn.execute("DROP TABLE copy_floor")
         conn.commit()
     logged = catalog.execute("SELECT count(*) FROM change_log WHERE mount_id = %s", (mount.id,)).fetchone()[0]
@@ -92,11 +103,49 @@ def test_apply_beside_a_bare_copy(settings: Settings, add_mount: Any, catalog: p
                      "bare COPY, UNLOGGED unindexed table", floor_s * us, "<= 2x")  # fmt: skip
     bench_report.row(f"apply incl. change log, batches of {BATCH:,}: rate", FLOOR_ROWS / apply_s, "changes/s",
                      "bare COPY rate", FLOOR_ROWS / floor_s, "")  # fmt: skip
+    bench_report.row("apply: PostgreSQL backend CPU", server_cpu * us, "µs/change", target="per-core figure")
+    bench_report.row("apply: client (Python) CPU", client_cpu * us, "µs/change", target="per-core figure")
 
 
-def queue_to_catalog(settings: Settings, add_mount: Any, tmp_path: Path, nodes: list[int], name: str) -> float:
+def cpu_seconds(*procs: psutil.Process) -> float:
+    total = 0.0
+    for proc in procs:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def tree(proc: Any) -> list[psutil.Process]:
+    main = psutil.Process(proc.pid)
+    return [main, *main.children(recursive=True)]
+
+
+def test_producer_cpu_per_change(settings: Settings, add_mount: Any, bench_report: Any) -> None:
+    own = settings.with_(redis_prefix=f"{settings.redis_prefix}prod{uuid.uuid4().hex[:6]}:",
+                         batch_size=Settings().batch_size)  # fmt: skip
+    runtime = build_runtime(own)
+    pipeline = runtime.pipeline(normalize_s3)
+    source, total = BurstSource(FLOOR_ROWS), 0
+    try:
+        started_cpu, started = time.thread_time(), time.perf_counter()
+        while messages := source.receive(own.batch_size, 0):
+            total += pipeline.process(messages).changes
+        cpu, wall = time.thread_time() - started_cpu, time.perf_counter() - started
+    finally:
+        for key in runtime.redis.scan_iter(match=f"{own.redis_prefix}*", count=1000):
+            runtime.redis.delete(key)
+        runtime.close()
+    assert total == FLOOR_ROWS
+    bench_report.row("producer: S3 messages -> changes queue, one thread", total / wall, "changes/s",
+                     target="per-core figure")  # fmt: skip
+    bench_report.row("producer: CPU", cpu * 1e6 / total, "µs/change", target="per-core figure")
+
+
+def queue_to_catalog(settings: Settings, add_mount: Any, tmp_path: Path, nodes: list[int],
+                     name: str) -> tuple[float, float]:  # fmt: skip
     """Changes/s from the first enqueued batch to the last applied row, with ``nodes`` worker
-    processes per ``mountsync worker`` node (started and ready before the clock runs)."""
+    processes per ``mountsync worker`` node (started and ready before the clock runs), and the
+    workers' CPU seconds per change over the same span."""
     own = settings.with_(redis_prefix=f"{settings.redis_prefix}scale{uuid.uuid4().hex[:6]}:")
     add_mount(name, f"s3://{name}/")
     env = env_for(own, MOUNTSYNC_FEED_MAXLEN="200000", MOUNTSYNC_BATCH_WINDOW=str(Settings().batch_window_s))
@@ -105,12 +154,15 @@ def queue_to_catalog(settings: Settings, add_mount: Any, tmp_path: Path, nodes: 
     queue = ChangeQueue(make_client(own), client, own)
     parts = batches(changes(name, SCALE_ROWS))
     try:
+        procs = [p for worker in workers for p in tree(worker.proc)]
+        cpu_before = cpu_seconds(*procs)
         started = time.perf_counter()
         for part in parts:
             queue.enqueue(part)
         wait_for(lambda: live_count(own.database_url, name) >= SCALE_ROWS, timeout=600,
                  what=f"{SCALE_ROWS} changes applied", interval=0.1)  # fmt: skip
-        return SCALE_ROWS / (time.perf_counter() - started)
+        rate = SCALE_ROWS / (time.perf_counter() - started)
+        return rate, (cpu_seconds(*procs) - cpu_before) / SCALE_ROWS
     finally:
         for worker in workers:
             worker.stop()
@@ -130,5 +182,6 @@ def queue_to_catalog(settings: Settings, add_mount: Any, tmp_path: Path, nodes: 
 )
 def test_scaling_on_loopback(settings: Settings, add_mount: Any, tmp_path: Path, bench_report: Any,
                              nodes: list[int], label: str) -> None:  # fmt: skip
-    rate = queue_to_catalog(settings, add_mount, tmp_path, nodes, f"scale-{len(nodes)}x{nodes[0]}")
+    rate, cpu = queue_to_catalog(settings, add_mount, tmp_path, nodes, f"scale-{len(nodes)}x{nodes[0]}")
     bench_report.row(f"queue -> catalog, {label}", rate, "changes/s", target="scaling curve")
+    bench_report.row(f"queue -> catalog, {label}: worker CPU", cpu * 1e6, "µs/change", target="per-core figure")
