@@ -33,7 +33,7 @@ from mountsync.producers.runtime import build_runtime
 from mountsync.shared.catalog.apply import apply_changes
 from mountsync.shared.config import Settings
 from mountsync.shared.events import Kind, ObjectChange, Provider, Source
-from mountsync.shared.queues import ChangeQueue, make_client
+from mountsync.shared.queues import FEED_STREAM, ChangeQueue, make_client
 from tests.bench.test_bench_load import BurstSource
 from tests.conftest import WorkerProcess, env_for
 from tests.helpers import live_count, wait_for
@@ -47,6 +47,13 @@ CREATE UNLOGGED TABLE copy_floor (
     mount_id integer, key text, folder text, size bigint, etag text, version text, seq text,
     event_ns bigint, deleted boolean, source text, source_id text
 )
+"""
+
+
+# Bytes per row of the catalog and the change log, indexes included (after the run, so mostly new rows).
+SIZES_SQL = """
+SELECT pg_total_relation_size('objects') / greatest((SELECT count(*) FROM objects), 1),
+       pg_total_relation_size('change_log') / greatest((SELECT count(*) FROM change_log), 1)
 """
 
 
@@ -86,6 +93,8 @@ def test_apply_beside_a_bare_copy(settings: Settings, add_mount: Any, catalog: p
         conn.commit()
         floor_s = copy_floor(conn, mount.id, parts)
         backend = psutil.Process(conn.info.backend_pid)
+        wal_before = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]  # type: ignore[index]
+        conn.commit()
         server_before, client_before = cpu_seconds(backend), time.process_time()
         started = time.perf_counter()
         for part in parts:
@@ -93,6 +102,9 @@ def test_apply_beside_a_bare_copy(settings: Settings, add_mount: Any, catalog: p
             conn.commit()
         apply_s = time.perf_counter() - started
         server_cpu, client_cpu = cpu_seconds(backend) - server_before, time.process_time() - client_before
+        wal = conn.execute("SELECT pg_current_wal_insert_lsn() - %s::pg_lsn", (wal_before,)).fetchone()[0]  # type: ignore[index]
+        sizes = conn.execute(SIZES_SQL).fetchone()
+        conn.commit()
         conn.execute("DROP TABLE copy_floor")
         conn.commit()
     logged = catalog.execute("SELECT count(*) FROM change_log WHERE mount_id = %s", (mount.id,)).fetchone()[0]
@@ -105,6 +117,10 @@ def test_apply_beside_a_bare_copy(settings: Settings, add_mount: Any, catalog: p
                      "bare COPY rate", FLOOR_ROWS / floor_s, "")  # fmt: skip
     bench_report.row("apply: PostgreSQL backend CPU", server_cpu * us, "µs/change", target="per-core figure")
     bench_report.row("apply: client (Python) CPU", client_cpu * us, "µs/change", target="per-core figure")
+    bench_report.row("apply: WAL written", float(wal) / FLOOR_ROWS, "B/change", target="sizing figure")
+    assert sizes is not None
+    bench_report.row("catalog: objects heap + indexes", sizes[0], "B/row", target="sizing figure")
+    bench_report.row("change log: heap + indexes", sizes[1], "B/entry", target="sizing figure")
 
 
 def cpu_seconds(*procs: psutil.Process) -> float:
@@ -142,10 +158,10 @@ def test_producer_cpu_per_change(settings: Settings, add_mount: Any, bench_repor
 
 
 def queue_to_catalog(settings: Settings, add_mount: Any, tmp_path: Path, nodes: list[int],
-                     name: str) -> tuple[float, float]:  # fmt: skip
+                     name: str) -> tuple[float, float, float]:  # fmt: skip
     """Changes/s from the first enqueued batch to the last applied row, with ``nodes`` worker
     processes per ``mountsync worker`` node (started and ready before the clock runs), and the
-    workers' CPU seconds per change over the same span."""
+    workers' CPU seconds per change over the same span, and the feed stream's bytes per entry."""
     own = settings.with_(redis_prefix=f"{settings.redis_prefix}scale{uuid.uuid4().hex[:6]}:")
     add_mount(name, f"s3://{name}/")
     env = env_for(own, MOUNTSYNC_FEED_MAXLEN="200000", MOUNTSYNC_BATCH_WINDOW=str(Settings().batch_window_s))
@@ -162,7 +178,10 @@ def queue_to_catalog(settings: Settings, add_mount: Any, tmp_path: Path, nodes: 
         wait_for(lambda: live_count(own.database_url, name) >= SCALE_ROWS, timeout=600,
                  what=f"{SCALE_ROWS} changes applied", interval=0.1)  # fmt: skip
         rate = SCALE_ROWS / (time.perf_counter() - started)
-        return rate, (cpu_seconds(*procs) - cpu_before) / SCALE_ROWS
+        cpu = (cpu_seconds(*procs) - cpu_before) / SCALE_ROWS
+        feed = f"{own.redis_prefix}{FEED_STREAM}"
+        feed_bytes = int(client.memory_usage(feed, samples=0) or 0) / max(int(client.xlen(feed)), 1)
+        return rate, cpu, feed_bytes
     finally:
         for worker in workers:
             worker.stop()
@@ -182,6 +201,8 @@ def queue_to_catalog(settings: Settings, add_mount: Any, tmp_path: Path, nodes: 
 )
 def test_scaling_on_loopback(settings: Settings, add_mount: Any, tmp_path: Path, bench_report: Any,
                              nodes: list[int], label: str) -> None:  # fmt: skip
-    rate, cpu = queue_to_catalog(settings, add_mount, tmp_path, nodes, f"scale-{len(nodes)}x{nodes[0]}")
+    rate, cpu, feed_bytes = queue_to_catalog(settings, add_mount, tmp_path, nodes, f"scale-{len(nodes)}x{nodes[0]}")
+    if nodes == [2]:
+        bench_report.row("Redis feed stream", feed_bytes, "B/entry", target="sizing figure")
     bench_report.row(f"queue -> catalog, {label}", rate, "changes/s", target="scaling curve")
     bench_report.row(f"queue -> catalog, {label}: worker CPU", cpu * 1e6, "µs/change", target="per-core figure")
