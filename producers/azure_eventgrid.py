@@ -325,7 +325,7 @@ ACCOUNT_OPTION = typer.Option(
 
 
 def register(produce_app: typer.Typer) -> None:
-    @produce_app.command("azure-eventgrid")
+    @produce_app.command(Source.AZURE_EVENTGRID.value)
     def produce_azure_eventgrid(
         ctx: typer.Context,
         endpoint: str = typer.Option(..., "--endpoint", help="https://NAMESPACE.REGION-1.eventgrid.azure.net"),
@@ -340,14 +340,10 @@ def register(produce_app: typer.Typer) -> None:
         """Pull blob events from an Event Grid namespace subscription (key: AZURE_EVENTGRID_KEY)."""
         import os
 
-        from mountsync.producers.azure_common import (
-            AzureMounts,
-            ContentEnricher,
-            DirectoryAwareSource,
-            celery_reindex_sender,
-        )
+        from mountsync.producers.azure_common import DirectoryAwareSource, celery_reindex_sender
         from mountsync.producers.cli import run_producer
         from mountsync.producers.normalize.azure import make_normalizer
+        from mountsync.producers.normalize.azure_enrich import AzureMounts, ContentEnricher
 
         check_endpoint(endpoint)
         credential = eventgrid_credential(os.environ, credentials or None)

@@ -183,7 +183,7 @@ ACCOUNT_OPTION = typer.Option(
 
 
 def register(produce_app: typer.Typer) -> None:
-    @produce_app.command("azure-queue")
+    @produce_app.command(Source.AZURE_QUEUE.value)
     def produce_azure_queue(
         ctx: typer.Context,
         queue: str = typer.Option(..., "--queue", help="Storage Queue the Event Grid subscription writes to."),
@@ -194,14 +194,10 @@ def register(produce_app: typer.Typer) -> None:
         max_deliveries: int = typer.Option(10, "--max-deliveries", help="Dead-letter after this many deliveries."),
     ) -> None:
         """Consume blob events from an Azure Storage Queue (credentials as for az:// mounts)."""
-        from mountsync.producers.azure_common import (
-            AzureMounts,
-            ContentEnricher,
-            DirectoryAwareSource,
-            celery_reindex_sender,
-        )
+        from mountsync.producers.azure_common import DirectoryAwareSource, celery_reindex_sender
         from mountsync.producers.cli import run_producer
         from mountsync.producers.normalize.azure import make_normalizer
+        from mountsync.producers.normalize.azure_enrich import AzureMounts, ContentEnricher
         from mountsync.producers.pipeline import with_delivery_limit
 
         options = {"account_url": account_url, "credentials": credentials}

@@ -15,7 +15,7 @@
   dead-letter store with the reason, the valid ones were queued (Event Grid does not retry a
   400; its own dead-lettering, if configured, keeps a copy of the batch).
 - The inbox (``producers/inbox.py``) is drained by a thread of ``serve``: it stats what renames
-  and tier changes left out (``ContentEnricher``, as ``enrich.enricher_for`` maps it) and sends
+  and tier changes left out (``ContentEnricher``, the source registry's enricher) and sends
   the changes of many requests as one apply task. A request therefore costs one Redis call
   instead of a Celery publish, and the worker applies Event Grid's one-event requests in batches.
 - ``MOUNTSYNC_EVENTGRID_ACCOUNTS`` (comma-separated) limits the storage accounts accepted.
@@ -32,13 +32,10 @@ from typing import Any
 import structlog
 from werkzeug.wrappers import Request, Response
 
-from mountsync.producers.azure_common import (
-    AzureMounts,
-    celery_reindex_sender,
-    request_directory_reindex,
-)
+from mountsync.producers.azure_common import celery_reindex_sender, request_directory_reindex
 from mountsync.producers.inbox import Inbox
 from mountsync.producers.normalize.azure import make_normalizer, split_events, validation_code
+from mountsync.producers.normalize.azure_enrich import AzureMounts
 from mountsync.producers.pipeline import Pipeline
 from mountsync.shared.errors import InvalidEvent
 from mountsync.shared.events import RawMessage, Source

@@ -15,15 +15,7 @@ from mountsync.shared.output import err_console
 
 log = structlog.get_logger("mountsync.producer")
 
-# Each module defines ``register(produce_app)``; SDK imports stay inside its functions.
-SOURCES = (
-    "mountsync.producers.fs",
-    "mountsync.producers.s3_sqs",
-    "mountsync.producers.gcs_pubsub",
-    "mountsync.producers.azure_eventgrid",
-    "mountsync.producers.azure_queue",
-)
-ROOT_COMMANDS = ("mountsync.producers.gcs_setup", "mountsync.producers.deadletters")
+ROOT_COMMANDS = ("mountsync.producers.gcs_setup", "mountsync.producers.deadletters.cli")
 
 produce_app = typer.Typer(help="Run one producer (an event source feeding the changes queue).",
                           no_args_is_help=True)  # fmt: skip
@@ -46,7 +38,10 @@ def produce_options(
 
 
 def register(app: typer.Typer) -> None:
-    for module_name in SOURCES:
+    from mountsync.producers.sources import cli_modules
+
+    # Each module defines ``register(produce_app)``; SDK imports stay inside its functions.
+    for module_name in cli_modules():
         importlib.import_module(module_name).register(produce_app)
     app.add_typer(produce_app, name="produce")
     for module_name in ROOT_COMMANDS:

@@ -123,7 +123,7 @@ class _Handler(FileSystemEventHandler):
 
 
 def register(produce_app: typer.Typer) -> None:
-    @produce_app.command("fs")
+    @produce_app.command(Source.FS.value)
     def produce_fs(
         ctx: typer.Context,
         mount: str = typer.Option(..., "--mount", help="Name of a file:// mount to watch."),

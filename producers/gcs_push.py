@@ -181,14 +181,14 @@ class _Endpoint:
     """Per-server state: verifier and pipeline, built on first use."""
 
     def __init__(self, ctx: Any) -> None:
-        from mountsync.producers.enrich import enricher_for
         from mountsync.producers.normalize.gcs import normalize_gcs
+        from mountsync.producers.sources import enricher_for
 
         self.auth = PushAuth.from_extra(ctx.settings.extra)
         self.verifier = PushVerifier(self.auth) if self.auth.enabled else None
         runtime = ctx.runtime
         self.deadletters = runtime.deadletters
-        self.pipeline = runtime.pipeline(normalize_gcs, enrich=enricher_for(Source.GCS_PUSH.value, runtime.pool))
+        self.pipeline = runtime.pipeline(normalize_gcs, enrich=enricher_for(Source.GCS_PUSH, runtime.pool))
         if self.verifier is None:
             log.warning("POST /push/gcs accepts unauthenticated pushes; set "
                         "MOUNTSYNC_GCS_PUSH_AUDIENCE and MOUNTSYNC_GCS_PUSH_SERVICE_ACCOUNTS")  # fmt: skip

@@ -1,10 +1,14 @@
-"""``run_source``: the one receive -> normalize -> batch -> enqueue -> ack loop every producer runs."""
+"""``run_source``: the one receive -> normalize -> batch -> enqueue -> ack loop every producer runs.
+
+Time and metrics are injected (a ``Clock``, a ``MetricsSink``): tests drive batch windows,
+backoff and backpressure with ``mountsync.shared.testing.ManualClock`` and read what was
+reported from ``RecordingMetrics``, without sleeping.
+"""
 
 from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -12,10 +16,11 @@ import structlog
 
 from mountsync.producers.base import EventSource
 from mountsync.producers.pipeline import Outcome, Pipeline
-from mountsync.shared import metrics
+from mountsync.shared.clock import SYSTEM_CLOCK, Clock
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import RetryableError
 from mountsync.shared.events import RawMessage
+from mountsync.shared.metrics import PROMETHEUS, MetricsSink
 from mountsync.shared.queues import QUEUE_CHANGES
 
 log = structlog.get_logger("mountsync.producer")
@@ -51,6 +56,26 @@ class LoopStats:
     paused: int = 0
 
 
+@dataclass
+class _Loop:
+    """One running loop's collaborators (so the steps below take one argument, not seven)."""
+
+    source: EventSource
+    settings: Settings
+    stop: threading.Event
+    clock: Clock
+    metrics: MetricsSink
+    stats: LoopStats
+    backoff: Backoff = field(default_factory=Backoff)
+
+    @property
+    def name(self) -> str:
+        return self.source.name.value
+
+    def back_off(self) -> None:
+        self.clock.wait(self.stop, self.backoff.next())
+
+
 def run_source(
     source: EventSource,
     pipeline: Pipeline,
@@ -59,75 +84,71 @@ def run_source(
     *,
     depth: Callable[[], int],
     stats: LoopStats | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    metrics: MetricsSink = PROMETHEUS,
 ) -> LoopStats:
     """Run until ``stop`` is set. Never raises for bad input or transient failures."""
-    stats = stats or LoopStats()
-    backoff = Backoff()
-    name = source.name.value
+    loop = _Loop(source, settings, stop, clock, metrics, stats or LoopStats())
     try:
         while not stop.is_set():
-            if _paused_for_backpressure(depth, settings, name, stop, backoff, stats):
+            if _paused_for_backpressure(loop, depth):
                 continue
             try:
-                messages = _collect(source, settings, stop)
+                messages = _collect(loop)
             except RetryableError as exc:
-                log.warning("receive failed; backing off", source=name, error=str(exc))
-                stop.wait(backoff.next())
+                log.warning("receive failed; backing off", source=loop.name, error=str(exc))
+                loop.back_off()
                 continue
             if not messages:
                 continue
             outcome = pipeline.process(messages)
-            _settle(source, outcome, stats)
-            stats.batches += 1
+            _settle(loop, outcome)
+            loop.stats.batches += 1
             if outcome.nack:
-                stop.wait(backoff.next())
+                loop.back_off()
             else:
-                backoff.reset()
+                loop.backoff.reset()
     finally:
         source.close()
-    return stats
+    return loop.stats
 
 
-def _paused_for_backpressure(
-    depth: Callable[[], int],
-    settings: Settings,
-    name: str,
-    stop: threading.Event,
-    backoff: Backoff,
-    stats: LoopStats,
-) -> bool:
+def _paused_for_backpressure(loop: _Loop, depth: Callable[[], int]) -> bool:
     try:
         queued = depth()
     except RetryableError as exc:
-        log.warning("cannot read queue depth; pausing", source=name, error=str(exc))
-        stop.wait(backoff.next())
+        log.warning("cannot read queue depth; pausing", source=loop.name, error=str(exc))
+        loop.back_off()
         return True
-    metrics.QUEUE_DEPTH.labels(QUEUE_CHANGES).set(queued)
-    if queued <= settings.max_queue_depth:
+    loop.metrics.set("QUEUE_DEPTH", QUEUE_CHANGES, value=queued)
+    limit = loop.settings.max_queue_depth
+    if queued <= limit:
         return False
     # The cloud queue holds the backlog while Redis drains (design rule 6).
-    if stats.paused == 0 or stats.paused % 50 == 0:
-        log.warning("changes queue is deep; pausing pulls", source=name, depth=queued, limit=settings.max_queue_depth)
-    metrics.BACKPRESSURE_PAUSES.labels(name).inc()
-    stats.paused += 1
-    stop.wait(BACKPRESSURE_POLL_S)
+    paused = loop.stats.paused
+    if paused == 0 or paused % 50 == 0:
+        log.warning("changes queue is deep; pausing pulls", source=loop.name, depth=queued, limit=limit)
+    loop.metrics.inc("BACKPRESSURE_PAUSES", loop.name)
+    loop.stats.paused += 1
+    loop.clock.wait(loop.stop, BACKPRESSURE_POLL_S)
     return True
 
 
-def _collect(source: EventSource, settings: Settings, stop: threading.Event) -> list[RawMessage]:
+def _collect(loop: _Loop) -> list[RawMessage]:
     """Receive until a batch is full or the batch window has passed since the first message."""
-    messages = source.receive(settings.batch_size, settings.batch_window_s * 2)
+    source, size, window = loop.source, loop.settings.batch_size, loop.settings.batch_window_s
+    messages = source.receive(size, window * 2)
     if not messages:
         return []
-    deadline = time.monotonic() + settings.batch_window_s
-    while len(messages) < settings.batch_size and not stop.is_set():
-        remaining = deadline - time.monotonic()
+    deadline = loop.clock.monotonic() + window
+    while len(messages) < size and not loop.stop.is_set():
+        remaining = deadline - loop.clock.monotonic()
         if remaining <= 0:
             break
         try:
-            more = source.receive(settings.batch_size - len(messages), remaining)
+            more = source.receive(size - len(messages), remaining)
         except RetryableError as exc:  # keep what was received: it must still be settled
-            log.warning("receive failed while filling a batch; sending what arrived", source=source.name.value,
+            log.warning("receive failed while filling a batch; sending what arrived", source=loop.name,
                         error=str(exc))  # fmt: skip
             break
         if not more:
@@ -136,8 +157,8 @@ def _collect(source: EventSource, settings: Settings, stop: threading.Event) -> 
     return messages
 
 
-def _settle(source: EventSource, outcome: Outcome, stats: LoopStats) -> None:
-    name = source.name.value
+def _settle(loop: _Loop, outcome: Outcome) -> None:
+    source, name, stats = loop.source, loop.name, loop.stats
     if outcome.reject:
         _safely(source.reject, outcome.reject, "reject", name)
         stats.rejected += len(outcome.reject)
@@ -155,8 +176,8 @@ def _settle(source: EventSource, outcome: Outcome, stats: LoopStats) -> None:
                 error=str(exc),
             )
         if failed:
-            metrics.ACK_FAILURES.labels(name).inc(len(failed))
-        metrics.MESSAGES_ACKED.labels(name).inc(len(outcome.ack) - len(failed))
+            loop.metrics.inc("ACK_FAILURES", name, amount=len(failed))
+        loop.metrics.inc("MESSAGES_ACKED", name, amount=len(outcome.ack) - len(failed))
         stats.acked += len(outcome.ack) - len(failed)
 
 

@@ -40,11 +40,12 @@ def _authorized(request: Request, token: str) -> bool:
 def _pipeline(ctx: Any) -> Any:
     pipeline = getattr(ctx, "_minio_pipeline", None)
     if pipeline is None:
-        from mountsync.producers.enrich import enricher_for
-        from mountsync.producers.normalize.s3 import normalize_s3
+        from mountsync.producers.sources import enricher_for, normalizer_for
 
         # As the SQS producer: a delete of one version on a versioned bucket may leave the key alive.
-        pipeline = ctx.runtime.pipeline(normalize_s3, enrich=enricher_for(Source.S3_SQS.value, ctx.runtime.pool))
+        pipeline = ctx.runtime.pipeline(
+            normalizer_for(Source.MINIO), enrich=enricher_for(Source.MINIO, ctx.runtime.pool)
+        )
         ctx._minio_pipeline = pipeline
     return pipeline
 

@@ -15,7 +15,7 @@ import structlog
 
 from mountsync.producers.base import ChangeSink, Enricher, Normalizer
 from mountsync.shared import metrics
-from mountsync.shared.deadletter import DeadLetters
+from mountsync.shared.catalog.deadletters import DeadLetters
 from mountsync.shared.errors import InvalidEvent, RetryableError
 from mountsync.shared.events import ObjectChange, RawMessage
 

@@ -11,8 +11,8 @@ from psycopg_pool import ConnectionPool
 from mountsync.producers.base import Enricher, Normalizer
 from mountsync.producers.pipeline import Pipeline
 from mountsync.shared.catalog.db import open_pool
+from mountsync.shared.catalog.deadletters import DeadLetters
 from mountsync.shared.config import Settings
-from mountsync.shared.deadletter import DeadLetters
 from mountsync.shared.errors import ServiceUnavailable
 from mountsync.shared.queues import ChangeQueue, make_client
 

@@ -14,7 +14,7 @@
   message after its dead-letter record exists.
 - A message delivered more than ``--max-deliveries`` times is dead-lettered (poison guard); an
   SQS redrive policy on the queue is the other safety net.
-- Deletes that name a version are checked against the bucket (``mountsync.producers.s3_versions``): on a
+- Deletes that name a version are checked against the bucket (``mountsync.producers.normalize.s3_enrich``): on a
   versioned bucket the key may still be alive.
 """
 
@@ -227,7 +227,7 @@ class SqsSource:
 
 
 def register(produce_app: typer.Typer) -> None:
-    @produce_app.command("s3-sqs")
+    @produce_app.command(Source.S3_SQS.value)
     def produce_s3_sqs(
         ctx: typer.Context,
         queue_url: str = typer.Option(..., "--queue-url", help="The SQS queue S3 notifies."),
@@ -253,9 +253,9 @@ def register(produce_app: typer.Typer) -> None:
     ) -> None:
         """Consume S3/MinIO notifications from SQS (direct, SNS-wrapped or EventBridge)."""
         from mountsync.producers.cli import run_producer
-        from mountsync.producers.enrich import enricher_for
         from mountsync.producers.normalize.s3 import make_normalizer
         from mountsync.producers.pipeline import with_delivery_limit
+        from mountsync.producers.sources import enricher_for
 
         def build(runtime: Any) -> tuple[Any, Any]:
             client = make_sqs_client(queue_url, endpoint_url=endpoint_url, region=region, credentials=credentials)
@@ -265,7 +265,7 @@ def register(produce_app: typer.Typer) -> None:
             )  # fmt: skip
             log.info("consuming", queue_url=queue_url, endpoint=client.meta.endpoint_url)
             normalize = make_normalizer(trust_sequencer=trust_sequencer)
-            enrich = enricher_for(Source.S3_SQS.value, runtime.pool)
+            enrich = enricher_for(Source.S3_SQS, runtime.pool)
             return source, runtime.pipeline(with_delivery_limit(normalize, max_deliveries), enrich=enrich)
 
         run_producer(ctx, build)

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from mountsync.producers.sources import enricher_for, inbox_sources, push_routes
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import MissingExtra, ServiceUnavailable
 from mountsync.shared.events import Source
@@ -30,9 +31,7 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("/healthz", ("GET",), "mountsync.producers.serve:healthz"),
     ("/readyz", ("GET",), "mountsync.producers.serve:readyz"),
     ("/metrics", ("GET",), "mountsync.producers.serve:metrics_view"),
-    ("/push/gcs", ("POST",), "mountsync.producers.gcs_push:handle"),
-    ("/eventgrid", ("POST", "OPTIONS"), "mountsync.producers.azure_webhook:handle"),
-    ("/push/minio", ("POST",), "mountsync.producers.minio_push:handle"),
+    *push_routes(),  # one per push source of the registry
     ("/api/migrations", ("POST",), "mountsync.producers.migration_api:submit"),
     ("/api/migrations", ("GET",), "mountsync.producers.migration_api:list_jobs"),
     ("/api/migrations/<job_id>", ("GET",), "mountsync.producers.migration_api:status"),
@@ -64,22 +63,21 @@ class ServeContext:
         current = self._drainers.get(source)
         if current is not None and current.alive:
             return
-        from mountsync.producers.enrich import enricher_for
         from mountsync.producers.inbox import Drainer, consumer_name
 
         runtime = self.runtime
         with self._lock:
             current = self._drainers.get(source)
             if current is None or not current.alive:
-                enrich = enricher_for(source.value, runtime.pool)
+                enrich = enricher_for(source, runtime.pool)
                 consumer = self.consumer or consumer_name()
                 self._drainers[source] = Drainer(runtime, source, enrich=enrich, consumer=consumer).start()
 
     def recover_inboxes(self) -> None:
         """Drain what earlier runs accepted but did not finish, before any new request arrives."""
-        from mountsync.shared.queues import INBOX_SOURCES, inbox_key
+        from mountsync.shared.queues import inbox_key
 
-        for source in INBOX_SOURCES:
+        for source in inbox_sources():
             if self.runtime.redis.xlen(inbox_key(self.settings.redis_prefix, source)):
                 self.start_drainer(source)
 
@@ -138,7 +136,7 @@ def system_registry(settings: Settings) -> CollectorRegistry:
     from mountsync.shared.system_metrics import system_collector
 
     registry = CollectorRegistry(auto_describe=False)
-    collector = system_collector(settings)
+    collector = system_collector(settings, inbox_sources())
     registry.register(collector)
     registry.register(JobsCollector(collector.connect))
     return registry

@@ -139,25 +139,18 @@ def mount_list(ctx: typer.Context, as_json: bool = JSON) -> None:
 def mount_show(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
     """One mount, with live object counts and its last reindex."""
     from mountsync.shared.catalog.mounts import Mounts
+    from mountsync.shared.catalog.objects import mount_totals
+    from mountsync.shared.catalog.runs import last_run
 
     with connect_catalog(settings_of(ctx)) as conn:
         mount = Mounts(conn).get(name)
-        row = conn.execute(
-            "SELECT coalesce(sum(live_objects), 0), coalesce(sum(live_bytes), 0), count(*) "
-            "FROM folders WHERE mount_id = %s AND live_objects > 0",
-            (mount.id,),
-        ).fetchone()
-        last = conn.execute(
-            "SELECT id FROM reindex_runs WHERE mount_id = %s ORDER BY id DESC LIMIT 1", (mount.id,)
-        ).fetchone()
-        from mountsync.shared.catalog.runs import get_run
-
-        run = get_run(conn, last[0]) if last else None
+        totals = mount_totals(conn, mount.id)
+        run = last_run(conn, mount.id)
     data = {
         **mount.describe(),
-        "objects": int(row[0]),
-        "bytes": int(row[1]),
-        "folders": int(row[2]),
+        "objects": totals.objects,
+        "bytes": totals.bytes,
+        "folders": totals.folders,
         "last_reindex": run.describe() if run else None,
     }
     emit(data, as_json=as_json)
@@ -245,16 +238,12 @@ def ls(
 ) -> None:
     """Live catalog objects of a mount: key, size, etag, version."""
     from mountsync.shared.catalog.mounts import Mounts
+    from mountsync.shared.catalog.objects import live_objects
 
     with connect_catalog(settings_of(ctx)) as conn:
         mount = Mounts(conn).get(name)
-        sql = (
-            "SELECT key, size, etag, version FROM objects WHERE mount_id = %s AND NOT deleted "
-            "AND starts_with(key, %s) ORDER BY key" + (" LIMIT %s" if limit else "")
-        )
-        params: tuple[Any, ...] = (mount.id, mount.prefix + prefix)
-        rows = conn.execute(sql, (*params, limit) if limit else params).fetchall()
-    data = [{"key": r[0], "size": r[1], "etag": r[2], "version": r[3]} for r in rows]
+        rows = live_objects(conn, mount.id, mount.prefix + prefix, limit)
+    data = [row.describe() for row in rows]
     emit(data, as_json=as_json, columns=("key", "size", "etag", "version"))
 
 
@@ -266,7 +255,7 @@ def demo(
     as_json: bool = JSON,
 ) -> None:
     """Mirror a sample image tree end to end: servers, worker, producer, changes, catalog."""
-    from mountsync.shared.demo import run_demo
+    from mountsync.shared.demo.run import run_demo
 
     summary = run_demo(settings_of(ctx), os.path.abspath(data_dir), keep_running=keep_running, quiet=as_json)
     if as_json:

@@ -51,6 +51,7 @@ class Source(enum.StrEnum):
     AZURE_EVENTGRID = "azure-eventgrid"
     AZURE_QUEUE = "azure-queue"
     FS = "fs"
+    MINIO = "minio"  # MinIO webhook; its messages travel as S3_SQS (the S3 normalizer reads them)
     REINDEX = "reindex"
 
 

@@ -6,6 +6,8 @@ differences) are also kept in PostgreSQL; these metrics are the live view for Pr
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_RECEIVED = Counter("mountsync_events_received_total", "Transport messages received", ["source"])
@@ -50,3 +52,27 @@ REINDEX_SECONDS = Histogram(
     ["mount"],
     buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
 )
+
+
+class MetricsSink(Protocol):
+    """Where code that takes an injected sink reports; names are this module's metric names
+    (``"MESSAGES_ACKED"``), labels in the metric's label order. Never raises."""
+
+    def inc(self, metric: str, *labels: str, amount: float = 1) -> None: ...
+
+    def set(self, metric: str, *labels: str, value: float) -> None: ...
+
+
+class PrometheusSink:
+    """The process's Prometheus metrics above (the default sink)."""
+
+    def inc(self, metric: str, *labels: str, amount: float = 1) -> None:
+        counter = globals()[metric]
+        (counter.labels(*labels) if labels else counter).inc(amount)
+
+    def set(self, metric: str, *labels: str, value: float) -> None:
+        gauge = globals()[metric]
+        (gauge.labels(*labels) if labels else gauge).set(value)
+
+
+PROMETHEUS = PrometheusSink()

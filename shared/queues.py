@@ -25,8 +25,6 @@ TASK_SUBMIT_MIGRATION = "mountsync.submit_migration"
 TASK_PRUNE_CHANGES = "mountsync.prune_changes"
 
 FEED_STREAM = "mountsync:feed"
-# Push endpoints that answer after putting a request's changes in a Redis stream (producers/inbox.py).
-INBOX_SOURCES = (Source.AZURE_EVENTGRID,)
 COUNTERS_KEY = "mountsync:counters"
 
 

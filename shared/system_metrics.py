@@ -12,30 +12,19 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mountsync.shared.queues import ALL_QUEUES, INBOX_SOURCES, QUEUE_CHANGES, inbox_key
+from mountsync.shared.catalog import gauges
+from mountsync.shared.events import Source
+from mountsync.shared.queues import ALL_QUEUES, QUEUE_CHANGES, inbox_key
 from mountsync.shared.redis_check import check_redis_durability
 
 PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)  # kombu's non-zero steps; step 0 is the queue's own list
-
-_DEAD_LETTERS_SQL = "SELECT source, count(*) FROM dead_letters WHERE replayed_at IS NULL GROUP BY source"
-_ALERTS_SQL = "SELECT kind, count(*) FROM alignment_alerts WHERE status = 'open' GROUP BY kind"
-_QUARANTINED_SQL = "SELECT count(*) FROM datasets WHERE quarantined"
-_DROPS_SQL = "SELECT reason, provider, bucket, count FROM drops"
-# The last finished reconcile per mount (the initial import of a new mount is not a reconcile).
-_REINDEX_SQL = """
-SELECT DISTINCT ON (r.mount_id) m.name, r.state, r.created, r.updated, r.deleted,
-       extract(epoch FROM r.finished_at)::float8
-FROM reindex_runs r JOIN mounts m ON m.id = r.mount_id
-WHERE r.finished_at IS NOT NULL AND r.trigger <> 'mount-add'
-ORDER BY r.mount_id, r.id DESC
-"""
 
 
 class SystemCollector(Collector):
@@ -47,8 +36,10 @@ class SystemCollector(Collector):
         connect: Callable[[], Any],
         prefix: str = "",
         clock: Callable[[], float] = time.time,
+        inbox_sources: Sequence[Source] = (),
     ) -> None:
         self._redis = redis
+        self._inbox_sources = tuple(inbox_sources)  # given by serve (the producers' registry)
         self.connect = connect
         self._prefix = prefix
         self._clock = clock
@@ -81,7 +72,7 @@ class SystemCollector(Collector):
         for queue in ALL_QUEUES:
             for key in self._queue_keys(queue):
                 pipe.llen(key)
-        for source in INBOX_SOURCES:
+        for source in self._inbox_sources:
             pipe.xlen(inbox_key(self._prefix, source))
         pipe.hlen(f"{self._prefix}unacked")
         results = pipe.execute()
@@ -89,7 +80,7 @@ class SystemCollector(Collector):
         for i, queue in enumerate(ALL_QUEUES):
             lengths.add_metric([queue], sum(results[i * per_queue : (i + 1) * per_queue]))
         inboxes = results[len(ALL_QUEUES) * per_queue : -1]
-        for source, length in zip(INBOX_SOURCES, inboxes, strict=True):
+        for source, length in zip(self._inbox_sources, inboxes, strict=True):
             lengths.add_metric([f"inbox:{source.value}"], length)  # requests accepted, not yet drained
         unacked = GaugeMetricFamily(
             "mountsync_queue_unacked", "Tasks taken by workers and not yet acknowledged (all queues)"
@@ -122,11 +113,11 @@ class SystemCollector(Collector):
 
     def _catalog_metrics(self) -> list[Metric]:
         with self.connect() as conn:
-            dead = conn.execute(_DEAD_LETTERS_SQL).fetchall()
-            alerts = conn.execute(_ALERTS_SQL).fetchall()
-            quarantined = conn.execute(_QUARANTINED_SQL).fetchone()
-            drops = conn.execute(_DROPS_SQL).fetchall()
-            reindex = conn.execute(_REINDEX_SQL).fetchall()
+            dead = gauges.open_dead_letters_by_source(conn)
+            alerts = gauges.open_alerts_by_kind(conn)
+            quarantined = gauges.quarantined_datasets(conn)
+            drops = gauges.drop_counts(conn)
+            reindex = gauges.last_reconciles(conn)
         return [
             _labelled("mountsync_dead_letters_open", "Dead letters not yet replayed", ["source"], dead),
             _labelled("mountsync_alignment_alerts_open", "Open alignment alerts", ["kind"], alerts),
@@ -157,9 +148,9 @@ def _labelled(name: str, doc: str, labels: list[str], rows: list[Any]) -> Metric
     return family
 
 
-def _single(name: str, doc: str, row: Any) -> Metric:
+def _single(name: str, doc: str, value: int) -> Metric:
     family = GaugeMetricFamily(name, doc)
-    family.add_metric([], row[0] if row else 0)
+    family.add_metric([], value)
     return family
 
 
@@ -196,8 +187,10 @@ def _reindex(rows: list[Any]) -> list[Metric]:
     return [differences, finished, failed]
 
 
-def system_collector(settings: Any) -> SystemCollector:
-    """A collector for ``settings`` with its own Redis client and a connection per scrape."""
+def system_collector(settings: Any, inbox_sources: Sequence[Source] = ()) -> SystemCollector:
+    """A collector for ``settings`` with its own Redis client and a connection per scrape;
+    ``inbox_sources`` are the push sources whose inbox length is reported (shared cannot ask
+    the producers' registry)."""
     import psycopg
     import redis
 
@@ -206,4 +199,4 @@ def system_collector(settings: Any) -> SystemCollector:
     def connect() -> Any:
         return psycopg.connect(settings.database_url, autocommit=True, connect_timeout=3)
 
-    return SystemCollector(client, connect, settings.redis_prefix)
+    return SystemCollector(client, connect, settings.redis_prefix, inbox_sources=inbox_sources)

@@ -11,6 +11,7 @@ from mountsync.shared.config import load_settings
 from mountsync.shared.logs import configure_logging
 from mountsync.shared.queues import TASK_PRUNE_CHANGES, TASK_RECONCILE_ALL, make_client
 from mountsync.workers import context
+from mountsync.workers.post_apply import PostApplyHooks
 
 settings = load_settings(os.environ)
 configure_logging(settings)
@@ -44,11 +45,20 @@ def _register_all(celery_app: Celery) -> None:
 _register_all(app)
 
 
+def post_apply_hooks() -> PostApplyHooks:
+    """What every committed batch is followed by, in this order: one line per hook."""
+    from mountsync.workers.alignment.hooks import after_apply
+
+    hooks = PostApplyHooks()
+    hooks.register(after_apply)  # debounced dataset checks of the folders a batch touched
+    return hooks
+
+
 def _open_process() -> None:
     """The per-process resources of tasks: the worker context and the migration runtime."""
     from mountsync.workers.migration import runtime as migration_runtime
 
-    context.open_context(settings, app)
+    context.open_context(settings, app, post_apply_hooks())
     migration_runtime.open_runtime(settings, app)
 
 

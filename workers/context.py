@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 from celery import Celery
 from psycopg_pool import ConnectionPool
 
+from mountsync.shared.clock import Clock, SystemClock
 from mountsync.shared.config import Settings
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    def monotonic(self) -> float: ...
-
-    def now_ns(self) -> int: ...
-
-
-class SystemClock:
-    """Wall and monotonic time from the OS."""
-
-    def now(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def now_ns(self) -> int:
-        return time.time_ns()
+from mountsync.workers.post_apply import PostApplyHooks
 
 
 @dataclass
@@ -40,6 +20,7 @@ class WorkerContext:
     redis: Any
     app: Celery
     clock: Clock
+    post_apply: PostApplyHooks = field(default_factory=PostApplyHooks)  # run after each committed batch
 
     def key(self, name: str) -> str:
         """A Redis key under this deployment's prefix."""
@@ -53,7 +34,7 @@ class WorkerContext:
 _current: WorkerContext | None = None
 
 
-def open_context(settings: Settings, app: Celery) -> WorkerContext:
+def open_context(settings: Settings, app: Celery, post_apply: PostApplyHooks | None = None) -> WorkerContext:
     import redis
 
     from mountsync.shared.catalog.db import open_pool
@@ -67,6 +48,7 @@ def open_context(settings: Settings, app: Celery) -> WorkerContext:
         redis=redis.Redis.from_url(settings.redis_url),
         app=app,
         clock=SystemClock(),
+        post_apply=post_apply or PostApplyHooks(),
     )
     return _current
 

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from celery import Task
 
-from mountsync.shared.deadletter import DeadLetters
+from mountsync.shared.catalog.deadletters import DeadLetters
 from mountsync.workers.context import WorkerContext
 
 log = structlog.get_logger("mountsync.tasks")

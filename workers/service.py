@@ -14,14 +14,14 @@ from mountsync.shared.catalog.change_log import drain_feed
 from mountsync.shared.catalog.db import transaction
 from mountsync.shared.events import ObjectChange
 from mountsync.shared.queues import FEED_STREAM
-from mountsync.workers.alignment.hooks import after_apply
 from mountsync.workers.context import WorkerContext
 
 log = structlog.get_logger("mountsync.apply")
 
 
 def apply_batch(ctx: WorkerContext, changes: Sequence[ObjectChange]) -> ApplyResult:
-    """Apply ``changes`` through the one write path, publish the feed, run post-apply hooks."""
+    """Apply ``changes`` through the one write path, publish the feed, run the post-apply hooks
+    the worker registered at start (``ctx.post_apply``)."""
     started = time.perf_counter()
     # PostgreSQL failing mid-batch (server gone, pool timeout) raises ServiceUnavailable: retried, never dropped.
     with transaction(ctx.pool) as conn:
@@ -30,7 +30,7 @@ def apply_batch(ctx: WorkerContext, changes: Sequence[ObjectChange]) -> ApplyRes
     _count(result)
     _publish_feed(ctx)
     if result.applied:
-        after_apply(ctx, result.applied)
+        ctx.post_apply.run(ctx, result.applied)
     if result.dropped:
         log.warning("changes for unmounted buckets dropped", dropped=result.dropped)
     return result

@@ -10,8 +10,8 @@ from celery import Celery, Task
 
 from mountsync.shared.catalog import runs
 from mountsync.shared.catalog.change_log import drain_feed, prune_changes
+from mountsync.shared.catalog.deadletters import DeadLetters
 from mountsync.shared.catalog.mounts import Mounts
-from mountsync.shared.deadletter import DeadLetters
 from mountsync.shared.errors import InvalidEvent, MountNotFound, RetryableError
 from mountsync.shared.events import ObjectChange
 from mountsync.shared.queues import (

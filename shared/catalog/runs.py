@@ -110,6 +110,14 @@ def get_run(conn: psycopg.Connection, run_id: int) -> ReindexRun | None:
     )
 
 
+def last_run(conn: psycopg.Connection, mount_id: int) -> ReindexRun | None:
+    """The mount's most recent reindex run, whatever its state (None: never reindexed)."""
+    row = conn.execute(
+        "SELECT id FROM reindex_runs WHERE mount_id = %s ORDER BY id DESC LIMIT 1", (mount_id,)
+    ).fetchone()
+    return get_run(conn, row[0]) if row else None
+
+
 def due_mounts(conn: psycopg.Connection, default_interval_s: int) -> list[tuple[int, str]]:
     """Mounts whose last reindex (of the whole mount) started longer ago than their interval."""
     rows = conn.execute(

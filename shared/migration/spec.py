@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from mountsync.shared.errors import BadInput
+from mountsync.shared.events import Provider
 from mountsync.shared.migration.plan import CHUNK_BYTES, CHUNK_SIZE, destination_key, safe_relative_path
 from mountsync.shared.migration.plan import Entry as Item  # one thing to copy; path relative to the source
 from mountsync.shared.storage.url import StorageURL, parse_storage_url
@@ -159,7 +160,7 @@ def _url(data: Mapping[str, Any], name: str) -> StorageURL:
 
 
 def _location(url: StorageURL) -> tuple[str, str, str]:
-    if url.provider.value == "fs":
+    if url.provider is Provider.FS:
         return (url.provider.value, "", url.bucket.rstrip("/") + "/")
     return (url.provider.value, url.bucket, url.prefix)
 

@@ -37,7 +37,7 @@ def open_storage(url: StorageURL | str, options: Mapping[str, Any] | None = None
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        if exc.name and exc.name.startswith("shared."):
+        if exc.name and exc.name.startswith("mountsync."):
             raise
         raise MissingExtra(
             f"{parsed.provider.value} storage needs the {extra!r} extra "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,40 +13,16 @@ import redis as redis_lib
 from mountsync.shared.catalog.apply import AppliedChange
 from mountsync.shared.config import Settings
 from mountsync.shared.events import Kind
+from mountsync.shared.testing import ManualClock, RecordingApp
 from mountsync.workers.alignment import hooks, tasks
 from mountsync.workers.context import WorkerContext
-
-
-@dataclass
-class StubApp:
-    """Records tasks sent by name instead of talking to a broker."""
-
-    sent: list[tuple[str, list[Any], dict[str, Any]]] = field(default_factory=list)
-
-    def send_task(self, name: str, args: list[Any], queue: str, **options: Any) -> Any:
-        self.sent.append((name, args, {"queue": queue, **options}))
-        return type("Result", (), {"id": uuid.uuid4().hex})()
-
-
-@dataclass
-class StubClock:
-    t: float = 1_000_000.0
-
-    def now(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def now_ns(self) -> int:
-        return int(self.t * 1e9)
 
 
 @pytest.fixture
 def ctx(settings: Settings, redis_client: redis_lib.Redis) -> WorkerContext:
     own = replace(settings, redis_prefix=f"{settings.redis_prefix}hooks{uuid.uuid4().hex[:6]}:",
                   extra={"MOUNTSYNC_ALIGNMENT_DEBOUNCE": "0.5"})  # fmt: skip
-    return WorkerContext(settings=own, pool=None, redis=redis_client, app=StubApp(), clock=StubClock())  # type: ignore[arg-type]
+    return WorkerContext(settings=own, pool=None, redis=redis_client, app=RecordingApp(), clock=ManualClock())  # type: ignore[arg-type]
 
 
 def applied(key: str, mount_id: int = 1, kind: Kind = Kind.CREATED, was_live: bool = False) -> AppliedChange:
@@ -61,7 +37,7 @@ MISSING = object()
 
 def take(ctx: WorkerContext, mount_id: int, folder: str, wait: float = 10.0) -> Any:
     """Let time pass, claim what is due; the folder's recorded keys (None: full check)."""
-    ctx.clock.t += wait  # type: ignore[attr-defined]
+    ctx.clock.advance(wait)  # type: ignore[attr-defined]
     claims = {(c.mount_id, c.folder): c for c in hooks.claim_due(ctx)}
     for claim in claims.values():
         hooks.release(ctx, claim)
@@ -104,32 +80,32 @@ def test_a_folder_is_not_claimed_before_it_is_due(ctx: WorkerContext) -> None:
 
 def test_any_check_task_drains_every_due_folder(ctx: WorkerContext) -> None:
     hooks.after_apply(ctx, [applied(f"f{i}/1.png") for i in range(5)])
-    ctx.clock.t += 1  # type: ignore[attr-defined]
+    ctx.clock.advance(1)  # type: ignore[attr-defined]
     assert sorted(c.folder for c in hooks.claim_due(ctx)) == [f"f{i}" for i in range(5)]
     assert hooks.claim_due(ctx) == []
 
 
 def test_a_check_that_died_is_claimed_again_as_a_full_check(ctx: WorkerContext) -> None:
     hooks.after_apply(ctx, [applied("seq/1.png")])
-    ctx.clock.t += 1  # type: ignore[attr-defined]
+    ctx.clock.advance(1)  # type: ignore[attr-defined]
     (first,) = hooks.claim_due(ctx)  # the worker dies: never released
     assert first.new_keys == ["seq/1.png"]
-    ctx.clock.t += hooks.LEASE_S / 2  # type: ignore[attr-defined]
+    ctx.clock.advance(hooks.LEASE_S / 2)  # type: ignore[attr-defined]
     assert hooks.claim_due(ctx) == []  # still within its lease
-    ctx.clock.t += hooks.LEASE_S  # type: ignore[attr-defined]
+    ctx.clock.advance(hooks.LEASE_S)  # type: ignore[attr-defined]
     (again,) = hooks.claim_due(ctx)
     assert (again.folder, again.new_keys) == ("seq", None)
     hooks.release(ctx, again)
-    ctx.clock.t += hooks.LEASE_S * 2  # type: ignore[attr-defined]
+    ctx.clock.advance(hooks.LEASE_S * 2)  # type: ignore[attr-defined]
     assert hooks.claim_due(ctx) == []
 
 
 def test_a_stale_lease_that_is_also_due_is_claimed_once(ctx: WorkerContext) -> None:
     hooks.after_apply(ctx, [applied("seq/1.png")])
-    ctx.clock.t += 1  # type: ignore[attr-defined]
+    ctx.clock.advance(1)  # type: ignore[attr-defined]
     hooks.claim_due(ctx)  # the worker dies mid-check: never released
     hooks.after_apply(ctx, [applied("seq/2.png")])  # due again while the dead lease is held
-    ctx.clock.t += hooks.LEASE_S + 1  # type: ignore[attr-defined]
+    ctx.clock.advance(hooks.LEASE_S + 1)  # type: ignore[attr-defined]
     claims = hooks.claim_due(ctx)
     assert [(c.folder, c.new_keys) for c in claims] == [("seq", None)]  # once, as a full check
     hooks.release(ctx, claims[0])
@@ -154,7 +130,7 @@ def test_only_brand_new_images_allow_the_fast_path(ctx: WorkerContext) -> None:
 def test_lost_tasks_are_sent_again(ctx: WorkerContext) -> None:
     hooks.after_apply(ctx, [applied("seq/1.png")])
     assert hooks.resend_lost(ctx, 0.5) == 0
-    ctx.clock.t += hooks.LOST_AFTER_S + 1  # type: ignore[attr-defined]
+    ctx.clock.advance(hooks.LOST_AFTER_S + 1)  # type: ignore[attr-defined]
     assert hooks.resend_lost(ctx, 0.5) == 1
     assert checks(ctx) == [[1, "seq"], [1, "seq"]]
     assert hooks.resend_lost(ctx, 0.5) == 0  # re-armed, not re-sent on every sweep

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from mountsync.producers.azure_common import ContentEnricher, DirectoryAwareSource, reindex_targets
+from mountsync.producers.azure_common import DirectoryAwareSource, reindex_targets
+from mountsync.producers.normalize.azure_enrich import ContentEnricher
 from mountsync.shared.errors import ObjectNotFound, ServiceUnavailable, StorageUnavailable
 from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source
 from mountsync.shared.storage.base import ObjectInfo
+from mountsync.shared.testing import MemorySource
 from tests.helpers import wait_for
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -44,21 +46,6 @@ def test_reindex_targets_cover_mounts_above_and_below_the_directory() -> None:
     assert reindex_targets(mounts, "clips/run60") == [("all", "clips/run60"), ("clips", "run60")]
 
 
-class FakeSource:
-    name = Source.AZURE_QUEUE
-
-    def __init__(self) -> None:
-        self.acked: list[str] = []
-        self.nacked: list[str] = []
-
-    def ack(self, messages: list[RawMessage]) -> list[RawMessage]:
-        self.acked += [m.message_id for m in messages]
-        return []
-
-    def nack(self, messages: list[RawMessage]) -> None:
-        self.nacked += [m.message_id for m in messages]
-
-
 def directory_and_blob_messages() -> list[RawMessage]:
     directory = json.loads((PAYLOADS / "hns_directories.json").read_text())[2]
     blob = (PAYLOADS / "eg_blob_created.json").read_bytes()
@@ -67,7 +54,7 @@ def directory_and_blob_messages() -> list[RawMessage]:
 
 
 def test_directory_events_are_acked_only_after_their_reindex_is_queued() -> None:
-    inner, sent = FakeSource(), []
+    inner, sent = MemorySource(name=Source.AZURE_QUEUE), []
     source = DirectoryAwareSource(inner, Mounts(Mount("lake", "")), lambda n, p: sent.append((n, p)))  # type: ignore[arg-type]
     assert source.ack(directory_and_blob_messages()) == []
     assert sent == [("lake", "clips/run6")] and inner.acked == ["dir", "blob"]
@@ -77,7 +64,7 @@ def test_a_reindex_that_cannot_be_queued_holds_the_directory_event_back() -> Non
     def broken(name: str, prefix: str) -> None:
         raise ServiceUnavailable("redis down")
 
-    inner = FakeSource()
+    inner = MemorySource(name=Source.AZURE_QUEUE)
     source = DirectoryAwareSource(inner, Mounts(Mount("lake", "")), broken)  # type: ignore[arg-type]
     failed = source.ack(directory_and_blob_messages())
     assert [m.message_id for m in failed] == ["dir"]

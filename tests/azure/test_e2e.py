@@ -75,8 +75,9 @@ def reindex_in_process(settings: Settings, mount_name: str, azurite: AzuriteEndp
 
     from mountsync.shared.catalog.db import open_pool
     from mountsync.shared.catalog.mounts import Mounts
+    from mountsync.shared.clock import SystemClock
     from mountsync.shared.queues import make_client
-    from mountsync.workers.context import SystemClock, WorkerContext
+    from mountsync.workers.context import WorkerContext
     from mountsync.workers.reindex import run_reindex
 
     pool = open_pool(settings.database_url, min_size=1, max_size=2, name="test-reindex")

@@ -55,10 +55,11 @@ def reindex(database_url: str, mount_name: str) -> dict[str, object]:
 
     from mountsync.shared.catalog.db import open_pool
     from mountsync.shared.catalog.mounts import Mounts
+    from mountsync.shared.clock import SystemClock
     from mountsync.shared.config import Settings
     from mountsync.shared.queues import make_client
     from mountsync.shared.storage import open_storage
-    from mountsync.workers.context import SystemClock, WorkerContext
+    from mountsync.workers.context import WorkerContext
     from mountsync.workers.reindex import run_reindex
 
     settings = Settings(database_url=database_url, redis_prefix=os.environ.get("PROBE_PREFIX", "probe:"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -13,24 +12,16 @@ import redis as redis_lib
 
 from mountsync.shared.catalog.apply import drain_feed
 from mountsync.shared.catalog.db import open_pool
+from mountsync.shared.clock import SystemClock
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import ServiceUnavailable
 from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 from mountsync.shared.queues import FEED_STREAM
+from mountsync.shared.testing import RecordingApp
 from mountsync.workers import service
-from mountsync.workers.alignment.hooks import TASK_CHECK
-from mountsync.workers.context import SystemClock, WorkerContext
-
-
-@dataclass
-class StubApp:
-    """Records tasks sent by name instead of talking to a broker."""
-
-    sent: list[tuple[str, list[Any]]] = field(default_factory=list)
-
-    def send_task(self, name: str, args: list[Any], queue: str, **options: Any) -> Any:
-        self.sent.append((name, args))
-        return type("Result", (), {"id": uuid.uuid4().hex})()
+from mountsync.workers.alignment.hooks import TASK_CHECK, after_apply
+from mountsync.workers.context import WorkerContext
+from mountsync.workers.post_apply import PostApplyHooks
 
 
 @pytest.fixture
@@ -38,7 +29,8 @@ def ctx(settings: Settings, catalog: psycopg.Connection) -> Iterator[WorkerConte
     own = settings.with_(redis_prefix=f"{settings.redis_prefix}batch{uuid.uuid4().hex[:6]}:")
     pool = open_pool(own.database_url, min_size=1, max_size=2, name="apply-batch")
     client = redis_lib.Redis.from_url(own.redis_url)
-    context = WorkerContext(own, pool, client, StubApp(), SystemClock())
+    # As the worker registers them at start (mountsync.workers.app.post_apply_hooks).
+    context = WorkerContext(own, pool, client, RecordingApp(), SystemClock(), PostApplyHooks(after_apply))
     yield context
     for key in client.scan_iter(match=f"{own.redis_prefix}*", count=1000):
         client.delete(key)
@@ -68,7 +60,7 @@ def test_a_batch_is_committed_published_and_hooked(ctx: WorkerContext, catalog: 
     assert len(result.applied) == 2
     assert live_keys(catalog) == ["seq/1.png", "seq/2.png"]
     assert feed(ctx) == [b"seq/1.png", b"seq/2.png"]  # published after the commit (log rows visible)
-    assert ctx.app.sent == [(TASK_CHECK, [mount_id, "seq"])]
+    assert ctx.app.calls() == [(TASK_CHECK, [mount_id, "seq"])]
 
 
 @pytest.mark.parametrize(
@@ -86,7 +78,7 @@ def test_a_failed_feed_drain_neither_retries_the_batch_nor_skips_the_hooks(
     result = service.apply_batch(ctx, [created("seq/1.png")])
     assert len(result.applied) == 1
     assert live_keys(catalog) == ["seq/1.png"]
-    assert ctx.app.sent == [(TASK_CHECK, [mount_id, "seq"])]
+    assert ctx.app.calls() == [(TASK_CHECK, [mount_id, "seq"])]
     assert feed(ctx) == []
     # The entry stays unpublished in the change log; the next drain (next apply, reconcile_all_task) publishes it.
     with ctx.pool.connection() as conn:
@@ -102,4 +94,39 @@ def test_a_failed_apply_is_retried_without_hooks(ctx: WorkerContext, catalog: ps
     monkeypatch.setattr(service, "apply_changes", broken)
     with pytest.raises(ServiceUnavailable):
         service.apply_batch(ctx, [created("seq/1.png")])
-    assert ctx.app.sent == []
+    assert ctx.app.calls() == []
+
+
+def test_the_worker_registers_alignment_as_a_post_apply_hook() -> None:
+    from mountsync.workers.app import post_apply_hooks
+
+    assert list(post_apply_hooks()) == [after_apply]
+
+
+def test_without_registered_hooks_a_batch_is_only_committed_and_published(
+    ctx: WorkerContext, catalog: psycopg.Connection, mount_id: int
+) -> None:
+    ctx.post_apply = PostApplyHooks()
+    service.apply_batch(ctx, [created("seq/1.png")])
+    assert live_keys(catalog) == ["seq/1.png"]
+    assert feed(ctx) == [b"seq/1.png"]
+    assert ctx.app.calls() == []
+
+
+def test_a_failing_hook_does_not_keep_the_next_from_seeing_the_batch(
+    ctx: WorkerContext, catalog: psycopg.Connection, mount_id: int
+) -> None:
+    seen: list[list[str]] = []
+
+    def broken_sink(_ctx: Any, applied: list[Any]) -> None:
+        raise redis_lib.ConnectionError("sink down")
+
+    def recording_sink(_ctx: Any, applied: list[Any]) -> None:
+        seen.append([change.key for change in applied])
+
+    ctx.post_apply = PostApplyHooks(broken_sink, after_apply, recording_sink)
+    with pytest.raises(redis_lib.ConnectionError, match="sink down"):
+        service.apply_batch(ctx, [created("seq/1.png")])
+    assert live_keys(catalog) == ["seq/1.png"]  # committed before any hook ran
+    assert ctx.app.calls() == [(TASK_CHECK, [mount_id, "seq"])]
+    assert seen == [["seq/1.png"]]

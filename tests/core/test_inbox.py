@@ -20,6 +20,7 @@ from werkzeug.test import Client
 
 from mountsync.producers.inbox import GROUP, Drainer, Inbox, InboxSource, decode_entry
 from mountsync.producers.runtime import Runtime, build_runtime
+from mountsync.producers.sources import inbox_sources
 from mountsync.shared import metrics
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import ServiceUnavailable
@@ -57,7 +58,9 @@ def test_drainer_moves_entries_to_the_changes_queue_in_batches_then_deletes_them
         inbox.enqueue([change(i)])  # one event per request: Event Grid's default delivery
     inbox.enqueue([change(i) for i in range(30, 40)])
     assert runtime.redis.xlen(inbox.key) == 31
-    lengths = next(m for m in system_collector(settings).collect() if m.name == "mountsync_queue_length")
+    lengths = next(
+        m for m in system_collector(settings, inbox_sources()).collect() if m.name == "mountsync_queue_length"
+    )
     assert {s.labels["queue"]: s.value for s in lengths.samples}["inbox:azure-eventgrid"] == 31
 
     drainer = Drainer(runtime, SOURCE, consumer="t1").start()

@@ -1,7 +1,8 @@
 """run_source and the pipeline on real Redis and PostgreSQL, with an in-memory transport.
 
-The transport is a test double (a list of messages with ack bookkeeping): it stands for SQS /
-Pub/Sub / Event Grid, which have their own end-to-end tests against stand-ins. Two outages are
+The transport is the shipped fake ``MemorySource`` (a list of messages with ack bookkeeping): it
+stands for SQS / Pub/Sub / Event Grid, which have their own end-to-end tests against stand-ins.
+Time is a ``ManualClock`` where the loop would wait, and metrics go to ``RecordingMetrics``. Two outages are
 doubles too, to fail at an exact point of the loop: ``BrokenQueue`` (Redis refusing the enqueue)
 and ``DownLetters`` (the dead-letter store down); real outages are in tests/reliability.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Sequence
 from dataclasses import replace
 
 import psycopg
@@ -22,45 +22,12 @@ from mountsync.producers.loop import LoopStats, run_source
 from mountsync.producers.normalize.fs import normalize_fs
 from mountsync.producers.pipeline import Pipeline
 from mountsync.shared.catalog.db import open_pool
-from mountsync.shared.deadletter import DeadLetters
+from mountsync.shared.catalog.deadletters import DeadLetters
 from mountsync.shared.errors import ServiceUnavailable
 from mountsync.shared.events import RawMessage, Source
 from mountsync.shared.queues import QUEUE_CHANGES, ChangeQueue, make_client
+from mountsync.shared.testing import ManualClock, MemorySource, RecordingMetrics
 from tests.helpers import queued_changes
-
-
-class ListSource:
-    name = Source.FS
-
-    def __init__(self, messages: list[RawMessage], stop: threading.Event) -> None:
-        self.pending, self.stop = list(messages), stop
-        self.acked: list[str] = []
-        self.rejected: list[str] = []
-        self.nacked: list[str] = []
-        self.closed = False
-
-    def receive(self, max_messages: int, wait_s: float) -> list[RawMessage]:
-        if not self.pending:
-            self.stop.set()
-            return []
-        batch, self.pending = self.pending[:max_messages], self.pending[max_messages:]
-        return batch
-
-    def ack(self, messages: Sequence[RawMessage]) -> list[RawMessage]:
-        self.acked += [m.message_id for m in messages]
-        return []
-
-    def nack(self, messages: Sequence[RawMessage]) -> None:
-        self.nacked += [m.message_id for m in messages]
-
-    def reject(self, messages: Sequence[RawMessage]) -> None:
-        self.rejected += [m.message_id for m in messages]
-
-    def extend(self, messages: Sequence[RawMessage], seconds: float) -> None:
-        return None
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def observation(i: int, **over: object) -> RawMessage:
@@ -99,7 +66,7 @@ def test_acks_only_what_was_enqueued_and_dead_letters_bad_input(own_settings, pa
     stop = threading.Event()
     good = [observation(i) for i in range(5)]
     bad = [RawMessage(Source.FS, "bad-json", b"{not json"), observation(9, key="../escape")]
-    source = ListSource(good + bad, stop)
+    source = MemorySource(good + bad, stop=stop)
     stats = run_source(
         source,
         Pipeline(normalize_fs, queue, DeadLetters(pool)),
@@ -134,7 +101,8 @@ def test_enqueue_failure_nacks_and_acks_nothing(settings, parts) -> None:
 def test_backpressure_pauses_pulling_while_the_queue_is_deep(settings, parts) -> None:
     pool, _client, queue = parts
     stop = threading.Event()
-    source = ListSource([observation(1)], stop)
+    source = MemorySource([observation(1)], stop=stop)
+    clock, recorded = ManualClock(), RecordingMetrics()
     depth_calls = []
 
     def deep() -> int:
@@ -150,8 +118,13 @@ def test_backpressure_pauses_pulling_while_the_queue_is_deep(settings, parts) ->
         stop,
         depth=deep,
         stats=LoopStats(),
+        clock=clock,
+        metrics=recorded,
     )
     assert stats.paused >= 4 and source.pending == [observation(1)] and source.acked == []
+    assert recorded.value("BACKPRESSURE_PAUSES", "fs") == stats.paused
+    assert recorded.value("QUEUE_DEPTH", QUEUE_CHANGES) == 10_000
+    assert len(clock.waits) == stats.paused and all(0 < w <= 1.0 for w in clock.waits)  # paused, not sleeping
 
 
 def test_dead_letter_store_down_means_redelivery_not_loss(settings, parts) -> None:
@@ -173,7 +146,7 @@ def test_a_failed_receive_while_filling_a_batch_keeps_what_arrived(own_settings,
     pool, client, queue = parts
     stop = threading.Event()
 
-    class FailsSecond(ListSource):
+    class FailsSecond(MemorySource):
         calls = 0
 
         def receive(self, max_messages: int, wait_s: float) -> list[RawMessage]:
@@ -182,8 +155,28 @@ def test_a_failed_receive_while_filling_a_batch_keeps_what_arrived(own_settings,
                 raise ServiceUnavailable("receive failed")
             return super().receive(3 if self.calls == 1 else max_messages, wait_s)
 
-    source = FailsSecond([observation(i) for i in range(5)], stop)
+    source = FailsSecond([observation(i) for i in range(5)], stop=stop)
     run_source(source, Pipeline(normalize_fs, queue, DeadLetters(pool)), replace(settings, batch_window_s=5),
                stop, depth=queue.depth)  # fmt: skip
     assert sorted(source.acked) == [f"m{i}" for i in range(5)] and not source.nacked
     assert len(queued_changes(client, settings)) == 5
+
+
+def test_a_batch_waits_no_longer_than_its_window_after_the_first_message(own_settings, parts) -> None:
+    """The window is measured on the injected clock: a source slower than the window ends the batch."""
+    pool, _client, queue = parts
+    stop, clock, recorded = threading.Event(), ManualClock(), RecordingMetrics()
+
+    class Slow(MemorySource):
+        def receive(self, max_messages: int, wait_s: float) -> list[RawMessage]:
+            clock.advance(0.6)  # each receive takes 0.6 s of a 1 s window
+            return super().receive(1, wait_s)
+
+    source = Slow([observation(i) for i in range(5)], stop=stop)
+    stats = run_source(source, Pipeline(normalize_fs, queue, DeadLetters(pool)),
+                       replace(own_settings, batch_window_s=1.0, batch_size=100), stop, depth=queue.depth,
+                       clock=clock, metrics=recorded)  # fmt: skip
+    # m0 m1 m2, then m3 m4: the receive that starts after the window has passed is not made.
+    assert stats.batches == 2
+    assert sorted(source.acked) == [f"m{i}" for i in range(5)]
+    assert recorded.value("MESSAGES_ACKED", "fs") == 5

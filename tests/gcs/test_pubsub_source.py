@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from mountsync.producers.gcs_pubsub import PubSubSource, StatEnricher
+from mountsync.producers.gcs_pubsub import PubSubSource
 from mountsync.producers.normalize.gcs import normalize_gcs
+from mountsync.producers.normalize.gcs_enrich import StatEnricher
 from mountsync.shared.errors import BadInput, ConfigError
 from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source
 from mountsync.shared.storage import open_storage

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from mountsync.shared.catalog.db import open_pool
+from mountsync.shared.catalog.deadletters import DeadLetters
 from mountsync.shared.config import Settings
-from mountsync.shared.deadletter import DeadLetters
 from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 from tests.conftest import ROOT
 from tests.helpers import wait_for

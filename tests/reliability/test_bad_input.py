@@ -27,8 +27,8 @@ from mountsync.producers.normalize.s3 import normalize_s3
 from mountsync.producers.pipeline import Outcome
 from mountsync.producers.runtime import Runtime, build_runtime
 from mountsync.producers.serve import MAX_BODY, make_app
+from mountsync.shared.catalog.deadletters import MAX_STORED_PAYLOAD
 from mountsync.shared.config import Settings
-from mountsync.shared.deadletter import MAX_STORED_PAYLOAD
 from mountsync.shared.events import MAX_KEY_BYTES, RawMessage, Source
 from mountsync.shared.migration.client import JobNotFound
 from mountsync.shared.queues import QUEUE_REINDEX, TASK_REINDEX, TASK_SUBMIT_MIGRATION, make_client, send

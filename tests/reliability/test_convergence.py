@@ -34,10 +34,11 @@ from hypothesis import strategies as st
 
 from mountsync.shared.catalog.db import open_pool
 from mountsync.shared.catalog.mounts import Mount, Mounts
+from mountsync.shared.clock import SystemClock
 from mountsync.shared.config import Settings
 from mountsync.shared.events import Provider, RawMessage
 from mountsync.shared.queues import make_client
-from mountsync.workers.context import SystemClock, WorkerContext
+from mountsync.workers.context import WorkerContext
 from mountsync.workers.reindex import run_reindex
 from mountsync.workers.service import apply_batch
 from tests.reliability.bucket_model import NORMALIZERS, BucketModel, ModelStorage

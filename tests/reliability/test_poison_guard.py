@@ -11,9 +11,10 @@ import pytest
 import redis as redis_lib
 
 from mountsync.shared.catalog.db import open_pool
+from mountsync.shared.clock import SystemClock
 from mountsync.shared.config import Settings
 from mountsync.shared.queues import make_client
-from mountsync.workers.context import SystemClock, WorkerContext
+from mountsync.workers.context import WorkerContext
 from mountsync.workers.deliveries import finished, too_many_deliveries
 
 

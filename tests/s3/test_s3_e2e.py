@@ -247,7 +247,7 @@ def test_real_s3_sequencers_order_changes_through_the_catalog(
     """Recorded real-S3 payloads (moto has no sequencer) fed through the whole path."""
     sqs = moto.client("sqs")
     queue_url, _ = create_queue(moto, "recorded")
-    # The bucket exists (empty): the producer stats deletes that name a version (s3_versions).
+    # The bucket exists (empty): the producer stats deletes that name a version (normalize/s3_enrich).
     moto.client("s3").create_bucket(Bucket="acme-raw")
     add_mount("raw", "s3://acme-raw/seq/", endpoint_url=moto.endpoint_url)
     producers(queue_url, "--endpoint-url", moto.endpoint_url)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mountsync.producers.s3_versions import VersionedDeleteEnricher
+from mountsync.producers.normalize.s3_enrich import VersionedDeleteEnricher
 from mountsync.shared.errors import RetryableError
 from mountsync.shared.events import Kind, ObjectChange, Provider, Source, normalize_etag
 from tests.standins.s3 import MotoEndpoints, free_port
@@ -88,7 +88,7 @@ def test_every_s3_path_enriches_through_the_mount_of_the_bucket(
     moto: MotoEndpoints, versioned: Any, settings: Any, add_mount: Any
 ) -> None:
     """SQS producer, MinIO push and replay share ``enricher_for``: it finds the mount's options."""
-    from mountsync.producers.enrich import enricher_for
+    from mountsync.producers.sources import enricher_for
     from mountsync.shared.catalog.db import open_pool
 
     add_mount("ver", "s3://versioned", endpoint_url=moto.endpoint_url)

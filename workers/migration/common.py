@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 from mountsync.shared.errors import BadInput, CredentialsRejected, ObjectNotFound
+from mountsync.shared.events import Provider
 from mountsync.shared.storage.base import Storage
 from mountsync.workers.migration.items import ItemRow
 from mountsync.workers.migration.verified import Remembered
@@ -56,7 +57,7 @@ class Outcome:
 
 def object_link(url: Any, key: str) -> str:
     """The remote URL of an object (``s3://bucket/key``, ``file:///root/key``)."""
-    if url.provider.value == "fs":
+    if url.provider is Provider.FS:
         return f"file://{url.bucket.rstrip('/')}/{key}"
     scheme = {"s3": "s3", "gcs": "gs", "azure": "az"}[url.provider.value]
     return f"{scheme}://{url.bucket}/{key}"
@@ -64,7 +65,7 @@ def object_link(url: Any, key: str) -> str:
 
 def location_of(url: Any) -> str:
     """Bucket-level identity of a storage (for the verified-copy record)."""
-    if url.provider.value == "fs":
+    if url.provider is Provider.FS:
         return f"file://{url.bucket.rstrip('/')}"
     return f"{url.provider.value}://{url.bucket}"
 

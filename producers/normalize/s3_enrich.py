@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from mountsync.producers.enrich import OptionsFor
+from mountsync.producers.mount_lookup import OptionsFor
 from mountsync.shared.errors import MountsyncError, ObjectNotFound, RetryableError
 from mountsync.shared.events import Kind, ObjectChange
 
@@ -32,7 +32,7 @@ def names_a_version(change: ObjectChange) -> bool:
 
 
 class VersionedDeleteEnricher:
-    """Enricher for the s3-sqs pipeline; ``options_for(bucket)`` is None for unmounted buckets."""
+    """Enricher of the SQS producer and MinIO push; ``options_for(bucket)`` is None for unmounted buckets."""
 
     def __init__(self, options_for: OptionsFor) -> None:
         self._options_for = options_for

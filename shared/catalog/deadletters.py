@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,11 @@ from mountsync.shared.errors import BadInput
 
 # Payloads above this are stored truncated (the reason says so); nothing is dropped silently.
 MAX_STORED_PAYLOAD = 1024 * 1024
+_IDS_SQL = (
+    "SELECT id FROM dead_letters WHERE (%(all)s OR replayed_at IS NULL) "
+    "AND (%(source)s::text IS NULL OR source = %(source)s OR source LIKE %(like)s) "
+    "ORDER BY id DESC LIMIT %(limit)s"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,13 @@ class DeadLetters:
             ).fetchall()
         return [_row(r) for r in rows]
 
+    def ids(self, *, include_replayed: bool = False, source: str | None = None, limit: int = 100) -> builtins.list[int]:
+        """Ids of letters, newest first; ``source`` ending in ``:`` (``task:``) matches a family."""
+        like = f"{source}%" if source and source.endswith(":") else None
+        params = {"all": include_replayed, "source": source, "like": like, "limit": limit}
+        with self._pool.connection() as conn:
+            return [int(r[0]) for r in conn.execute(_IDS_SQL, params).fetchall()]
+
     def get(self, letter_id: int) -> DeadLetter:
         with self._pool.connection() as conn:
             row = conn.execute(
@@ -93,6 +106,10 @@ class DeadLetters:
 
     def mark_replayed(self, conn: psycopg.Connection, letter_id: int) -> None:
         conn.execute("UPDATE dead_letters SET replayed_at = now() WHERE id = %s", (letter_id,))
+
+    def keep_open(self, conn: psycopg.Connection, letter_id: int, reason: str) -> None:
+        """A replay failed again: the letter stays open with the new reason."""
+        conn.execute("UPDATE dead_letters SET reason = %s WHERE id = %s", (reason[:2000], letter_id))
 
     def count_open(self) -> int:
         with self._pool.connection() as conn:

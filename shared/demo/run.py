@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from mountsync.shared.catalog.db import connect, upgrade
+from mountsync.shared.catalog.gauges import open_alerts_of_mount
 from mountsync.shared.catalog.mounts import Mounts
+from mountsync.shared.catalog.objects import live_objects
 from mountsync.shared.config import Settings, redact_url
-from mountsync.shared.embedded import EmbeddedServers
+from mountsync.shared.demo.embedded import EmbeddedServers
 from mountsync.shared.errors import MountNotFound, MountsyncError
+from mountsync.shared.events import Source
 from mountsync.shared.output import console, emit_table
 from mountsync.shared.queues import FEED_STREAM
 from mountsync.shared.storage.local import fs_etag
@@ -59,14 +62,14 @@ def _disk_state(root: Path) -> dict[str, tuple[int, str]]:
     return state
 
 
-def _catalog_state(settings: Settings) -> dict[str, tuple[int, str]]:
+def _catalog_state(settings: Settings) -> dict[str, tuple[int, str | None]]:
     with connect(settings.database_url) as conn:
-        rows = conn.execute(
-            "SELECT o.key, o.size, o.etag FROM objects o JOIN mounts m ON m.id = o.mount_id "
-            "WHERE m.name = %s AND NOT o.deleted",
-            (MOUNT,),
-        ).fetchall()
-    return {r[0]: (r[1], r[2]) for r in rows}
+        try:
+            mount = Mounts(conn).get(MOUNT)
+        except MountNotFound:
+            return {}
+        rows = live_objects(conn, mount.id, mount.prefix)
+    return {row.key: (row.size, row.etag) for row in rows}
 
 
 def _wait_until_equal(settings: Settings, root: Path, what: str) -> float:
@@ -221,7 +224,7 @@ def run_demo(settings: Settings, data_dir: str, *, keep_running: bool, quiet: bo
 def _run(settings: Settings, root: Path, procs: Processes, say: Callable[..., None], quiet: bool) -> dict[str, Any]:
     read_feed = _feed_reader(settings)
     procs.start("worker", "worker", "-c", "2")
-    procs.start("producer", "produce", "fs", "--mount", MOUNT)
+    procs.start("producer", "produce", Source.FS.value, "--mount", MOUNT)
     seconds = _wait_until_equal(settings, root, "initial import")
     imported = len(_catalog_state(settings))
     read_feed()
@@ -260,12 +263,7 @@ def _run(settings: Settings, root: Path, procs: Processes, say: Callable[..., No
 
 def _open_alerts(settings: Settings) -> int:
     with connect(settings.database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM alignment_alerts a JOIN mounts m ON m.id = a.mount_id "
-            "WHERE m.name = %s AND a.status = 'open'",
-            (MOUNT,),
-        ).fetchone()
-    return int(row[0]) if row else 0
+        return open_alerts_of_mount(conn, MOUNT)
 
 
 def _wait_for_alerts(settings: Settings, procs: Processes) -> list[Any]:

@@ -1,7 +1,7 @@
 """Replaying dead letters: each one goes back the way it first came, after the cause was fixed.
 
-- Transport letters (``fs``, ``s3-sqs``, ``gcs-pubsub``, ``gcs-push``, ``azure-eventgrid``,
-  ``azure-queue``) run through their source's normalizer (and enricher) again and the changes are
+- Transport letters (named for a source of ``producers/sources.py``; MinIO's are ``S3_SQS``'s)
+  run through their source's normalizer (and enricher) again and the changes are
   enqueued, exactly as the producer would have done. Delivery limits do not apply to a replay.
 - ``changes-queue`` letters (a change a worker could not decode) are decoded here and enqueued.
 - ``inbox:SOURCE`` letters (an inbox entry its drainer gave up on: already normalized changes)
@@ -20,15 +20,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mountsync.producers.base import Enricher, Normalizer
-from mountsync.producers.enrich import enricher_for
+from mountsync.producers.base import Enricher
 from mountsync.producers.inbox import LETTER_PREFIX, decode_entry
-from mountsync.shared.deadletter import DeadLetter
+from mountsync.producers.sources import NormalizeOptions, enricher_for, normalizer_for
+from mountsync.shared.catalog.deadletters import DeadLetter
 from mountsync.shared.errors import InvalidEvent, RetryableError
 from mountsync.shared.events import ObjectChange, RawMessage, Source, load_json
 from mountsync.shared.queues import celery_config, send
 
-TRANSPORTS = ("fs", "s3-sqs", "gcs-pubsub", "gcs-push", "azure-eventgrid", "azure-queue")
 TASK_PREFIX = "task:"
 CHANGES_QUEUE = "changes-queue"
 PUSH_ENVELOPE = "push envelope:"
@@ -39,6 +38,10 @@ class ReplayOptions:
     trust_sequencer: bool = True
     azure_accounts: tuple[str, ...] = ()
     enrich: bool = True
+
+    @property
+    def normalize(self) -> NormalizeOptions:
+        return NormalizeOptions(self.trust_sequencer, self.azure_accounts)
 
 
 @dataclass(frozen=True)
@@ -54,30 +57,9 @@ class ReplayResult:
                 "changes": self.changes, "reason": self.reason}  # fmt: skip
 
 
-def normalizer_for(source: str, options: ReplayOptions) -> Normalizer:
-    """The pure normalizer the producer of ``source`` uses (without its delivery limit)."""
-    if source == "fs":
-        from mountsync.producers.normalize.fs import normalize_fs
-
-        return normalize_fs
-    if source == "s3-sqs":
-        from mountsync.producers.normalize.s3 import make_normalizer
-
-        return make_normalizer(trust_sequencer=options.trust_sequencer)
-    if source in ("gcs-pubsub", "gcs-push"):
-        from mountsync.producers.normalize.gcs import normalize_gcs
-
-        return normalize_gcs
-    if source in ("azure-eventgrid", "azure-queue"):
-        from mountsync.producers.normalize.azure import make_normalizer as azure_normalizer
-
-        return azure_normalizer(options.azure_accounts or None)
-    raise InvalidEvent(f"no normalizer for source {source!r}; known: {', '.join(TRANSPORTS)}")
-
-
 def raw_message(letter: DeadLetter) -> RawMessage:
     """The letter as the transport delivered it (a push envelope is unwrapped first)."""
-    if letter.source == "gcs-push" and letter.reason.startswith(PUSH_ENVELOPE):
+    if letter.source == Source.GCS_PUSH and letter.reason.startswith(PUSH_ENVELOPE):
         from mountsync.producers.gcs_push import parse_envelope
 
         return parse_envelope(letter.payload, time.time_ns())
@@ -117,7 +99,7 @@ class Replayer:
 
     def _failed(self, letter: DeadLetter, reason: str) -> ReplayResult:
         with self._runtime.pool.connection() as conn:
-            conn.execute("UPDATE dead_letters SET reason = %s WHERE id = %s", (reason[:2000], letter.id))
+            self._runtime.deadletters.keep_open(conn, letter.id, reason)
         return ReplayResult(letter.id, letter.source, "failed", reason=reason)
 
     def _send(self, letter: DeadLetter) -> int:
@@ -130,7 +112,7 @@ class Replayer:
             changes = decode_entry(RawMessage(Source(source), str(letter.message_id), letter.payload))
         else:
             source = letter.source
-            changes = normalizer_for(source, self._options)(raw_message(letter))
+            changes = normalizer_for(source, self._options.normalize)(raw_message(letter))
         enrich = self._enricher(source)
         if enrich is not None and changes:
             changes = enrich(changes)

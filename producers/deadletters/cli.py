@@ -1,8 +1,8 @@
 """``mountsync deadletters list | show | replay``: inspect what could not be processed, and retry it.
 
-Dead letters are kept in PostgreSQL with the reason (``mountsync.shared.deadletter``). ``replay`` sends
-them back through the path they first took (see ``mountsync.producers.replay``) once the cause is fixed:
-a new release of a normalizer, a mount added for a bucket, a storage account now served.
+Dead letters are kept in PostgreSQL with the reason (``mountsync.shared.catalog.deadletters``).
+``replay`` sends them back through the path they first took (``mountsync.producers.deadletters.replay``)
+once the cause is fixed: a new release of a normalizer, a mount added for a bucket, a storage account now served.
 """
 
 from __future__ import annotations
@@ -21,24 +21,11 @@ IDS_ARGUMENT = typer.Argument(None, metavar="ID", help="Letters to replay.")
 ACCOUNT_OPTION = typer.Option(None, "--account", help="Azure: accounts served (else all).")
 COLUMNS = ("id", "source", "message_id", "reason", "bytes", "created_at", "replayed_at")
 
-_LIST_SQL = (
-    "SELECT id FROM dead_letters WHERE (%(all)s OR replayed_at IS NULL) "
-    "AND (%(source)s::text IS NULL OR source = %(source)s OR source LIKE %(like)s) "
-    "ORDER BY id DESC LIMIT %(limit)s"
-)
-
 
 def _settings(ctx: typer.Context) -> Any:
     from mountsync.shared.cli import settings_of
 
     return settings_of(ctx)
-
-
-def _letter_ids(pool: Any, *, include_replayed: bool, source: str | None, limit: int) -> list[int]:
-    like = f"{source}%" if source and source.endswith(":") else None
-    params = {"all": include_replayed, "source": source, "like": like, "limit": limit}
-    with pool.connection() as conn:
-        return [int(r[0]) for r in conn.execute(_LIST_SQL, params).fetchall()]
 
 
 def _pool(settings: Any) -> Any:
@@ -56,12 +43,12 @@ def list_letters(
     as_json: bool = JSON,
 ) -> None:
     """Dead letters, newest first: id, source, message id, reason, size, when, replayed."""
-    from mountsync.shared.deadletter import DeadLetters
+    from mountsync.shared.catalog.deadletters import DeadLetters
 
     pool = _pool(_settings(ctx))
     try:
         store = DeadLetters(pool)
-        ids = _letter_ids(pool, include_replayed=include_replayed, source=source or None, limit=limit)
+        ids = store.ids(include_replayed=include_replayed, source=source or None, limit=limit)
         rows = [store.get(i).describe() for i in ids]
     finally:
         pool.close()
@@ -74,7 +61,7 @@ def list_letters(
 @deadletters_app.command("show")
 def show_letter(ctx: typer.Context, letter_id: int = ID_ARGUMENT, as_json: bool = JSON) -> None:
     """One dead letter with its payload (as text) and transport attributes."""
-    from mountsync.shared.deadletter import DeadLetters
+    from mountsync.shared.catalog.deadletters import DeadLetters
 
     pool = _pool(_settings(ctx))
     try:
@@ -103,20 +90,20 @@ def replay_letters(
     as_json: bool = JSON,
 ) -> None:
     """Send letters back through their normalizer (or task) and queue them; failures keep the new reason."""
-    from mountsync.producers.replay import Replayer, ReplayOptions, ReplayResult
+    from mountsync.producers.deadletters.replay import Replayer, ReplayOptions, ReplayResult
     from mountsync.producers.runtime import build_runtime
-    from mountsync.shared.deadletter import DeadLetters
+    from mountsync.shared.catalog.deadletters import DeadLetters
 
     if bool(letter_ids) == replay_all:
         raise BadInput("give letter ids or --all (see `mountsync deadletters list`)")
     settings = _settings(ctx)
     runtime = build_runtime(settings)
     try:
-        ids = letter_ids or _letter_ids(runtime.pool, include_replayed=False, source=source or None, limit=limit)
+        store = DeadLetters(runtime.pool)
+        ids = letter_ids or store.ids(source=source or None, limit=limit)
         options = ReplayOptions(trust_sequencer=trust_sequencer, enrich=enrich,
                                 azure_accounts=tuple(a for a in account or () if a))  # fmt: skip
         replayer = Replayer(runtime, options)
-        store = DeadLetters(runtime.pool)
         results: list[ReplayResult] = []
         for letter_id in ids:
             letter = store.get(letter_id)
