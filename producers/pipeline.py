@@ -7,6 +7,7 @@ anything transient is nacked so the transport redelivers it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -53,8 +54,9 @@ class Pipeline:
         outcome = Outcome()
         carriers: list[RawMessage] = []
         changes: list[ObjectChange] = []
+        received: Counter[str] = Counter()
         for message in messages:
-            metrics.EVENTS_RECEIVED.labels(self._name or message.source.value).inc()
+            received[self._name or message.source.value] += 1
             produced = self._normalize_one(message, outcome)
             if produced is None:
                 continue
@@ -63,6 +65,8 @@ class Pipeline:
                 changes.extend(produced)
             else:
                 outcome.ack.append(message)  # test / validation events: nothing to queue
+        for source, n in received.items():  # one labelled increment per batch, not per message
+            metrics.EVENTS_RECEIVED.labels(source).inc(n)
         if changes:
             self._enqueue(carriers, changes, outcome)
         return outcome

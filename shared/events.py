@@ -223,19 +223,21 @@ class ObjectChange:
             raise InvalidEvent(f"unsupported change schema {schema!r} (this build reads 1)")
         try:
             return cls(
-                provider=Provider(data["provider"]),
+                provider=_PROVIDERS[data["provider"]],
                 bucket=str(data["bucket"]),
                 key=str(data["key"]),
-                kind=Kind(data["kind"]),
+                kind=_KINDS[data["kind"]],
                 event_ns=int(data["event_ns"]),
-                source=Source(data["source"]),
+                source=_SOURCES[data["source"]],
                 size=None if data.get("size") is None else int(data["size"]),
                 etag=data.get("etag"),
                 version=data.get("version"),
                 sequencer=str(data.get("sequencer") or ""),
                 source_id=data.get("source_id"),
             )
-        except (KeyError, ValueError, TypeError, OverflowError) as exc:
+        except KeyError as exc:  # a missing field, or a provider, kind or source this build does not know
+            raise InvalidEvent(f"malformed change: missing field or unknown value {exc}") from exc
+        except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidEvent(f"malformed change: {exc}") from exc
 
     @classmethod
@@ -244,6 +246,10 @@ class ObjectChange:
 
 
 _WIRE_FIELDS = tuple(f.name for f in fields(ObjectChange))
+# Dict lookups instead of Enum(value): a worker decodes ~2,000 changes per task, three enums each.
+_PROVIDERS = {member.value: member for member in Provider}
+_KINDS = {member.value: member for member in Kind}
+_SOURCES = {member.value: member for member in Source}
 
 
 def load_json(text: str | bytes, what: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 import structlog
@@ -66,8 +67,9 @@ def _publish_feed(ctx: WorkerContext) -> None:
 
 
 def _count(result: ApplyResult) -> None:
-    for change in result.applied:
-        metrics.CHANGES_APPLIED.labels(change.mount_name, change.kind.value).inc()
+    # One labelled increment per (mount, kind), not per change: a label lookup costs ~1 us x 2,000.
+    for (mount, kind), n in Counter((c.mount_name, c.kind.value) for c in result.applied).items():
+        metrics.CHANGES_APPLIED.labels(mount, kind).inc(n)
     if result.stale:
         metrics.CHANGES_STALE.inc(result.stale)
     if result.dropped:

@@ -94,11 +94,6 @@ def after_apply(ctx: "WorkerContext", applied: "list[AppliedChange]") -> None:  
         schedule_checks(ctx, sorted(records), config.debounce_s, records, config.stream_debounce_s)
 
 
-def _record_keys(ctx: WorkerContext, mount_id: int, folder: str) -> tuple[str, str]:
-    who = member(mount_id, folder)
-    return ctx.key(f"{NEW_KEYS}{who}"), ctx.key(f"{FULL_FLAG}{who}")
-
-
 def schedule_checks(
     ctx: WorkerContext,
     folders: Sequence[tuple[int, str]],
@@ -110,35 +105,55 @@ def schedule_checks(
 
     ``records`` says what changed per folder (new image keys, or None for "anything else");
     a folder without a record gets the full check. Records and due marks are written in one
-    MULTI so a check's claim never sees one without the other. A folder streaming appends
+    script so a check's claim never sees one without the other. A folder streaming appends
     (its last check took the fast path) gathers append-only batches over ``stream_delay_s``;
     anything else is due after ``delay_s`` and pulls an already scheduled, later check forward.
     """
     now = ctx.clock.now()
     streaming = _streaming(ctx, folders) if records is not None and stream_delay_s > delay_s else set()
-    pipe = ctx.redis.pipeline(transaction=True)
-    plan: list[tuple[int, str, int, float]] = []
+    plan: list[tuple[int, str, float]] = []
+    steps: list[tuple[str, str, list[str] | None]] = []
     for mount_id, folder in folders:
-        new_list, full_flag = _record_keys(ctx, mount_id, folder)
         keys = records.get((mount_id, folder)) if records is not None else None
-        name = member(mount_id, folder)
         if keys and len(keys) <= MAX_RECORDED_KEYS:
             wait = stream_delay_s if (mount_id, folder) in streaming else delay_s
-            pipe.rpush(new_list, *keys)
-            pipe.expire(new_list, RECORD_TTL_S)
-            pipe.zadd(ctx.key(DUE_KEY), {name: now + wait}, nx=True)
         else:
-            wait = delay_s
-            pipe.set(full_flag, 1, ex=RECORD_TTL_S)
-            pipe.zadd(ctx.key(DUE_KEY), {name: now + wait}, lt=True, ch=True)
-        plan.append((mount_id, folder, len(pipe) - 1, wait))
-    replies = pipe.execute()
+            keys, wait = None, delay_s
+        steps.append((member(mount_id, folder), repr(now + wait), keys))
+        plan.append((mount_id, folder, wait))
+    # One script instead of a MULTI of three commands per folder: same atomicity, and no client-side
+    # packing and parsing of ~600 commands per batch (issue 18's profile: a quarter of apply_batch).
+    script = ctx.redis.register_script(_SCHEDULE)
+    replies = script(keys=[ctx.key(DUE_KEY)], args=[ctx.key(NEW_KEYS), ctx.key(FULL_FLAG), RECORD_TTL_S,
+                                                     json.dumps(steps, ensure_ascii=False)])  # fmt: skip
     sent = 0
-    for mount_id, folder, at, wait in plan:
-        if replies[at]:
+    for (mount_id, folder, wait), added in zip(plan, replies, strict=True):
+        if added:
             _send_check(ctx, mount_id, folder, wait)
             sent += 1
     return sent
+
+
+# For each [member, score, keys|null]: with new image keys, append them to the folder's record and
+# mark it due unless it already is (ZADD NX); otherwise flag a full check and pull its due time
+# forward (ZADD LT CH). Returns 1 per folder that became due or moved (a check must be sent).
+_SCHEDULE = """
+local out = {}
+for i, step in ipairs(cjson.decode(ARGV[4])) do
+  local name, score, keys = step[1], step[2], step[3]
+  if type(keys) == 'table' then
+    for j = 1, #keys, 1000 do
+      redis.call('RPUSH', ARGV[1] .. name, unpack(keys, j, math.min(j + 999, #keys)))
+    end
+    redis.call('EXPIRE', ARGV[1] .. name, ARGV[3])
+    out[i] = redis.call('ZADD', KEYS[1], 'NX', score, name)
+  else
+    redis.call('SET', ARGV[2] .. name, 1, 'EX', ARGV[3])
+    out[i] = redis.call('ZADD', KEYS[1], 'LT', 'CH', score, name)
+  end
+end
+return out
+"""
 
 
 def _streaming(ctx: WorkerContext, folders: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
