@@ -154,5 +154,9 @@ def test_demo_runs_start_to_finish(cli, catalog, tmp_path) -> None:
     assert summary["imported"] == 32 and len(summary["steps"]) == 6
     assert json.loads(summary["reconcile"])["state"] == "succeeded"
     assert all(step["feed"] for step in summary["steps"])
-    [alert] = summary["alerts"]  # the insert into the pinned, annotated folder
-    assert alert["dataset"] == "survey_2024/reef_a" and "insert" in alert["kinds"]
+    # The insert into the pinned, annotated folder always alerts. A folder the demo deletes from or
+    # renames in may also have been auto-pinned first (its import settled before the step, which
+    # depends on the machine's speed); it then alerts too, as it should.
+    by_folder = {alert["dataset"]: alert for alert in summary["alerts"]}
+    assert "insert" in by_folder["survey_2024/reef_a"]["kinds"]
+    assert set(by_folder) <= {"survey_2024/reef_a", "survey_2024/reef_b", "drone/flight_1"}
