@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
@@ -36,6 +35,7 @@ from mountsync.shared.storage.s3_bodies import (
     read_exactly,
     seekable,
 )
+from mountsync.shared.storage.s3_client import make_s3_client
 from mountsync.shared.storage.streams import StreamWindow, TranslatingReader
 from mountsync.shared.storage.url import StorageURL
 from mountsync.shared.storage.versions import CHUNK as VERSION_CHUNK
@@ -114,53 +114,8 @@ class S3Storage:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self._make_client()
+            self._client = make_s3_client(self.url, self.profile, self.region, self.endpoint_url, self.addressing_style)
         return self._client
-
-    def _make_client(self) -> Any:
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError, ProfileNotFound
-
-        session = _botocore_session(self.profile)
-        try:
-            session.get_scoped_config()  # a missing profile fails here, with its name
-        except ProfileNotFound as exc:
-            raise ConfigError(
-                f"credential set {self.profile!r} is not a profile in the AWS config or "
-                "credentials files; add it or choose another --credentials NAME"
-            ) from exc
-
-        def build(style: str | None) -> Any:
-            # Every request with a body carries Content-MD5 (the service rejects a body that does
-            # not match it), so the SigV4 SHA-256 of the payload would only hash it a second
-            # time; botocore skips it by itself on https, this skips it on plain-http endpoints.
-            s3_config: dict[str, Any] = {"payload_signing_enabled": False}
-            if style:
-                s3_config["addressing_style"] = style
-            config = Config(
-                s3=s3_config,
-                retries={"mode": "standard", "max_attempts": 5},
-                connect_timeout=10,
-                read_timeout=60,
-                max_pool_connections=32,
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            )
-            return session.create_client("s3", region_name=self.region, endpoint_url=self.endpoint_url, config=config)
-
-        # MinIO and stand-ins want the bucket in the path, not the host. With an explicit
-        # endpoint that is known before building; otherwise boto3's own configuration
-        # (AWS_ENDPOINT_URL) decides, and the client is built again only when it is not AWS.
-        style = self.addressing_style
-        if style is None and self.endpoint_url and not _is_aws(self.endpoint_url):
-            style = "path"
-        try:
-            client = build(style)
-            if style is None and not _is_aws(client.meta.endpoint_url):
-                client = build("path")
-        except BotoCoreError as exc:
-            raise ConfigError(f"cannot configure S3 for {self.url}: {exc}") from exc
-        return client
 
     def _where(self, key: str | None = None) -> str:
         location = f"s3://{self.bucket}/{key}" if key is not None else f"s3://{self.bucket}"
@@ -415,35 +370,6 @@ class S3Storage:
             self._call("abort_multipart_upload", session.key, Key=session.key, UploadId=session.upload_id)
         except ObjectNotFound:
             return  # already aborted or completed: nothing left to clean up
-
-
-_LOADER: Any = None
-_LOADER_LOCK = threading.Lock()
-
-
-def _botocore_session(profile: str | None) -> Any:
-    """A fresh botocore session (credentials and configuration read as usual, as boto3 would)
-    that shares one process-wide loader of the service models.
-
-    Loading and parsing the S3 model is most of the CPU of building a client (tens of
-    milliseconds); a migration opens its storages once per chunk task, and a fresh model per
-    client cost more CPU than hashing the data. The loader only caches the SDK's own JSON files."""
-    global _LOADER
-    import botocore.loaders
-    import botocore.session
-
-    with _LOADER_LOCK:
-        if _LOADER is None:
-            _LOADER = botocore.loaders.create_loader()
-        loader = _LOADER
-    session = botocore.session.Session(profile=profile)
-    session.register_component("data_loader", loader)
-    return session
-
-
-def _is_aws(endpoint_url: str | None) -> bool:
-    host = (endpoint_url or "").split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
 
 
 def _info_from_listing(item: Mapping[str, Any]) -> ObjectInfo:

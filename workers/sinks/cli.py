@@ -162,13 +162,7 @@ def connect_label_studio(
     finally:
         client.close()
     options = {"project": project, "token_env": token_env, "prefix": prefix, "data_field": data_field}
-    with connect_catalog(settings) as conn:
-        # From the oldest retained entry: the project gets every object the log still describes.
-        start = log_bounds(conn).pruned_through
-        sink = store.add_sink(conn, name=name, kind="label-studio", target=url, mounts=[mount],
-                              events=("changes", "alerts"), options=options, secret=None, cursor=start,
-                              events_cursor=store.events_head(conn))  # fmt: skip
-    _nudge(settings, sink.id)
+    sink = _add_connector(settings, name, "label-studio", url, mount, options)
     if as_json:
         emit_json(describe(sink))
     else:
@@ -206,16 +200,23 @@ def connect_girder(
     finally:
         client.close()
     options = {"folder": folder, "assetstore": store_.id, "api_key_env": api_key_env, "prefix": prefix}
-    with connect_catalog(settings) as conn:
-        start = log_bounds(conn).pruned_through  # every object the log still describes
-        sink = store.add_sink(conn, name=name, kind="girder", target=url, mounts=[mount],
-                              events=("changes", "alerts"), options=options, secret=None, cursor=start,
-                              events_cursor=store.events_head(conn))  # fmt: skip
-    _nudge(settings, sink.id)
+    sink = _add_connector(settings, name, "girder", url, mount, options)
     if as_json:
         emit_json(describe(sink))
     else:
         console.print(f"Girder folder {folder} follows {mount} as sink {name} (assetstore {store_.name})")
+
+
+def _add_connector(settings: Any, name: str, kind: str, url: str, mount: str, options: dict[str, Any]) -> Any:
+    """Record a connector sink and nudge it. It starts at the oldest entry the log still keeps, so
+    the platform gets every object the log describes."""
+    with connect_catalog(settings) as conn:
+        start = log_bounds(conn).pruned_through
+        sink = store.add_sink(conn, name=name, kind=kind, target=url, mounts=[mount],
+                              events=("changes", "alerts"), options=options, secret=None, cursor=start,
+                              events_cursor=store.events_head(conn))  # fmt: skip
+    _nudge(settings, sink.id)
+    return sink
 
 
 @sink_app.command("list")
