@@ -102,7 +102,8 @@ def converge(catalog_state: Callable[[str], Any], mount: str, expected: dict[str
 
 def start_serve(az_env: dict[str, str], tmp_path: Path, procs: list[Proc], port: int = 0) -> tuple[Proc, str]:
     port = port or free_port()
-    proc = Proc.mountsync(["serve", "--port", str(port)], az_env, tmp_path / f"serve-{port}.log").start()
+    command = ["serve", "--port", str(port), "--receivers", "azure-eventgrid"]  # the one receiver under test
+    proc = Proc.mountsync(command, az_env, tmp_path / f"serve-{port}.log").start()
     procs.append(proc)
 
     def healthy() -> bool:

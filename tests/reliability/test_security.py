@@ -120,7 +120,7 @@ def test_a_full_run_with_credentials_leaks_no_secret_and_unauthenticated_pushes_
     port = free_port()
     serve_log = tmp_path / "serve.log"
     with open(serve_log, "wb") as log_file:  # the child keeps its own descriptor
-        command = [sys.executable, "-m", "mountsync.shared", "serve", "--port", str(port)]
+        command = [sys.executable, "-m", "mountsync.shared", "serve", "--port", str(port), "--insecure-receivers"]
         serve = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         assert run("mount", "add", "sec", "s3://sec-bucket/", "--endpoint-url", moto.endpoint_url).returncode == 0
