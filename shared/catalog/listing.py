@@ -38,14 +38,18 @@ class ObjectsPage:
 
 
 def objects_page(conn: psycopg.Connection, mount: Mount, prefix: str, after_key: str, limit: int) -> ObjectsPage:
-    """Live objects of ``mount`` under ``prefix`` (relative to the mount) in key order, after a key."""
+    """Live objects of ``mount`` under ``prefix`` (relative to the mount) in key order, after a key;
+    ``held`` marks an object whose delete the mass-delete guard holds."""
     full_prefix = mount.prefix + prefix
     row = conn.execute(
         """
-        SELECT coalesce(json_agg(json_build_object('key', key, 'size', size, 'etag', etag, 'version', version)
+        SELECT coalesce(json_agg(json_build_object('key', key, 'size', size, 'etag', etag, 'version', version,
+                                                   'held', held)
                                  ORDER BY key) FILTER (WHERE n <= %(limit)s), '[]')::text,
                max(key) FILTER (WHERE n <= %(limit)s), count(*) > %(limit)s
-        FROM (SELECT key, size, etag, version, row_number() OVER (ORDER BY key) AS n FROM (
+        FROM (SELECT key, size, etag, version, row_number() OVER (ORDER BY key) AS n,
+                     EXISTS (SELECT 1 FROM held_deletes h WHERE h.mount_id = %(mount)s AND h.key = page.key) AS held
+              FROM (
                 SELECT key, size, etag, version FROM objects
                 WHERE mount_id = %(mount)s AND key > %(after)s AND key >= %(prefix)s AND key < %(end)s
                   AND starts_with(key, %(prefix)s) AND NOT deleted

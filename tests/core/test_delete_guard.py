@@ -14,6 +14,7 @@ import pytest
 from mountsync.shared.catalog.apply import apply_changes
 from mountsync.shared.catalog.delete_guard import Guard, must_hold, parse_guard
 from mountsync.shared.catalog.held import approve, held_count, set_guard
+from mountsync.shared.catalog.listing import objects_page
 from mountsync.shared.errors import BadInput
 from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 
@@ -93,6 +94,8 @@ def test_a_wipe_is_held_until_approved_and_never_reaches_the_feed(catalog, guard
     assert wipe.held == {guarded.id: 120} and not wipe.applied and len(wipe.alerts) == 1
     assert live(catalog, guarded.id) == 190 and held_count(catalog, guarded.id) == 120
     assert logged_deletes(catalog) == 10  # nothing for the held ones
+    page = json.loads(objects_page(catalog, guarded, "", "", 1000).objects_json)  # what GET /objects serves
+    assert len(page) == 190 and sum(row["held"] for row in page) == 120
     later = apply(catalog, [change(k, Kind.DELETED, 21) for k in keys(2, 150)])  # same episode
     assert later.held == {guarded.id: 2} and not later.alerts
     [(alert_id, status, checks, _)] = mass_alerts(catalog, guarded.id)

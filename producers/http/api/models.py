@@ -12,6 +12,7 @@ class ObjectRow(BaseModel):
     size: int | None
     etag: str | None
     version: str | None
+    held: bool = Field(False, description="its delete is held by the mass-delete guard (`mountsync deletes list`)")
 
 
 class ObjectsPage(BaseModel):
