@@ -55,7 +55,7 @@ def test_flower_answers_with_auth_and_shows_workers_tasks_and_queues(
         queue.enqueue([ObjectChange(Provider.FS, str(root), f"f{i}.jpg", Kind.CREATED, time.time_ns(),
                                     Source.FS, size=1, etag=f"e{i}", source_id=f"obs-{i}")])  # fmt: skip
     lengths = {q["name"]: q["messages"] for q in api("/api/queues/length")["active_queues"]}
-    assert lengths == {"changes": 3, "reindex": 0, "migrations": 0, "alignment": 0}
+    assert lengths == {"changes": 3, "reindex": 0, "migrations": 0, "alignment": 0, "sinks": 0}
 
     worker = start_worker(iso_settings, tmp_path / "worker.log", **CANARIES)
     try:
