@@ -158,3 +158,17 @@ def bearer(conn: Any, scope: str = "read", name: str = "") -> dict[str, str]:
 
     token = create_token(conn, name or f"test-{scope}-{uuid.uuid4().hex[:8]}", scope)
     return {"Authorization": f"Bearer {token}"}
+
+
+def apply_committed(conn: Any, changes: list[Any]) -> Any:
+    """Apply ``changes`` through the one write path in a transaction of their own, as a worker does,
+    on a connection the test otherwise uses in autocommit mode."""
+    from mountsync.shared.catalog.apply import apply_changes
+
+    conn.autocommit = False
+    try:
+        result = apply_changes(conn, changes)
+        conn.commit()
+        return result
+    finally:
+        conn.autocommit = True

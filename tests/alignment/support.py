@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 
-from mountsync.shared.catalog.apply import apply_changes
 from mountsync.shared.catalog.mounts import Mount, Mounts
 from mountsync.shared.events import Kind, ObjectChange, Provider, Source
+from tests.helpers import apply_committed
 
 _clock = itertools.count(1_700_000_000_000_000_000, 1000)
 
@@ -39,12 +39,7 @@ class FakeBucket:
         )  # fmt: skip
 
     def apply(self, changes: list[ObjectChange]) -> None:
-        self.conn.autocommit = False
-        try:
-            apply_changes(self.conn, changes)
-            self.conn.commit()
-        finally:
-            self.conn.autocommit = True
+        apply_committed(self.conn, changes)
 
     def put(self, *keys: str, content: str | None = None) -> None:
         changes = []

@@ -15,12 +15,12 @@ from typing import Any
 
 import psycopg
 
-from mountsync.shared.catalog.apply import apply_changes
 from mountsync.shared.catalog.change_log import read_changes
 from mountsync.shared.catalog.mounts import Mount
 from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 from mountsync.workers.connectors.girder_client import GirderClient
 from mountsync.workers.connectors.girder_connector import GirderConnector
+from tests.helpers import apply_committed
 
 _clock = itertools.count(1_800_000_000_000_000_000, 1000)
 
@@ -35,12 +35,7 @@ class S3Mount:
     contents: dict[str, bytes] = field(default_factory=dict)
 
     def _apply(self, changes: list[ObjectChange]) -> None:
-        self.conn.autocommit = False
-        try:
-            apply_changes(self.conn, changes)
-            self.conn.commit()
-        finally:
-            self.conn.autocommit = True
+        apply_committed(self.conn, changes)
 
     def _change(self, key: str, kind: Kind, answer: dict[str, Any] | None, size: int | None) -> ObjectChange:
         etag = str(answer["ETag"]).strip('"') if answer else None
