@@ -43,7 +43,7 @@ from mountsync.workers.connectors.girder_plan import (
     split_rel,
 )
 from mountsync.workers.sinks import store
-from mountsync.workers.sinks.label_studio import platform_errors
+from mountsync.workers.sinks.delivery import platform_errors
 from mountsync.workers.sinks.store import Sink
 
 log = structlog.get_logger("mountsync.girder")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,7 +22,14 @@ import psycopg
 import structlog
 
 from mountsync.shared.catalog.change_log import ChangeEntry, read_changes
-from mountsync.shared.errors import DeliveryFailed, MountsyncError
+from mountsync.shared.errors import (
+    ConfigError,
+    DeliveryFailed,
+    MountsyncError,
+    PlatformAuthRejected,
+    PlatformRequestRejected,
+    PlatformUnavailable,
+)
 from mountsync.workers.sinks import store
 from mountsync.workers.sinks.lease import SinkLease
 from mountsync.workers.sinks.retry import after_failure
@@ -275,3 +283,18 @@ def _record_failure(
     report.retry_in_s = outcome.retry_in_s
     log.warning("sink delivery failed; retrying", sink=sink.name, error=str(exc), attempt=fresh.attempts + 1,
                 retry_in_s=round(outcome.retry_in_s, 2))  # fmt: skip
+
+
+@contextmanager
+def platform_errors() -> Iterator[None]:
+    """A platform's errors (Label Studio, Girder) as ``DeliveryFailed``: back off, pause after the limit."""
+    try:
+        yield
+    except PlatformUnavailable as exc:
+        raise DeliveryFailed(str(exc), None, exc.retry_after_s) from None
+    except PlatformAuthRejected as exc:
+        raise DeliveryFailed(str(exc), 401) from None
+    except PlatformRequestRejected as exc:
+        raise DeliveryFailed(str(exc), exc.status) from None
+    except (ConfigError, psycopg.OperationalError) as exc:
+        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None

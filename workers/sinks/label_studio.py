@@ -9,8 +9,7 @@ so a SIGKILL between the platform call and the map update leaves neither a dupli
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -19,15 +18,9 @@ import structlog
 from mountsync.shared.catalog.change_log import ChangeEntry
 from mountsync.shared.catalog.mounts import Mounts
 from mountsync.shared.config import Settings
-from mountsync.shared.errors import (
-    ConfigError,
-    DeliveryFailed,
-    PlatformAuthRejected,
-    PlatformRequestRejected,
-    PlatformUnavailable,
-)
 from mountsync.workers.connectors.label_studio_client import LabelStudioClient, NewTask
 from mountsync.workers.sinks import store
+from mountsync.workers.sinks.delivery import platform_errors
 from mountsync.workers.sinks.label_studio_plan import Mapped, Plan, object_url, plan_batch, task_meta
 from mountsync.workers.sinks.store import Sink, SinkEvent
 
@@ -206,18 +199,3 @@ class LabelStudioConnector:
                 "UPDATE connector_items SET quarantined = %s WHERE sink_id = %s AND mount = %s AND key = %s",
                 (quarantined, self.sink.id, self.mount, row.key),
             )
-
-
-@contextmanager
-def platform_errors() -> Iterator[None]:
-    """Label Studio's errors as ``DeliveryFailed``: the sink backs off, and pauses after the limit."""
-    try:
-        yield
-    except PlatformUnavailable as exc:
-        raise DeliveryFailed(str(exc), None, exc.retry_after_s) from None
-    except PlatformAuthRejected as exc:
-        raise DeliveryFailed(str(exc), 401) from None
-    except PlatformRequestRejected as exc:
-        raise DeliveryFailed(str(exc), exc.status) from None
-    except (ConfigError, psycopg.OperationalError) as exc:
-        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
