@@ -50,6 +50,8 @@ GROUP = "drain"
 FIELD = b"changes"
 DELIVERY_LIMIT = 20  # with the loop's backoff (capped at 30 s) about four minutes of failures
 READ_PACE_S = 0.02  # after a read that did not fill the batch, let entries gather this long
+CLAIM_IDLE_S = 60.0  # entries another drainer read and left this long are taken over (it died)
+CLAIM_CHECK_S = 5.0  # how often to look for such entries: a takeover comes CLAIM_IDLE_S + this late at most
 LETTER_PREFIX = "inbox:"
 
 # Refuse instead of growing without bound; one round trip for the check and the append.
@@ -119,7 +121,7 @@ class InboxSource:
         source: Source,
         *,
         consumer: str,
-        claim_idle_s: float = 60.0,
+        claim_idle_s: float = CLAIM_IDLE_S,
     ) -> None:
         self.name = source
         self.key = inbox_key(settings.redis_prefix, source)
@@ -186,7 +188,7 @@ class InboxSource:
                                         count=count)  # fmt: skip
         self._claim_from = reply[0]
         if self._claim_from in (b"0-0", "0-0"):
-            self._next_claim = time.monotonic() + self._claim_idle_ms / 2000
+            self._next_claim = time.monotonic() + min(CLAIM_CHECK_S, self._claim_idle_ms / 2000)
         if len(reply) > 2 and reply[2]:  # deleted while pending (settled by an earlier run): drop
             self._client.xack(self.key, GROUP, *reply[2])
         claimed = list(reply[1])

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from mountsync.producers.inbox import CLAIM_CHECK_S, CLAIM_IDLE_S
 from mountsync.shared.config import Settings
 from mountsync.shared.storage.azure import AzureStorage
 from mountsync.shared.storage.url import parse_storage_url
@@ -93,9 +94,11 @@ def reindex_in_process(settings: Settings, mount_name: str, azurite: AzuriteEndp
         ctx.close()
 
 
-def converge(catalog_state: Callable[[str], Any], mount: str, expected: dict[str, Any], what: str) -> None:
+def converge(
+    catalog_state: Callable[[str], Any], mount: str, expected: dict[str, Any], what: str, timeout: float = 60
+) -> None:
     try:
-        wait_for(lambda: catalog_state(mount) == expected, timeout=60, what=what)
+        wait_for(lambda: catalog_state(mount) == expected, timeout=timeout, what=what)
     except AssertionError:
         assert catalog_state(mount) == expected, what  # shows the difference
 
@@ -153,9 +156,12 @@ def test_webhook_redelivery_after_the_server_was_killed_loses_nothing(
     proc.kill()
     with pytest.raises(urllib.error.URLError):
         hook.deliver(events[4:])  # Event Grid keeps the batch and retries
-    _, url = start_serve(az_env, tmp_path, procs)
+    _, url = start_serve(az_env, tmp_path, procs)  # another port: another consumer name, as a new pod has
     assert WebhookDelivery(url).deliver(events[4:]) == 200
-    converge(catalog_state, mount, bucket_state(container, azurite), "events after the restart")
+    # Entries the killed drainer had read but not settled are another consumer's: the new drainer
+    # takes them over once they were idle CLAIM_IDLE_S, looking every CLAIM_CHECK_S.
+    deadline = CLAIM_IDLE_S + CLAIM_CHECK_S + 30
+    converge(catalog_state, mount, bucket_state(container, azurite), "events after the restart", deadline)
 
 
 def test_webhook_requests_accepted_before_a_crash_are_drained_at_the_next_start(
