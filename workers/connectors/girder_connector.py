@@ -24,7 +24,6 @@ from typing import Any
 import psycopg
 import structlog
 
-from mountsync.shared.catalog.mounts import Mounts
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import PlatformRecordMissing
 from mountsync.workers.connectors import girder_catalog as catalog
@@ -44,6 +43,7 @@ from mountsync.workers.connectors.girder_plan import (
 )
 from mountsync.workers.sinks import store
 from mountsync.workers.sinks.delivery import platform_errors
+from mountsync.workers.sinks.receivers import connect_for
 from mountsync.workers.sinks.store import Sink
 
 log = structlog.get_logger("mountsync.girder")
@@ -93,13 +93,7 @@ class GirderConnector:
         """The receiver of a ``girder`` sink: the API key from the variable the sink names."""
         options = sink.options
         client = GirderClient.from_env(sink.target, str(options["api_key_env"]), environ)
-        conn = psycopg.connect(settings.database_url, autocommit=True)
-        try:
-            mount = Mounts(conn).get(sink.mounts[0])
-        except Exception:
-            conn.close()
-            client.close()
-            raise
+        conn, mount = connect_for(sink, settings, client)
         target = GirderTarget(sink.name, mount.name, mount.prefix, sink.target, str(options["folder"]),
                               str(options["assetstore"]), str(options.get("prefix") or ""))  # fmt: skip
         return cls(target, client, conn, owns_conn=True)

@@ -16,12 +16,12 @@ import psycopg
 import structlog
 
 from mountsync.shared.catalog.change_log import ChangeEntry
-from mountsync.shared.catalog.mounts import Mounts
 from mountsync.shared.config import Settings
 from mountsync.workers.connectors.label_studio_client import LabelStudioClient, NewTask
 from mountsync.workers.sinks import store
 from mountsync.workers.sinks.delivery import platform_errors
 from mountsync.workers.sinks.label_studio_plan import Mapped, Plan, object_url, plan_batch, task_meta
+from mountsync.workers.sinks.receivers import connect_for
 from mountsync.workers.sinks.store import Sink, SinkEvent
 
 log = structlog.get_logger("mountsync.sinks")
@@ -45,13 +45,7 @@ class LabelStudioConnector:
     @classmethod
     def open(cls, sink: Sink, settings: Settings, environ: Mapping[str, str]) -> LabelStudioConnector:
         client = LabelStudioClient.from_env(sink.target, str(sink.options["token_env"]), environ)
-        conn = psycopg.connect(settings.database_url, autocommit=True)
-        try:
-            mount = Mounts(conn).get(sink.mounts[0])
-        except Exception:
-            conn.close()
-            client.close()
-            raise
+        conn, mount = connect_for(sink, settings, client)
         return cls(sink, client, conn, mount.provider.value, mount.bucket)
 
     def close(self) -> None:

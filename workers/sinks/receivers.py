@@ -7,7 +7,11 @@ Secrets come from the process environment at this edge only: a webhook's secret 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import psycopg
+
+from mountsync.shared.catalog.mounts import Mount, Mounts
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import ConfigError
 from mountsync.workers.sinks.delivery import Receiver
@@ -31,3 +35,14 @@ def open_receiver(sink: Sink, settings: Settings, environ: Mapping[str, str]) ->
 
         return GirderConnector.open(sink, settings, environ)
     raise ConfigError(f"sink {sink.name} has an unknown kind {sink.kind!r}")
+
+
+def connect_for(sink: Sink, settings: Settings, client: Any) -> tuple[psycopg.Connection, Mount]:
+    """A connector's catalog connection and its sink's mount; on failure both it and ``client`` close."""
+    conn = psycopg.connect(settings.database_url, autocommit=True)
+    try:
+        return conn, Mounts(conn).get(sink.mounts[0])
+    except Exception:
+        conn.close()
+        client.close()
+        raise
