@@ -48,11 +48,12 @@ _register_all(app)
 
 def post_apply_hooks() -> PostApplyHooks:
     """What every committed batch is followed by, in this order: one line per hook."""
-    from mountsync.workers.alignment.hooks import after_apply
+    from mountsync.workers.alignment.hooks import after_apply, announce_opened_alerts
     from mountsync.workers.sinks.tasks import nudge_sinks
 
     hooks = PostApplyHooks()
     hooks.register(after_apply)  # debounced dataset checks of the folders a batch touched
+    hooks.register(announce_opened_alerts)  # the guard's mass-delete alerts to sinks and webhook
     hooks.register(nudge_sinks)  # ask the sinks of the changed mounts to deliver (never raises)
     return hooks
 

@@ -1,8 +1,9 @@
 """Hooks run after a committed apply batch: what follows a change in the catalog, registered at
 worker start so the write path names none of them.
 
-Alignment's debounced folder checks are one hook; downstream sinks are others. Adding one is one
-``hooks.register(...)`` line in the worker's setup (``mountsync.workers.app.post_apply_hooks``).
+Alignment's debounced folder checks are one hook, announcing the alerts a batch opened (the
+mass-delete guard's) another, downstream sinks others. Adding one is one ``hooks.register(...)``
+line in the worker's setup (``mountsync.workers.app.post_apply_hooks``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 if TYPE_CHECKING:
-    from mountsync.shared.catalog.apply import AppliedChange
+    from mountsync.shared.catalog.apply import ApplyResult
 
 log = structlog.get_logger("mountsync.apply")
 
-PostApplyHook = Callable[[Any, "list[AppliedChange]"], None]
-"""Called with the worker context and the changes the batch applied (never empty). It runs after
-the commit, so it must not undo anything; an exception is re-raised once every hook has run."""
+PostApplyHook = Callable[[Any, "ApplyResult"], None]
+"""Called with the worker context and what the batch did (it applied changes or opened alerts). It
+runs after the commit, so it must not undo anything; an exception is re-raised once every hook has
+run."""
 
 
 class PostApplyHooks:
@@ -42,7 +44,7 @@ class PostApplyHooks:
     def __len__(self) -> int:
         return len(self._hooks)
 
-    def run(self, ctx: Any, applied: list[AppliedChange]) -> None:
+    def run(self, ctx: Any, result: ApplyResult) -> None:
         """Run every hook, even after one fails, then raise the first failure.
 
         One broken sink must not keep alignment (or another sink) from seeing a committed batch.
@@ -50,7 +52,7 @@ class PostApplyHooks:
         first: Exception | None = None
         for hook in self:
             try:
-                hook(ctx, applied)
+                hook(ctx, result)
             except Exception as exc:
                 log.warning("post-apply hook failed", hook=getattr(hook, "__qualname__", repr(hook)),
                             error=f"{type(exc).__name__}: {exc}")  # fmt: skip

@@ -29,26 +29,11 @@ def apply_batch(ctx: WorkerContext, changes: Sequence[ObjectChange]) -> ApplyRes
     metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
     _count(result)
     _publish_feed(ctx)
-    if result.applied:
-        ctx.post_apply.run(ctx, result.applied)
-    if result.held:
-        report_held(ctx, result)
+    if result.applied or result.alerts:
+        ctx.post_apply.run(ctx, result)
     if result.dropped:
         log.warning("changes for unmounted buckets dropped", dropped=result.dropped)
     return result
-
-
-def report_held(ctx: WorkerContext, result: ApplyResult) -> None:
-    """Deletes the mass-delete guard held: log, count, and send each new alert to the webhook."""
-    from mountsync.shared.queues import QUEUE_ALIGNMENT, send
-    from mountsync.workers.alignment.hooks import TASK_NOTIFY, config_for
-
-    for mount_id, count in result.held.items():
-        metrics.DELETES_HELD.inc(count)
-        log.warning("mass delete held", mount_id=mount_id, held=count)
-    if result.alerts and config_for(ctx).webhook_url:
-        for alert_id in result.alerts:
-            send(ctx.app, TASK_NOTIFY, alert_id, queue=QUEUE_ALIGNMENT)
 
 
 def _publish_feed(ctx: WorkerContext) -> None:
@@ -74,3 +59,6 @@ def _count(result: ApplyResult) -> None:
         metrics.CHANGES_STALE.inc(result.stale)
     if result.dropped:
         metrics.CHANGES_DROPPED.labels("unmounted").inc(result.dropped)
+    for mount_id, count in result.held.items():
+        metrics.DELETES_HELD.inc(count)
+        log.warning("mass delete held", mount_id=mount_id, held=count)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis as redis_lib
 
-from mountsync.shared.catalog.apply import AppliedChange
+from mountsync.shared.catalog.apply import AppliedChange, ApplyResult
 from mountsync.shared.config import Settings
 from mountsync.shared.events import Kind
 from mountsync.shared.testing import ManualClock, RecordingApp
@@ -32,6 +32,10 @@ def applied(key: str, mount_id: int = 1, kind: Kind = Kind.CREATED, was_live: bo
                          prev_etag=None, prev_version=None)  # fmt: skip
 
 
+def batch(changes: list[AppliedChange]) -> ApplyResult:
+    return ApplyResult(received=len(changes), applied=changes, stale=0, dropped=0)
+
+
 MISSING = object()
 
 
@@ -51,7 +55,7 @@ def checks(ctx: WorkerContext) -> list[list[Any]]:
 
 def test_a_burst_in_one_folder_costs_one_delayed_check(ctx: WorkerContext) -> None:
     for i in range(50):
-        hooks.after_apply(ctx, [applied(f"seq/{i}.png"), applied(f"other/{i}.jpg", mount_id=2)])
+        hooks.after_apply(ctx, batch([applied(f"seq/{i}.png"), applied(f"other/{i}.jpg", mount_id=2)]))
     assert sorted(checks(ctx)) == [[1, "seq"], [2, "other"]]
     options = [opts for _, _, opts in ctx.app.sent]  # type: ignore[attr-defined]
     assert {(o["queue"], o["countdown"]) for o in options} == {("alignment", 0.5)}
@@ -59,34 +63,34 @@ def test_a_burst_in_one_folder_costs_one_delayed_check(ctx: WorkerContext) -> No
 
 
 def test_irrelevant_files_schedule_nothing(ctx: WorkerContext) -> None:
-    hooks.after_apply(ctx, [applied("docs/readme.md"), applied("docs/.DS_Store")])
+    hooks.after_apply(ctx, batch([applied("docs/readme.md"), applied("docs/.DS_Store")]))
     assert checks(ctx) == []
 
 
 def test_changes_after_the_claim_schedule_the_next_check(ctx: WorkerContext) -> None:
-    hooks.after_apply(ctx, [applied("seq/1.png")])
+    hooks.after_apply(ctx, batch([applied("seq/1.png")]))
     assert take(ctx, 1, "seq") == ["seq/1.png"]
-    hooks.after_apply(ctx, [applied("seq/2.png", kind=Kind.DELETED)])
+    hooks.after_apply(ctx, batch([applied("seq/2.png", kind=Kind.DELETED)]))
     assert checks(ctx) == [[1, "seq"], [1, "seq"]]
     assert take(ctx, 1, "seq") is None  # a delete: the full check
     assert take(ctx, 2, "never-scheduled") is MISSING
 
 
 def test_a_folder_is_not_claimed_before_it_is_due(ctx: WorkerContext) -> None:
-    hooks.after_apply(ctx, [applied("seq/1.png")])
+    hooks.after_apply(ctx, batch([applied("seq/1.png")]))
     assert take(ctx, 1, "seq", wait=0.1) is MISSING
     assert take(ctx, 1, "seq", wait=0.5) == ["seq/1.png"]
 
 
 def test_any_check_task_drains_every_due_folder(ctx: WorkerContext) -> None:
-    hooks.after_apply(ctx, [applied(f"f{i}/1.png") for i in range(5)])
+    hooks.after_apply(ctx, batch([applied(f"f{i}/1.png") for i in range(5)]))
     ctx.clock.advance(1)  # type: ignore[attr-defined]
     assert sorted(c.folder for c in hooks.claim_due(ctx)) == [f"f{i}" for i in range(5)]
     assert hooks.claim_due(ctx) == []
 
 
 def test_a_check_that_died_is_claimed_again_as_a_full_check(ctx: WorkerContext) -> None:
-    hooks.after_apply(ctx, [applied("seq/1.png")])
+    hooks.after_apply(ctx, batch([applied("seq/1.png")]))
     ctx.clock.advance(1)  # type: ignore[attr-defined]
     (first,) = hooks.claim_due(ctx)  # the worker dies: never released
     assert first.new_keys == ["seq/1.png"]
@@ -101,10 +105,10 @@ def test_a_check_that_died_is_claimed_again_as_a_full_check(ctx: WorkerContext) 
 
 
 def test_a_stale_lease_that_is_also_due_is_claimed_once(ctx: WorkerContext) -> None:
-    hooks.after_apply(ctx, [applied("seq/1.png")])
+    hooks.after_apply(ctx, batch([applied("seq/1.png")]))
     ctx.clock.advance(1)  # type: ignore[attr-defined]
     hooks.claim_due(ctx)  # the worker dies mid-check: never released
-    hooks.after_apply(ctx, [applied("seq/2.png")])  # due again while the dead lease is held
+    hooks.after_apply(ctx, batch([applied("seq/2.png")]))  # due again while the dead lease is held
     ctx.clock.advance(hooks.LEASE_S + 1)  # type: ignore[attr-defined]
     claims = hooks.claim_due(ctx)
     assert [(c.folder, c.new_keys) for c in claims] == [("seq", None)]  # once, as a full check
@@ -114,21 +118,21 @@ def test_a_stale_lease_that_is_also_due_is_claimed_once(ctx: WorkerContext) -> N
 
 
 def test_only_brand_new_images_allow_the_fast_path(ctx: WorkerContext) -> None:
-    hooks.after_apply(ctx, [applied("a/1.png"), applied("a/2.png")])
-    hooks.after_apply(ctx, [applied("a/3.png")])
+    hooks.after_apply(ctx, batch([applied("a/1.png"), applied("a/2.png")]))
+    hooks.after_apply(ctx, batch([applied("a/3.png")]))
     assert take(ctx, 1, "a") == ["a/1.png", "a/2.png", "a/3.png"]
     for change in (applied("b/1.png", was_live=True),  # overwrite
                    applied("b/1.png", kind=Kind.DELETED), applied("b/x.csv"),
                    applied("b/frames.txt"), applied("b/v.mp4")):  # fmt: skip
-        hooks.after_apply(ctx, [applied("b/0.png"), change])
+        hooks.after_apply(ctx, batch([applied("b/0.png"), change]))
         assert take(ctx, 1, "b") is None, change
-    hooks.after_apply(ctx, [applied("c/0.png")])
+    hooks.after_apply(ctx, batch([applied("c/0.png")]))
     hooks.schedule_checks(ctx, [(1, "c")], 0.5)  # the sweep: no record -> full check
     assert take(ctx, 1, "c") is None
 
 
 def test_lost_tasks_are_sent_again(ctx: WorkerContext) -> None:
-    hooks.after_apply(ctx, [applied("seq/1.png")])
+    hooks.after_apply(ctx, batch([applied("seq/1.png")]))
     assert hooks.resend_lost(ctx, 0.5) == 0
     ctx.clock.advance(hooks.LOST_AFTER_S + 1)  # type: ignore[attr-defined]
     assert hooks.resend_lost(ctx, 0.5) == 1
@@ -138,14 +142,14 @@ def test_lost_tasks_are_sent_again(ctx: WorkerContext) -> None:
 
 def test_folder_names_survive_the_round_trip(ctx: WorkerContext) -> None:
     odd = 'a "quoted", ünïcode/ folder'
-    hooks.after_apply(ctx, [applied(f"{odd}/x.png", mount_id=7)])
+    hooks.after_apply(ctx, batch([applied(f"{odd}/x.png", mount_id=7)]))
     assert hooks.pending(ctx)[0][0] == (7, odd)
     assert take(ctx, 7, odd) == [f"{odd}/x.png"]
 
 
 def test_bad_alignment_settings_do_not_block_applies(ctx: WorkerContext) -> None:
     broken = replace(ctx, settings=replace(ctx.settings, extra={"MOUNTSYNC_IMAGE_TYPES": "png,mp4"}))
-    hooks.after_apply(broken, [applied("seq/1.png")])
+    hooks.after_apply(broken, batch([applied("seq/1.png")]))
     assert checks(broken) == [[1, "seq"]]
 
 
@@ -155,14 +159,14 @@ def countdowns(ctx: WorkerContext) -> list[float]:
 
 def test_streaming_folders_gather_appends_longer_but_not_other_changes(ctx: WorkerContext) -> None:
     hooks.mark_streaming(ctx, 1, "cam", 2.0)
-    hooks.after_apply(ctx, [applied("cam/0001.png")])
+    hooks.after_apply(ctx, batch([applied("cam/0001.png")]))
     assert countdowns(ctx) == [2.0]
-    hooks.after_apply(ctx, [applied("cam/0002.png")])
+    hooks.after_apply(ctx, batch([applied("cam/0002.png")]))
     assert countdowns(ctx) == [2.0]  # same window
-    hooks.after_apply(ctx, [applied("cam/0000.png", kind=Kind.DELETED)])
+    hooks.after_apply(ctx, batch([applied("cam/0000.png", kind=Kind.DELETED)]))
     assert countdowns(ctx) == [2.0, 0.5]  # a delete is not kept waiting: pulled forward
     assert [due for _, due in hooks.pending(ctx)] == [1_000_000.5]
-    hooks.after_apply(ctx, [applied("quiet/0001.png")])
+    hooks.after_apply(ctx, batch([applied("quiet/0001.png")]))
     assert countdowns(ctx) == [2.0, 0.5, 0.5]  # other folders keep the short window
     assert take(ctx, 1, "cam") is None  # the delete makes it a full check
 

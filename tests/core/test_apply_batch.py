@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 import pytest
 import redis as redis_lib
 
-from mountsync.shared.catalog.apply import drain_feed
+from mountsync.shared.catalog.apply import ApplyResult, drain_feed
 from mountsync.shared.catalog.db import open_pool
 from mountsync.shared.clock import SystemClock
 from mountsync.shared.config import Settings
@@ -19,7 +20,7 @@ from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 from mountsync.shared.queues import FEED_STREAM
 from mountsync.shared.testing import RecordingApp
 from mountsync.workers import service
-from mountsync.workers.alignment.hooks import TASK_CHECK, after_apply
+from mountsync.workers.alignment.hooks import TASK_CHECK, after_apply, announce_opened_alerts
 from mountsync.workers.context import WorkerContext
 from mountsync.workers.post_apply import PostApplyHooks
 
@@ -97,11 +98,11 @@ def test_a_failed_apply_is_retried_without_hooks(ctx: WorkerContext, catalog: ps
     assert ctx.app.calls() == []
 
 
-def test_the_worker_registers_alignment_and_the_sink_nudge_as_post_apply_hooks() -> None:
+def test_the_worker_registers_alignment_alerts_and_the_sink_nudge_as_post_apply_hooks() -> None:
     from mountsync.workers.app import post_apply_hooks
     from mountsync.workers.sinks.tasks import nudge_sinks
 
-    assert list(post_apply_hooks()) == [after_apply, nudge_sinks]
+    assert list(post_apply_hooks()) == [after_apply, announce_opened_alerts, nudge_sinks]
 
 
 def test_without_registered_hooks_a_batch_is_only_committed_and_published(
@@ -119,11 +120,11 @@ def test_a_failing_hook_does_not_keep_the_next_from_seeing_the_batch(
 ) -> None:
     seen: list[list[str]] = []
 
-    def broken_sink(_ctx: Any, applied: list[Any]) -> None:
+    def broken_sink(_ctx: Any, result: ApplyResult) -> None:
         raise redis_lib.ConnectionError("sink down")
 
-    def recording_sink(_ctx: Any, applied: list[Any]) -> None:
-        seen.append([change.key for change in applied])
+    def recording_sink(_ctx: Any, result: ApplyResult) -> None:
+        seen.append([change.key for change in result.applied])
 
     ctx.post_apply = PostApplyHooks(broken_sink, after_apply, recording_sink)
     with pytest.raises(redis_lib.ConnectionError, match="sink down"):
@@ -131,3 +132,26 @@ def test_a_failing_hook_does_not_keep_the_next_from_seeing_the_batch(
     assert live_keys(catalog) == ["seq/1.png"]  # committed before any hook ran
     assert ctx.app.calls() == [(TASK_CHECK, [mount_id, "seq"])]
     assert seen == [["seq/1.png"]]
+
+
+def test_a_wipe_held_by_the_guard_announces_its_alert_to_the_sinks_and_the_webhook(
+    ctx: WorkerContext, catalog: psycopg.Connection, mount_id: int
+) -> None:
+    from mountsync.workers.alignment.hooks import TASK_NOTIFY
+    from mountsync.workers.sinks.tasks import nudge_sinks
+
+    ctx.settings = ctx.settings.with_(extra={"MOUNTSYNC_ALERT_WEBHOOK": "http://127.0.0.1:9/alerts"})
+    ctx.post_apply = PostApplyHooks(after_apply, announce_opened_alerts, nudge_sinks)
+    service.apply_batch(ctx, [created(f"cam/{i:03d}.jpg") for i in range(100)])
+    first_event = int(catalog.execute("SELECT coalesce(max(id), 0) FROM sink_events").fetchone()[0])
+    ctx.app.sent.clear()
+    wipe = [replace(created(f"cam/{i:03d}.jpg"), kind=Kind.DELETED, size=None, etag=None, sequencer="2")
+            for i in range(80)]  # fmt: skip
+    result = service.apply_batch(ctx, wipe)
+    assert not result.applied and result.held == {mount_id: 80}
+    [alert_id] = result.alerts
+    events = catalog.execute("SELECT topic, payload FROM sink_events WHERE id > %s", (first_event,)).fetchall()
+    assert [(topic, payload["id"], payload["kind"]) for topic, payload in events] == [
+        ("alerts", alert_id, "mass-delete")
+    ]
+    assert ctx.app.calls() == [(TASK_NOTIFY, [alert_id])]  # no folder check: nothing was applied

@@ -33,7 +33,7 @@ from mountsync.workers.alignment.config import AlignmentConfig
 from mountsync.workers.alignment.datasets import Role
 
 if TYPE_CHECKING:
-    from mountsync.shared.catalog.apply import AppliedChange
+    from mountsync.shared.catalog.apply import ApplyResult
     from mountsync.workers.context import WorkerContext
 
 log = structlog.get_logger("mountsync.alignment")
@@ -74,11 +74,11 @@ def parse_member(raw: bytes | str) -> tuple[int, str]:
     return int(mount_id), str(folder)
 
 
-def after_apply(ctx: "WorkerContext", applied: "list[AppliedChange]") -> None:  # noqa: UP037
-    """Schedule a debounced check of every folder whose datasets this batch may have changed."""
+def after_apply(ctx: "WorkerContext", result: "ApplyResult") -> None:  # noqa: UP037
+    """Post-apply hook: a debounced check of every folder whose datasets this batch may have changed."""
     config = config_for(ctx)
     records: dict[tuple[int, str], list[str] | None] = {}
-    for change in applied:
+    for change in result.applied:
         role = config.types.role(change.key)
         if role is Role.OTHER:
             continue
@@ -92,6 +92,23 @@ def after_apply(ctx: "WorkerContext", applied: "list[AppliedChange]") -> None:  
             records[folder] = None  # anything but a brand-new image needs the full check
     if records:
         schedule_checks(ctx, sorted(records), config.debounce_s, records, config.stream_debounce_s)
+
+
+def announce_opened_alerts(ctx: "WorkerContext", result: "ApplyResult") -> None:  # noqa: UP037
+    """Post-apply hook: the alerts the batch opened (the mass-delete guard's) reach the sinks
+    subscribed to alerts and the alignment webhook, as a folder check's alerts do."""
+    if result.alerts:
+        announce_alerts(ctx, result.alerts)
+
+
+def announce_alerts(ctx: WorkerContext, alert_ids: Sequence[int]) -> None:
+    """New or changed alerts: put them where sinks read them, and send each to the webhook."""
+    from mountsync.workers.sinks.events import publish_alignment_alerts
+
+    publish_alignment_alerts(ctx, alert_ids)  # best effort: the alert is in the catalog already
+    if config_for(ctx).webhook_url:
+        for alert_id in alert_ids:
+            send(ctx.app, TASK_NOTIFY, alert_id, queue=QUEUE_ALIGNMENT)
 
 
 def schedule_checks(

@@ -27,7 +27,6 @@ from mountsync.workers.alignment.config import AlignmentConfig
 from mountsync.workers.alignment.mountio import StorageIO
 from mountsync.workers.context import WorkerContext, current
 from mountsync.workers.deliveries import finished, too_many_deliveries
-from mountsync.workers.sinks.events import publish_alignment_alerts
 
 log = structlog.get_logger("mountsync.alignment")
 SWEEP_EVERY_S = 30.0
@@ -105,10 +104,7 @@ def _check_claimed(
     notify.CHECK_SECONDS.observe(time.perf_counter() - started)
     alert_ids = notify.report(result.events)
     if alert_ids:
-        publish_alignment_alerts(ctx, alert_ids)  # to the sinks subscribed to alerts
-    for alert_id in alert_ids:
-        if config.webhook_url:
-            send(ctx.app, hooks.TASK_NOTIFY, alert_id, queue=QUEUE_ALIGNMENT)
+        hooks.announce_alerts(ctx, alert_ids)
     if result.recheck_in:
         hooks.schedule_checks(ctx, [(claim.mount_id, claim.folder)], result.recheck_in)
     if result.fast:

@@ -20,6 +20,7 @@ import structlog
 from celery import Celery, Task
 from prometheus_client import Counter, Gauge
 
+from mountsync.shared.catalog.apply import ApplyResult
 from mountsync.shared.catalog.sinks import sink_status
 from mountsync.shared.queues import QUEUE_SINKS, TASK_SINK_DELIVER, TASK_SINK_SWEEP, send
 from mountsync.workers.context import WorkerContext, current
@@ -53,9 +54,11 @@ def request_delivery(ctx: WorkerContext, sink_id: int, countdown: float = 0.0) -
     return True
 
 
-def nudge_sinks(ctx: WorkerContext, applied: list[Any]) -> None:
+def nudge_sinks(ctx: WorkerContext, result: ApplyResult) -> None:
     """Post-apply hook: ask the sinks of the changed mounts to deliver (best effort)."""
-    mounts = sorted({c.mount_name for c in applied})
+    if not result.applied:
+        return
+    mounts = sorted({c.mount_name for c in result.applied})
     try:
         with ctx.pool.connection() as conn:
             rows = conn.execute(
