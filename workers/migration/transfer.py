@@ -4,11 +4,8 @@ Files up to ``multipart_threshold`` go in one request. From a local source to a 
 that streams a request body (S3, fs) the file is hashed in one pass and sent from disk in a
 second (the page cache serves it), so memory does not grow with the file; otherwise it is read
 into a buffer (at most ``BUFFERED_PUT_MAX``), hashed and ``put``. Larger files go through the
-storage's resumable writer part by part: at most ``part_concurrency`` parts of a file are in
-flight, and all part buffers of the process share one ``ByteBudget``, so memory does not grow
-with the file size or the number of files. Every part is recorded in PostgreSQL before it is
-sent and when it is confirmed; a resumed item re-reads (and re-hashes) the source but sends
-only parts that are not both recorded as done and listed by the provider (``list_parts``).
+storage's resumable writer part by part (``multipart.MultipartUploads``: bounded part buffers,
+every part recorded, a resumed item sends only the parts not confirmed).
 
 Called by ``service`` (one ``Transfer`` per chunk run, ``run`` per claimed item). It records
 through the worker's stores: ``PartStore`` (uploads and parts), ``ItemStore.set_size`` (an item
@@ -20,9 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 import structlog
@@ -30,9 +26,9 @@ import structlog
 from mountsync.shared.errors import ObjectNotFound, RetryableError
 from mountsync.shared.events import Provider
 from mountsync.shared.migration import metrics as m
-from mountsync.shared.migration.plan import common_folder, part_count, part_size_for
+from mountsync.shared.migration.plan import common_folder, part_size_for
 from mountsync.shared.migration.spec import TransferOptions
-from mountsync.shared.storage.base import ObjectInfo, PartInfo, Storage, UploadSession
+from mountsync.shared.storage.base import ObjectInfo, Storage
 from mountsync.workers.migration.common import (
     PERMANENT,
     Control,
@@ -41,13 +37,12 @@ from mountsync.workers.migration.common import (
     SourceChanged,
     Stop,
     check_wanted,
-    fingerprint,
     location_of,
     read_all,
-    read_exact,
 )
 from mountsync.workers.migration.items import ItemRow, ItemStore
-from mountsync.workers.migration.parts import PartStore, confirmed_parts
+from mountsync.workers.migration.multipart import MultipartUploads
+from mountsync.workers.migration.parts import PartStore
 from mountsync.workers.migration.retry import Backoff, ByteBudget, GaveUp, with_retries
 from mountsync.workers.migration.verified import VerificationCache, Verified
 from mountsync.workers.migration.verify import (
@@ -93,7 +88,6 @@ class Transfer:
         # "unknown" and every item asks the destination itself (a HEAD per item).
         self.existing: dict[str, ObjectInfo] | None = None
         self.records: dict[str, Verified] = {}  # verified-copy records of the keys listed
-        self.multipart_etags = dest.url.provider is Provider.S3
         # One request: buffered up to BUFFERED_PUT_MAX; above that a local file, which can be
         # read twice at page-cache speed, is hashed first and then streamed (when the
         # destination streams a request body), up to the threshold.
@@ -103,8 +97,8 @@ class Transfer:
         # A destination that checks a put against its SHA-256 (S3) needs no MD5: each file is
         # hashed once (the SHA-256 is the link's checksum anyway), not twice.
         self.put_by_sha256 = bool(getattr(dest, "verifies_sha256", False))
-        # Resumable uploads that must be sent in order (GCS) cannot take parallel parts.
-        self.part_concurrency = 1 if getattr(dest, "sequential_parts", False) else options.part_concurrency
+        self.uploads = MultipartUploads(source, dest, options, parts=parts, budget=budget, part_pool=part_pool,
+                                        control=control, backoff=self.backoff, sleep=self.sleep)  # fmt: skip
 
     # --- one item ---------------------------------------------------------------------------
     def run(self, item: ItemRow) -> Outcome:
@@ -264,153 +258,11 @@ class Transfer:
 
     # --- multipart --------------------------------------------------------------------------
     def _multipart(self, item: ItemRow, src_key: str, size: int) -> Outcome:
-        session, confirmed = self._session(item, size)
-        try:
-            digests, parts = self._send_parts(item, session, confirmed, src_key, size)
-        except Stop as stop:
-            if stop.reason == "cancelled":
-                self._abort(item, session)
-            raise
-        try:
-            check_wanted(item, digests)
-        except Permanent:
-            self._abort(item, session)
-            raise
-        self.control.check(item)
-        info = self._complete(item, session, parts)
-        method = check_upload(info, digests, [p.etag for p in parts])
-        return self._done(item, info, digests, method)
-
-    def _session(self, item: ItemRow, size: int) -> tuple[UploadSession, dict[int, tuple[PartInfo, str]]]:
-        if item.upload_id and item.part_size:
-            session = UploadSession(item.dest_key, item.upload_id, int(item.part_size))
-            confirmed = self._confirmed_parts(item, session)
-            if confirmed is not None:
-                return session, confirmed
-            self.parts.forget_upload(item.job_id, item.seq)
-        part_size = part_size_for(size, self.options.part_size)
-        session = self._call(lambda: self.dest.start_upload(item.dest_key, part_size), "start upload")
-        self.parts.start_upload(item.job_id, item.seq, session.upload_id, part_size)
-        return session, {}
-
-    def _confirmed_parts(self, item: ItemRow, session: UploadSession) -> dict[int, tuple[PartInfo, str]] | None:
-        """``confirmed_parts`` of the upload; None when the upload no longer exists."""
-        try:
-            remote = self._call(lambda: self.dest.list_parts(session), "list parts")
-        except ObjectNotFound:
-            return None
-        return confirmed_parts(self.parts.parts(item.job_id, item.seq, session.upload_id), remote)
-
-    def _send_parts(
-        self,
-        item: ItemRow,
-        session: UploadSession,
-        confirmed: dict[int, tuple[PartInfo, str]],
-        src_key: str,
-        size: int,
-    ) -> tuple[Digests, list[PartInfo]]:
-        # A whole-object MD5 only where the provider reports one (S3 multipart objects carry
-        # an MD5-of-part-MD5s instead, checked from the parts' ETags).
-        sha, md5 = hashlib.sha256(), (None if self.multipart_etags else hashlib.md5())
-        results: dict[int, PartInfo] = {}
-        inflight: deque[tuple[Future[PartInfo], int]] = deque()
-        try:
-            with self.source.open(src_key) as stream:
-                for number in range(1, part_count(size, session.part_size) + 1):
-                    self.control.check(item)
-                    length = min(session.part_size, size - (number - 1) * session.part_size)
-                    data = self._read_part(stream, length)
-                    sha.update(data)
-                    if md5 is not None:
-                        md5.update(data)
-                    print_ = fingerprint(data)
-                    if number in confirmed:
-                        m.PARTS_REUSED.inc()
-                        self.budget.release(length)
-                        done, sent_print = confirmed[number]
-                        if sent_print != print_:
-                            raise SourceChanged(f"part {number} of the source changed since sent")
-                        results[number] = done
-                        continue
-                    while len(inflight) >= self.part_concurrency:
-                        _collect(inflight.popleft()[0], results)
-                    job = self.part_pool.submit(self._send_part, item, session, number, data, print_)
-                    inflight.append((job, length))
-                if stream.read(1):
-                    raise SourceChanged("the source grew while it was read")
-            while inflight:
-                _collect(inflight.popleft()[0], results)
-        finally:
-            self._drain(inflight)
-        parts = [results[n] for n in sorted(results)]
-        whole_md5 = md5.hexdigest() if md5 is not None else None
-        return Digests(size, sha.hexdigest(), whole_md5), parts
-
-    def _read_part(self, stream: BinaryIO, length: int) -> bytes:
-        self.budget.acquire(length)
-        try:
-            data = read_exact(stream, length)
-        except BaseException:
-            self.budget.release(length)
-            raise
-        return data
-
-    def _drain(self, inflight: deque[tuple[Future[PartInfo], int]]) -> None:
-        """After an error: drop queued parts (returning their buffers) and wait for running ones."""
-        for job, length in inflight:
-            if job.cancel():
-                self.budget.release(length)
-        for job, _ in inflight:
-            if not job.cancelled():
-                job.exception()
-
-    def _send_part(self, item: ItemRow, session: UploadSession, number: int, data: bytes, print_: str) -> PartInfo:
-        try:
-            self.parts.part_sending(item.job_id, item.seq, session.upload_id, number, len(data), print_)
-
-            def send() -> PartInfo:
-                return self.dest.upload_part(session, number, data)
-
-            part: PartInfo = with_retries(
-                send,
-                attempts=self.options.max_attempts,
-                backoff=self.backoff,
-                what=f"upload part {number}",
-                sleep=self.sleep,
-            )
-            self.parts.part_done(item.job_id, item.seq, number, part.etag)
-            m.PARTS_SENT.inc()
-            m.BYTES_SENT.inc(len(data))
-            return part
-        finally:
-            self.budget.release(len(data))
-
-    def _complete(self, item: ItemRow, session: UploadSession, parts: list[PartInfo]) -> ObjectInfo:
-        try:
-            info: ObjectInfo = self._call(lambda: self.dest.complete_upload(session, parts), "complete upload")
-            return info
-        except ObjectNotFound:
-            # An earlier call completed it and its answer was lost: check what is there.
-            stat: ObjectInfo = self._call(lambda: self.dest.stat(item.dest_key), "stat destination")
-            return stat
-
-    def _abort(self, item: ItemRow, session: UploadSession) -> None:
-        try:
-            self.dest.abort_upload(session)
-        except Exception as exc:  # the orphan sweep retries later
-            # Never log the upload id: for GCS it is the session URL, which grants the upload.
-            log.warning("abort of upload failed", job_id=item.job_id, key=session.key, error=str(exc))
-            return
-        self.parts.forget_upload(item.job_id, item.seq)
+        digests, info, etags = self.uploads.upload(item, src_key, size)
+        return self._done(item, info, digests, check_upload(info, digests, etags))
 
     def _forget_upload(self, item: ItemRow) -> None:
-        if item.upload_id and item.part_size:
-            self._abort(item, UploadSession(item.dest_key, item.upload_id, int(item.part_size)))
-
-
-def _collect(job: Future[PartInfo], results: dict[int, PartInfo]) -> None:
-    part = job.result()
-    results[part.number] = part
+        self.uploads.forget(item)
 
 
 def _without_upload(item: ItemRow) -> ItemRow:
