@@ -37,7 +37,7 @@ from mountsync.workers.migration.common import (
 )
 from mountsync.workers.migration.items import ItemRow
 from mountsync.workers.migration.parts import PartStore, confirmed_parts
-from mountsync.workers.migration.retry import Backoff, ByteBudget, with_retries
+from mountsync.workers.migration.retry import ByteBudget
 from mountsync.workers.migration.verify import Digests
 
 log = structlog.get_logger("mountsync.migration")
@@ -56,12 +56,11 @@ class MultipartUploads:
         budget: ByteBudget,
         part_pool: ThreadPoolExecutor,
         control: Control,
-        backoff: Backoff,
-        sleep: Callable[[float], None],
+        call: Callable[[Callable[[], Any], str], Any],
     ) -> None:
         self.source, self.dest, self.options = source, dest, options
         self.parts, self.budget, self.part_pool, self.control = parts, budget, part_pool, control
-        self.backoff, self.sleep = backoff, sleep
+        self._call = call  # the transfer's retrying call: (function, what) -> its result
         # S3 multipart objects carry an MD5 of the part MD5s, checked from the parts' ETags.
         self.multipart_etags = dest.url.provider is Provider.S3
         # Resumable uploads that must be sent in order (GCS) cannot take parallel parts.
@@ -89,9 +88,6 @@ class MultipartUploads:
         """Abort the item's recorded upload, if any, and forget its parts."""
         if item.upload_id and item.part_size:
             self._abort(item, UploadSession(item.dest_key, item.upload_id, int(item.part_size)))
-
-    def _call(self, call: Callable[[], Any], what: str) -> Any:
-        return with_retries(call, attempts=self.options.max_attempts, backoff=self.backoff, what=what, sleep=self.sleep)
 
     def _session(self, item: ItemRow, size: int) -> tuple[UploadSession, dict[int, tuple[PartInfo, str]]]:
         if item.upload_id and item.part_size:
@@ -182,13 +178,7 @@ class MultipartUploads:
             def send() -> PartInfo:
                 return self.dest.upload_part(session, number, data)
 
-            part: PartInfo = with_retries(
-                send,
-                attempts=self.options.max_attempts,
-                backoff=self.backoff,
-                what=f"upload part {number}",
-                sleep=self.sleep,
-            )
+            part: PartInfo = self._call(send, f"upload part {number}")
             self.parts.part_done(item.job_id, item.seq, number, part.etag)
             m.PARTS_SENT.inc()
             m.BYTES_SENT.inc(len(data))

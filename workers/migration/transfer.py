@@ -98,7 +98,7 @@ class Transfer:
         # hashed once (the SHA-256 is the link's checksum anyway), not twice.
         self.put_by_sha256 = bool(getattr(dest, "verifies_sha256", False))
         self.uploads = MultipartUploads(source, dest, options, parts=parts, budget=budget, part_pool=part_pool,
-                                        control=control, backoff=self.backoff, sleep=self.sleep)  # fmt: skip
+                                        control=control, call=self._call)  # fmt: skip
 
     # --- one item ---------------------------------------------------------------------------
     def run(self, item: ItemRow) -> Outcome:
