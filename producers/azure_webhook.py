@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ import structlog
 from mountsync.producers.azure_common import celery_reindex_sender, request_directory_reindex
 from mountsync.producers.http.push import PushAnswer, PushRequest, answer
 from mountsync.producers.inbox import Inbox
-from mountsync.producers.normalize.azure import make_normalizer, split_events, validation_code
+from mountsync.producers.normalize.azure import make_normalizer, split_event_bodies, validation_code
 from mountsync.producers.normalize.azure_enrich import AzureMounts
 from mountsync.producers.pipeline import Pipeline
 from mountsync.shared.errors import InvalidEvent
@@ -88,11 +87,12 @@ def _abuse_protection(request: PushRequest) -> PushAnswer:
     return PushAnswer(200, None, headers)
 
 
-def _messages(request: PushRequest, body: bytes, events: list[dict[str, Any]] | None) -> list[RawMessage]:
+def _messages(request: PushRequest, body: bytes, events: list[tuple[dict[str, Any], bytes]] | None) -> list[RawMessage]:
     """One message per event; a body that is not events at all stays one (dead-lettered) message.
 
-    A body of one event is that event's message as it is (the normalizer reads arrays too);
-    the events of a batch are serialized one by one so each can be dead-lettered on its own.
+    A body of one event is that event's message as it is (the normalizer reads arrays too); the
+    events of a batch carry their own bytes as delivered, so each can be dead-lettered on its own.
+    Every event goes with its parsed ``payload``: the normalizer does not parse it again.
     """
     attributes = {h: request.headers[h] for h in ATTRIBUTE_HEADERS if h in request.headers}
     try:
@@ -100,15 +100,16 @@ def _messages(request: PushRequest, body: bytes, events: list[dict[str, Any]] | 
     except ValueError:
         retries = 0
     now = time.time_ns()
-    if events is None or len(events) == 1:
-        event_id = events[0].get("id") if events else None
-        return [RawMessage(Source.AZURE_EVENTGRID, str(event_id or f"webhook-{now}"), body, attributes, now,
-                           delivery_count=retries + 1)]  # fmt: skip
+    if events is None:
+        return [RawMessage(Source.AZURE_EVENTGRID, f"webhook-{now}", body, attributes, now, delivery_count=retries + 1)]
+    if len(events) == 1:
+        event = events[0][0]
+        return [RawMessage(Source.AZURE_EVENTGRID, str(event.get("id") or f"webhook-{now}"), body, attributes, now,
+                           delivery_count=retries + 1, payload=event)]  # fmt: skip
     return [
-        RawMessage(Source.AZURE_EVENTGRID, str(event.get("id") or f"webhook-{now}-{i}"),
-                   json.dumps(event, ensure_ascii=False).encode(), attributes, now,
-                   delivery_count=retries + 1)
-        for i, event in enumerate(events)
+        RawMessage(Source.AZURE_EVENTGRID, str(event.get("id") or f"webhook-{now}-{i}"), text, attributes, now,
+                   delivery_count=retries + 1, payload=event)
+        for i, (event, text) in enumerate(events)
     ]  # fmt: skip
 
 
@@ -133,10 +134,10 @@ def handle(request: PushRequest, ctx: Any) -> PushAnswer:
         return _abuse_protection(request)
     body = request.body
     try:
-        events: list[dict[str, Any]] | None = split_events(body)
+        events: list[tuple[dict[str, Any], bytes]] | None = split_event_bodies(body)
     except InvalidEvent:
         events = None  # not events at all: the pipeline dead-letters the body with the reason
-    validated = _validation(events) if events is not None else None
+    validated = _validation([event for event, _ in events]) if events is not None else None
     if validated is not None:
         return validated
     if request.headers.get("aeg-event-type") == "SubscriptionDeletion":

@@ -265,7 +265,10 @@ class RawMessage:
     """A message as a transport delivered it, before normalization.
 
     ``handle`` is whatever the source needs to ack it (an SQS receipt handle, a Pub/Sub message,
-    a lock token); normalizers never look at it.
+    a lock token); normalizers never look at it. ``payload`` is the body's JSON value when the
+    transport had to parse it already (the Event Grid webhook, which splits a batch into its
+    events); a normalizer that finds it does not parse ``body`` again. ``body`` stays the bytes
+    as delivered, for the dead-letter store.
     """
 
     source: Source
@@ -275,3 +278,4 @@ class RawMessage:
     received_ns: int = 0
     handle: Any = None
     delivery_count: int = 1
+    payload: Any = None

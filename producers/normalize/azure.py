@@ -40,6 +40,8 @@ import base64
 import binascii
 import functools
 import ipaddress
+import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -106,13 +108,74 @@ def decode_body(body: bytes) -> Any:
 def split_events(body: bytes) -> list[dict[str, Any]]:
     """The event objects in a body (one object or an array); ``InvalidEvent`` otherwise."""
     payload = decode_body(body)
-    items = payload if isinstance(payload, list) else [payload]
+    return _event_objects(payload if isinstance(payload, list) else [payload])
+
+
+def _event_objects(items: list[Any]) -> list[dict[str, Any]]:
     if not items:
         raise InvalidEvent("empty event array")
     for item in items:
         if not isinstance(item, dict):
             raise InvalidEvent(f"event is not a JSON object: {type(item).__name__}")
     return items
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def split_event_bodies(body: bytes) -> list[tuple[dict[str, Any], bytes]]:
+    """``split_events`` with each event's own bytes: the elements of a JSON array are sliced out
+    of the body as delivered (not re-serialized), so one event of a batch is dead-lettered exactly
+    as it was sent, and nothing is parsed twice. A body of one event is that event's bytes."""
+    if body.lstrip()[:1] == b"[":
+        try:
+            pairs = _array_elements(body.decode("utf-8"))
+        except ValueError:  # not plain UTF-8 JSON: split_events names what is wrong
+            pairs = None
+        if pairs is not None:
+            _event_objects([item for item, _ in pairs])
+            return [(item, text.encode("utf-8")) for item, text in pairs]
+    events = split_events(body)
+    if len(events) == 1:
+        return [(events[0], body)]
+    return [(event, json.dumps(event, ensure_ascii=False).encode()) for event in events]  # base64 of an array
+
+
+def _array_elements(text: str) -> list[tuple[Any, str]]:
+    """(value, its source text) of each element of the JSON array ``text``; ``ValueError`` if
+    ``text`` is anything but one array (``json.JSONDecodeError`` is a ``ValueError``)."""
+    at = _skip_space(text, 0)
+    if text[at : at + 1] != "[":
+        raise ValueError("not an array")
+    at = _skip_space(text, at + 1)
+    elements: list[tuple[Any, str]] = []
+    closed = text[at : at + 1] == "]"
+    if closed:
+        at += 1
+    while not closed:
+        value, stop = _DECODER.raw_decode(text, at)
+        elements.append((value, text[at:stop]))
+        at = _skip_space(text, stop)
+        closed = text[at : at + 1] == "]"
+        if not closed and text[at : at + 1] != ",":
+            raise ValueError(f"expected , or ] at {at}")
+        at = _skip_space(text, at + 1)
+    if _skip_space(text, at) != len(text):
+        raise ValueError("text after the array")
+    return elements
+
+
+def _skip_space(text: str, at: int) -> int:
+    match = _JSON_SPACE.match(text, at)
+    return match.end() if match else at
+
+
+def _events_of(raw: RawMessage) -> list[dict[str, Any]]:
+    """The message's events: its ``payload`` when the transport parsed the body already."""
+    if isinstance(raw.payload, dict):
+        return [raw.payload]
+    return split_events(raw.body)
 
 
 def _text(value: Any, what: str) -> str:
@@ -288,7 +351,7 @@ def normalize_azure(raw: RawMessage) -> list[ObjectChange]:
 
 def _normalize(raw: RawMessage, accounts: frozenset[str] | None) -> list[ObjectChange]:
     changes: list[ObjectChange] = []
-    for item in split_events(raw.body):
+    for item in _events_of(raw):
         changes.extend(event_changes(raw, read_event(item), accounts))
     return changes
 
@@ -308,7 +371,7 @@ def make_normalizer(
 def directory_scopes(raw: RawMessage) -> list[tuple[str, str]]:
     """(container, prefix) pairs whose blobs a Directory{Deleted,Renamed} event changed."""
     scopes: list[tuple[str, str]] = []
-    for item in split_events(raw.body):
+    for item in _events_of(raw):
         event = read_event(item)
         if event.type not in DIRECTORY_TYPES:
             continue

@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mountsync.producers.normalize.azure import (
     directory_scopes,
     make_normalizer,
     normalize_azure,
+    split_event_bodies,
     split_events,
     validation_code,
 )
@@ -170,3 +173,42 @@ def test_event_without_time_is_invalid() -> None:
     del event["eventTime"]
     with pytest.raises(InvalidEvent, match="no time"):
         normalize_azure(raw(json.dumps(event)))
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+EVENTS = st.lists(st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=4), min_size=1, max_size=6)
+LAYOUTS = st.sampled_from([(None, (",", ":"), True), (2, (",", ": "), False), (None, (" , ", " : "), False)])
+
+
+@given(EVENTS, LAYOUTS, st.sampled_from(["", " ", "\n\t "]))
+def test_split_event_bodies_gives_each_event_its_bytes_as_delivered(
+    events: list[dict[str, object]], layout: tuple[int | None, tuple[str, str], bool], pad: str
+) -> None:
+    indent, separators, ascii_only = layout
+    body = (pad + json.dumps(events, indent=indent, separators=separators, ensure_ascii=ascii_only) + pad).encode()
+    pairs = split_event_bodies(body)
+    assert [event for event, _ in pairs] == split_events(body) == events
+    for event, text in pairs:
+        assert text in body and json.loads(text) == event  # a slice of the body, not a re-serialization
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"[]", "empty event array"), (b"[1, {}]", "not a JSON object"), (b'[{"a": 1},]', "not JSON"),
+     (b'[{"a": 1}] x', "not JSON"), (b'[{"a": 1}', "not JSON")],
+)  # fmt: skip
+def test_split_event_bodies_refuses_what_split_events_refuses(body: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent, match=reason):
+        split_event_bodies(body)
+    with pytest.raises(InvalidEvent, match=reason):
+        split_events(body)
+
+
+def test_a_parsed_payload_is_normalized_without_reading_the_body() -> None:
+    [event] = json.loads(payload("eg_blob_created.json"))
+    message = RawMessage(Source.AZURE_EVENTGRID, "m-1", b"", payload=event)  # no body to parse
+    assert normalize_azure(message) == [one("eg_blob_created.json")]

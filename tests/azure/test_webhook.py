@@ -159,6 +159,19 @@ def test_one_bad_event_does_not_hold_back_the_others(hook: Harness) -> None:
     assert [r[0] for r in hook.deadletters.records] == [events[1]["id"]]
 
 
+def test_a_bad_event_is_dead_lettered_with_its_bytes_as_delivered(hook: Harness) -> None:
+    events = json.loads((PAYLOADS / "eg_batch_mixed.json").read_text())
+    events[2]["data"]["url"] = "https://acmeraw.blob.core.windows.net/"
+    events[2]["subject"] += " caf\u00e9"  # sent escaped: a re-serialization would write it differently
+    body = json.dumps(events, indent=3).encode()
+    response = post(hook, body)
+    assert response.status_code == 400 and response.json()["queued"] == 2
+    [(message_id, _, stored)] = hook.deadletters.records
+    assert message_id == events[2]["id"]
+    assert stored in body and b"\\u00e9" in stored  # the slice as sent (indented, escaped), not re-encoded
+    assert json.loads(stored) == events[2]
+
+
 def test_enqueue_failure_is_503_and_nothing_dead_lettered(hook: Harness) -> None:
     hook.queue.down = True
     response = post(hook, "eg_batch_mixed.json")
