@@ -5,7 +5,9 @@
   ``WebHook-Request-Origin`` is answered with ``WebHook-Allowed-Origin`` (and ``-Rate: *``).
 - Bodies: Event Grid schema (always an array) or CloudEvents (one object, or an array with
   ``application/cloudevents-batch+json``); every event becomes one ``RawMessage`` so one bad event
-  is dead-lettered without holding back the others.
+  is dead-lettered without holding back the others. An event's message holds its bytes sliced
+  from the body as delivered (``split_event_bodies``) and its parsed ``payload``: the body is
+  parsed once, and the dead-letter store keeps exactly what Event Grid sent.
 - Auth: when ``MOUNTSYNC_EVENTGRID_SECRET`` is set, each request must carry it as the query
   parameter ``key`` (``https://host/eventgrid?key=SECRET``, Event Grid keeps the query) or the
   header ``X-Mountsync-Key`` (a delivery attribute). Otherwise 401, nothing recorded.
