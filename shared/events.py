@@ -11,6 +11,7 @@ import binascii
 import enum
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -258,6 +259,10 @@ def load_json(text: str | bytes, what: str) -> Any:
         return json.loads(text)
     except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidEvent(f"{what} is not JSON: {exc}") from exc
+    except RecursionError as exc:  # e.g. a body of 100,000 '[': the parser recurses per level
+        raise InvalidEvent(
+            f"{what} is not JSON we read: nested more than {sys.getrecursionlimit()} levels deep"
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)

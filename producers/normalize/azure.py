@@ -131,7 +131,7 @@ def split_event_bodies(body: bytes) -> list[tuple[dict[str, Any], bytes]]:
     if body.lstrip()[:1] == b"[":
         try:
             pairs = _array_elements(body.decode("utf-8"))
-        except ValueError:  # not plain UTF-8 JSON: split_events names what is wrong
+        except (ValueError, RecursionError):  # not plain UTF-8 JSON: split_events names what is wrong
             pairs = None
         if pairs is not None:
             _event_objects([item for item, _ in pairs])
