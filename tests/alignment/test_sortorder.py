@@ -120,7 +120,7 @@ def test_parse_frame_manifest(text: str, expected: list[str]) -> None:
     assert parse_frame_manifest(text) == expected
 
 
-@pytest.mark.parametrize("text", ['["a.png", 3]', "[not json", '[{"a": 1}]'])
+@pytest.mark.parametrize("text", ['["a.png", 3]', "[not json", '[{"a": 1}]', "[" * 100_000])
 def test_bad_manifest_is_bad_input(text: str) -> None:
     with pytest.raises(BadInput):
         parse_frame_manifest(text)

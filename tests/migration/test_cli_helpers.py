@@ -39,6 +39,11 @@ def test_bad_cli_input(tmp_path: Path) -> None:
         read_items(str(broken))
     with pytest.raises(BadInput, match="No such file"):
         read_items(str(tmp_path / "missing.jsonl"))
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "\n")
+    with pytest.raises(BadInput, match="line 1: JSON nested too deeply"):
+        read_items(str(deep))
+    assert parse_value("[" * 100_000) == "[" * 100_000  # a string, which the option's check refuses
     with pytest.raises(BadInput, match="KEY=VALUE"):
         build_spec("file:///a", "s3://b/c", None, None, None, "q", None, ["oops"], "", "")
     with pytest.raises(BadInput, match="not both"):

@@ -112,6 +112,8 @@ def parse_frame_manifest(text: str) -> list[str]:
             data = json.loads(stripped)
         except ValueError as exc:
             raise BadInput(f"frame manifest is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise BadInput("frame manifest is not valid JSON we read: nested too deeply") from exc
         if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
             raise BadInput("a JSON frame manifest must be an array of file names")
         lines = data

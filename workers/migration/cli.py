@@ -52,6 +52,8 @@ def read_items(path: str) -> list[dict[str, Any]]:
             items.append(json.loads(line))
         except ValueError as exc:
             raise BadInput(f"--items {path} line {number}: not JSON ({exc})") from None
+        except RecursionError:
+            raise BadInput(f"--items {path} line {number}: JSON nested too deeply to read") from None
     return items
 
 
@@ -64,7 +66,7 @@ def parse_value(text: str) -> Any:
             return int(float(number) * UNITS[unit])
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not a literal: the option's own check names the problem
         return text
 
 
