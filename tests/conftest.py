@@ -30,6 +30,16 @@ pytest_plugins = [
     f"tests.standins.{name}" for name in _STANDINS if (ROOT / "tests" / "standins" / f"{name}.py").exists()
 ]
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A runner started in the background without job control (`.ci/run &`, nohup) hands every
+    # process SIGINT ignored, and a Python started that way never raises KeyboardInterrupt: the
+    # tests that press Ctrl-C on a CLI or the demo would wait in vain. Catching SIGINT here makes
+    # it the default again in every child (exec resets caught signals, not ignored ones).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 PG_BASE = os.environ.get("MOUNTSYNC_TEST_PG_URL", "postgresql://127.0.0.1:5432")
 REDIS_URL = os.environ.get("MOUNTSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
