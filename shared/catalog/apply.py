@@ -26,6 +26,7 @@ tombstone carrying the delete's sequencer.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ import psycopg
 
 from mountsync.shared.catalog.change_log import append_change_log, drain_feed
 from mountsync.shared.catalog.delete_guard import guard_batch
-from mountsync.shared.events import Kind, ObjectChange
+from mountsync.shared.catalog.mounts import MOUNT_LOCK
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 
 __all__ = ["AppliedChange", "ApplyResult", "apply_changes", "drain_feed", "fingerprint_hash"]
 
@@ -205,9 +207,9 @@ def is_newer(a: ObjectChange, b: ObjectChange) -> bool:
 
 
 def newest_per_key(changes: Iterable[ObjectChange]) -> list[ObjectChange]:
-    newest: dict[tuple[str, str, str], ObjectChange] = {}
+    newest: dict[tuple[Provider, str, str], ObjectChange] = {}
     for change in changes:
-        ident = (change.provider.value, change.bucket, change.key)
+        ident = (change.provider, change.bucket, change.key)
         current = newest.get(ident)
         if current is None or is_newer(change, current):
             newest[ident] = change
@@ -220,35 +222,40 @@ def fingerprint_hash(key: str, size: int | None, etag: str | None) -> int:
     return int.from_bytes(hashlib.md5(text.encode("utf-8")).digest()[:8], "big", signed=True)
 
 
+# An enum member's text by dict lookup: ``member.value`` costs ~7x more, three times per change.
+_TEXT: dict[enum.StrEnum, str] = {member: member.value for kind in (Provider, Kind, Source) for member in kind}
+
+
 def _stage_row(c: ObjectChange) -> tuple[Any, ...]:
+    text = _TEXT
     return (
-        c.provider.value,
+        text[c.provider],
         c.bucket,
         c.key,
         c.folder,
-        c.kind.value,
+        text[c.kind],
         c.size,
         c.etag,
         c.version,
         c.sequencer,
         c.event_ns,
-        c.source.value,
+        text[c.source],
         c.source_id,
     )
 
 
 def _lock_mounts(conn: psycopg.Connection, changes: Sequence[ObjectChange]) -> None:
-    routes = sorted({(c.provider.value, c.bucket) for c in changes})
+    routes = sorted({(_TEXT[c.provider], c.bucket) for c in changes})
     providers = [p for p, _ in routes]
     buckets = [b for _, b in routes]
     conn.execute(
         """
-        SELECT pg_advisory_xact_lock(731850401, m.id)
+        SELECT pg_advisory_xact_lock(%s, m.id)
         FROM (SELECT DISTINCT id FROM mounts
               WHERE (provider, bucket) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
               ORDER BY id) m
         """,
-        (providers, buckets),
+        (MOUNT_LOCK, providers, buckets),
     )
 
 

@@ -17,6 +17,9 @@ from mountsync.shared.storage.url import StorageURL, parse_storage_url
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 # Options that may be stored; anything secret-looking is refused (store a credential NAME instead).
 ALLOWED_OPTIONS = {"endpoint_url", "region", "credentials", "account_url", "addressing_style"}
+# pg_advisory_xact_lock(MOUNT_LOCK, mount id): held by an apply for every mount it writes, and by
+# ``Mounts.remove``; ``objects`` has no foreign key to ``mounts``, this lock keeps them consistent.
+MOUNT_LOCK = 731850401
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,14 @@ class Mounts:
         return [_row_to_mount(r) for r in rows]
 
     def remove(self, name: str) -> None:
-        deleted = self._conn.execute("DELETE FROM mounts WHERE name = %s", (name,)).rowcount
-        if not deleted:
-            raise MountNotFound(f"no mount named {name!r}; `mountsync mount list` shows the mounts")
+        """Remove the mount and its catalog rows. Its objects go first, under the mount's apply
+        lock: an apply in flight commits before they are deleted, one that waits routes nothing."""
+        with self._conn.transaction():
+            row = self._conn.execute("SELECT id FROM mounts WHERE name = %s", (name,)).fetchone()
+            # The apply lock first, then the row: the order an apply takes them in (its folder
+            # counters' foreign key locks the mount row), so the two never deadlock.
+            if row is not None:
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MOUNT_LOCK, row[0]))
+                self._conn.execute("DELETE FROM objects WHERE mount_id = %s", (row[0],))
+            if row is None or not self._conn.execute("DELETE FROM mounts WHERE id = %s", (row[0],)).rowcount:
+                raise MountNotFound(f"no mount named {name!r}; `mountsync mount list` shows the mounts")

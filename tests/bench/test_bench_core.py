@@ -93,7 +93,7 @@ def test_apply_changes_throughput(settings, add_mount, catalog, bench_report, mo
     # are refreshed first, as a running catalog has them: otherwise apply's own refresh of stale
     # statistics (once per doubling of a young table) lands in whichever batch crosses the mark.
     catalog.execute("ANALYZE objects")
-    big = changes("bench-apply", 80_000, offset=CHANGES)
+    big = changes("bench-apply", 160_000, offset=CHANGES)  # 40 batches each way: ~2.5 s per clock
     with_log = without_log = 0.0
     logging_on = True
     real_append = apply_module.append_change_log

@@ -158,3 +158,50 @@ def test_newer_observation_of_same_content_is_not_news(apply, add_mount, catalog
     # ...but the ordering state moved on: an event older than that observation is now stale.
     apply([s3("k", "deleted", ns=15)])
     assert live(catalog) == {"k": (1, "same")}
+
+
+def test_removing_a_mount_deletes_its_objects_and_keeps_the_others(apply, add_mount, catalog) -> None:
+    from mountsync.shared.catalog.mounts import Mounts
+
+    gone, kept = add_mount("gone", "s3://bkt/a/"), add_mount("kept", "s3://bkt/b/")
+    apply([s3("a/1.jpg", "created", "01"), s3("b/1.jpg", "created", "01")])
+    Mounts(catalog).remove("gone")
+    rows = catalog.execute("SELECT mount_id, key FROM objects ORDER BY key").fetchall()
+    assert rows == [(kept.id, "b/1.jpg")]
+    assert gone.id != kept.id
+
+
+def test_a_removal_during_an_apply_leaves_no_orphaned_objects(settings, add_mount, catalog) -> None:
+    """``objects`` has no foreign key to ``mounts``: the mount's apply lock orders the two."""
+    import threading
+
+    from mountsync.shared.catalog.mounts import Mounts
+    from tests.helpers import wait_for
+
+    mount = add_mount("racing", "s3://bkt/")
+    applier = psycopg.connect(settings.database_url)
+    remover = psycopg.connect(settings.database_url, autocommit=True)
+    try:
+        outer = applier.transaction()
+        outer.__enter__()  # the apply's transaction stays open: it holds the mount's lock
+        apply_changes(applier, [s3(f"k{i}.jpg", "created", "01") for i in range(50)])
+        removal = threading.Thread(target=Mounts(remover).remove, args=("racing",))
+        removal.start()
+        wait_for(
+            lambda: catalog.execute(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s", (mount.id,)
+            ).fetchone(),
+            timeout=10,
+            what="the removal to wait for the apply's mount lock",
+        )
+        outer.__exit__(None, None, None)  # the apply commits; the removal goes on
+        removal.join(timeout=10)
+        assert not removal.is_alive()
+        orphans = catalog.execute("SELECT count(*) FROM objects WHERE mount_id = %s", (mount.id,)).fetchone()
+        assert orphans == (0,)
+        # An apply after the removal routes nothing to it: the bucket is unmounted now.
+        result = apply_changes(applier, [s3("late.jpg", "created", "02")])
+        assert (result.applied, result.dropped) == ([], 1)
+    finally:
+        applier.close()
+        remover.close()
