@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -46,9 +47,27 @@ def nudge_key(ctx: WorkerContext, sink_id: int) -> str:
     return ctx.key(f"mountsync:sink:nudged:{sink_id}")
 
 
+def lease_retry_key(ctx: WorkerContext, sink_id: int) -> str:
+    return ctx.key(f"mountsync:sink:lease-retry:{sink_id}")
+
+
 def request_delivery(ctx: WorkerContext, sink_id: int, countdown: float = 0.0) -> bool:
     """Send ``deliver`` unless one is already pending for the sink; True when sent."""
     if not ctx.redis.set(nudge_key(ctx, sink_id), "1", nx=True, ex=NUDGE_TTL_S + int(countdown)):
+        return False
+    send(ctx.app, TASK_SINK_DELIVER, sink_id, queue=QUEUE_SINKS, countdown=countdown)
+    return True
+
+
+def request_after_lease(ctx: WorkerContext, sink_id: int, expires_in_s: float) -> bool:
+    """Send ``deliver`` for when the sink's lease expires, unless one is already scheduled.
+
+    Its own key, not the nudge's: a delayed run pending under the nudge key would swallow the
+    holder's end-of-run request, and what came during that run would wait for the lease's
+    expiry (about 30 s) instead of going out at once.
+    """
+    countdown = expires_in_s + 1.0
+    if not ctx.redis.set(lease_retry_key(ctx, sink_id), "1", nx=True, ex=math.ceil(countdown)):
         return False
     send(ctx.app, TASK_SINK_DELIVER, sink_id, queue=QUEUE_SINKS, countdown=countdown)
     return True
@@ -91,11 +110,12 @@ def deliver_task(self: Task, sink_id: int) -> dict[str, Any]:
         lambda sink: open_receiver(sink, ctx.settings, os.environ),
         retry_for_s=ctx.settings.sink_retry_for_s,
     )  # fmt: skip
-    _follow_up(ctx, sink_id, report)
+    follow_up(ctx, sink_id, report)
     return report.as_dict()
 
 
-def _follow_up(ctx: WorkerContext, sink_id: int, report: RunReport) -> None:
+def follow_up(ctx: WorkerContext, sink_id: int, report: RunReport) -> None:
+    """After a run: count it, and ask for the next one when there is work left or a retry is due."""
     if report.delivered:
         DELIVERED.labels(report.sink).inc(report.delivered)
     if report.failed:
@@ -103,7 +123,7 @@ def _follow_up(ctx: WorkerContext, sink_id: int, report: RunReport) -> None:
     if report.busy:
         # Another deliverer holds the lease, or a killed one did: ask again when it expires (a
         # live holder renews it, and its own end-of-run check delivers what came meanwhile).
-        request_delivery(ctx, sink_id, countdown=report.retry_in_s + 1.0)
+        request_after_lease(ctx, sink_id, report.retry_in_s)
         return
     if report.skipped in ("paused", "disabled", "removed"):
         return
