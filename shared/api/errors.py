@@ -2,7 +2,8 @@
 
 Mapped from the project's error tree: ``NotFound`` 404, ``Conflict`` 409, other ``BadInput`` 400,
 ``RetryableError`` (Redis, PostgreSQL, a cloud down) 503. Validation errors are 422 and name each
-field (``query.limit: ...``). Anything else is a bug: 500 without details, logged with its stack.
+field (``query.limit: ...``); a body the JSON parser gives up on (nested too deep, not UTF-8) is a
+400 that says why. Anything else is a bug: 500 without details, logged with its stack.
 """
 
 from __future__ import annotations
@@ -55,10 +56,22 @@ def _field_errors(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _unparsable_body(cause: BaseException) -> str:
+    """The reason for a body FastAPI could not parse (it says only "There was an error parsing the body")."""
+    if isinstance(cause, RecursionError):
+        return "body: JSON nested deeper than the parser allows; send a flatter document"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"body: not UTF-8 (byte {cause.start}); send JSON encoded as UTF-8"
+    return f"body: cannot be parsed ({type(cause).__name__}); send one JSON document"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+        reason = str(exc.detail)
+        if exc.status_code == 400 and exc.__cause__ is not None and reason == "There was an error parsing the body":
+            reason = _unparsable_body(exc.__cause__)
+        return JSONResponse({"error": reason}, exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

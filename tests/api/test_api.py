@@ -164,3 +164,12 @@ def test_reindex_is_queued_by_a_write_token(api, add_mount, catalog, write_auth)
     bad = api.post("/api/v1/mounts/m/reindex", json={"prefix": "../x"}, headers=write_auth)
     assert bad.status_code == 400 and "prefix" in bad.json()["error"]
     assert api.post("/api/v1/mounts/nope/reindex", headers=write_auth).status_code == 404
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b"[" * 100_000 + b"]" * 100_000, "body: JSON nested deeper than the parser allows"),
+    (b'{"source": "\xff"}', "body: not UTF-8 (byte 12)"),
+])  # fmt: skip
+def test_a_body_the_parser_gives_up_on_is_a_400_that_says_why(api, write_auth, body, says) -> None:
+    answer = api.post("/api/v1/migrations", content=body, headers={**write_auth, "Content-Type": "application/json"})
+    assert answer.status_code == 400 and answer.json()["error"].startswith(says)
