@@ -8,6 +8,7 @@ field (``query.limit: ...``); a body the JSON parser gives up on (nested too dee
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import structlog
@@ -59,7 +60,7 @@ def _field_errors(exc: RequestValidationError) -> str:
 def _unparsable_body(cause: BaseException) -> str:
     """The reason for a body FastAPI could not parse (it says only "There was an error parsing the body")."""
     if isinstance(cause, RecursionError):
-        return "body: JSON nested deeper than the parser allows; send a flatter document"
+        return f"body: JSON nested more than {sys.getrecursionlimit()} levels deep; send a flatter document"
     if isinstance(cause, UnicodeDecodeError):
         return f"body: not UTF-8 (byte {cause.start}); send JSON encoded as UTF-8"
     return f"body: cannot be parsed ({type(cause).__name__}); send one JSON document"
