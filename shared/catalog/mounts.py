@@ -158,10 +158,11 @@ class Mounts:
         lock: an apply in flight commits before they are deleted, one that waits routes nothing."""
         with self._conn.transaction():
             row = self._conn.execute("SELECT id FROM mounts WHERE name = %s", (name,)).fetchone()
-            # The apply lock first, then the row: the order an apply takes them in (its folder
-            # counters' foreign key locks the mount row), so the two never deadlock.
             if row is not None:
+                # The apply lock first, then the row: the order an apply takes them in (its folder
+                # counters' foreign key locks the mount row), so the two never deadlock.
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MOUNT_LOCK, row[0]))
                 self._conn.execute("DELETE FROM objects WHERE mount_id = %s", (row[0],))
-            if row is None or not self._conn.execute("DELETE FROM mounts WHERE id = %s", (row[0],)).rowcount:
+                removed = self._conn.execute("DELETE FROM mounts WHERE id = %s", (row[0],)).rowcount
+            if row is None or not removed:  # not there, or removed by another caller meanwhile
                 raise MountNotFound(f"no mount named {name!r}; `mountsync mount list` shows the mounts")

@@ -165,10 +165,12 @@ def test_removing_a_mount_deletes_its_objects_and_keeps_the_others(apply, add_mo
 
     gone, kept = add_mount("gone", "s3://bkt/a/"), add_mount("kept", "s3://bkt/b/")
     apply([s3("a/1.jpg", "created", "01"), s3("b/1.jpg", "created", "01")])
+    folders_of_gone = "SELECT count(*) FROM folders WHERE mount_id = %s"
+    assert catalog.execute(folders_of_gone, (gone.id,)).fetchone() == (1,)
     Mounts(catalog).remove("gone")
     rows = catalog.execute("SELECT mount_id, key FROM objects ORDER BY key").fetchall()
     assert rows == [(kept.id, "b/1.jpg")]
-    assert gone.id != kept.id
+    assert catalog.execute(folders_of_gone, (gone.id,)).fetchone() == (0,)
 
 
 def test_a_removal_during_an_apply_leaves_no_orphaned_objects(settings, add_mount, catalog) -> None:
@@ -181,20 +183,19 @@ def test_a_removal_during_an_apply_leaves_no_orphaned_objects(settings, add_moun
     mount = add_mount("racing", "s3://bkt/")
     applier = psycopg.connect(settings.database_url)
     remover = psycopg.connect(settings.database_url, autocommit=True)
+    removal = threading.Thread(target=Mounts(remover).remove, args=("racing",))
     try:
-        outer = applier.transaction()
-        outer.__enter__()  # the apply's transaction stays open: it holds the mount's lock
-        apply_changes(applier, [s3(f"k{i}.jpg", "created", "01") for i in range(50)])
-        removal = threading.Thread(target=Mounts(remover).remove, args=("racing",))
-        removal.start()
-        wait_for(
-            lambda: catalog.execute(
-                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s", (mount.id,)
-            ).fetchone(),
-            timeout=10,
-            what="the removal to wait for the apply's mount lock",
-        )
-        outer.__exit__(None, None, None)  # the apply commits; the removal goes on
+        with applier.transaction():  # the apply's transaction stays open: it holds the mount's lock
+            apply_changes(applier, [s3(f"k{i}.jpg", "created", "01") for i in range(50)])
+            removal.start()
+            wait_for(
+                lambda: catalog.execute(
+                    "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s", (mount.id,)
+                ).fetchone(),
+                timeout=10,
+                what="the removal to wait for the apply's mount lock",
+            )
+        # The apply committed; the removal goes on.
         removal.join(timeout=10)
         assert not removal.is_alive()
         orphans = catalog.execute("SELECT count(*) FROM objects WHERE mount_id = %s", (mount.id,)).fetchone()

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -47,27 +46,22 @@ def nudge_key(ctx: WorkerContext, sink_id: int) -> str:
     return ctx.key(f"mountsync:sink:nudged:{sink_id}")
 
 
-def lease_retry_key(ctx: WorkerContext, sink_id: int) -> str:
-    return ctx.key(f"mountsync:sink:lease-retry:{sink_id}")
+def scheduled_key(ctx: WorkerContext, sink_id: int) -> str:
+    return ctx.key(f"mountsync:sink:scheduled:{sink_id}")
 
 
 def request_delivery(ctx: WorkerContext, sink_id: int, countdown: float = 0.0) -> bool:
-    """Send ``deliver`` unless one is already pending for the sink; True when sent."""
-    if not ctx.redis.set(nudge_key(ctx, sink_id), "1", nx=True, ex=NUDGE_TTL_S + int(countdown)):
-        return False
-    send(ctx.app, TASK_SINK_DELIVER, sink_id, queue=QUEUE_SINKS, countdown=countdown)
-    return True
+    """Send ``deliver``, now or in ``countdown`` s, unless one is already pending; True when sent.
 
-
-def request_after_lease(ctx: WorkerContext, sink_id: int, expires_in_s: float) -> bool:
-    """Send ``deliver`` for when the sink's lease expires, unless one is already scheduled.
-
-    Its own key, not the nudge's: a delayed run pending under the nudge key would swallow the
-    holder's end-of-run request, and what came during that run would wait for the lease's
-    expiry (about 30 s) instead of going out at once.
+    A run for now and a run for later are deduplicated apart: a later one (at a lease's expiry,
+    after a backoff) pending under the same key would swallow requests for now, and what a
+    holder's end-of-run check found would wait for it (about 30 s) instead of going out at once.
     """
-    countdown = expires_in_s + 1.0
-    if not ctx.redis.set(lease_retry_key(ctx, sink_id), "1", nx=True, ex=math.ceil(countdown)):
+    if countdown > 0:  # the mark expires as the run falls due, so that run may ask for the next
+        pending, ttl_ms = scheduled_key(ctx, sink_id), max(int(countdown * 1000), 1)
+    else:  # the run clears this mark as it starts
+        pending, ttl_ms = nudge_key(ctx, sink_id), NUDGE_TTL_S * 1000
+    if not ctx.redis.set(pending, "1", nx=True, px=ttl_ms):
         return False
     send(ctx.app, TASK_SINK_DELIVER, sink_id, queue=QUEUE_SINKS, countdown=countdown)
     return True
@@ -123,7 +117,7 @@ def follow_up(ctx: WorkerContext, sink_id: int, report: RunReport) -> None:
     if report.busy:
         # Another deliverer holds the lease, or a killed one did: ask again when it expires (a
         # live holder renews it, and its own end-of-run check delivers what came meanwhile).
-        request_after_lease(ctx, sink_id, report.retry_in_s)
+        request_delivery(ctx, sink_id, countdown=report.retry_in_s + 1.0)
         return
     if report.skipped in ("paused", "disabled", "removed"):
         return
