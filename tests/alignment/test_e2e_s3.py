@@ -142,6 +142,7 @@ def test_quarantine_serves_pinned_versions(
     sync(s3cli)
     (alert,) = wait_for(lambda: run(s3cli, "alerts", MOUNT), what=f"an open {kind} alert")
     assert (alert["kind"], alert["quarantined"], alert["dataset"]) == (kind, True, f"{PREFIX}seq")
+    assert alert["folder"] == f"{PREFIX}seq"  # CONTRACT.md's field (an image sequence is its folder)
     assert (alert["first_shifted_index"], alert["frames_moved"], alert["annotated_frames_moved"]) == (
         first, moved, annotated)  # fmt: skip
 
