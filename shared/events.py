@@ -13,7 +13,7 @@ import json
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from mountsync.shared.errors import InvalidEvent
 SCHEMA_VERSION = 1
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc, exactly
 MAX_KEY_BYTES = 4096
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)\Z", re.ASCII)
 # The catalog stores sizes and times as PostgreSQL bigint and strings as text (no NUL): a change
 # outside these would fail the whole batch it is applied in, so it is refused as invalid here.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -112,6 +113,16 @@ def to_ns(moment: datetime | str | int | None) -> int:
 
 def parse_time(text: str) -> datetime:
     """Parse RFC 3339 with any number of fractional digits (Azure sends 7, GCS 6, S3 3)."""
+    # The providers' own spelling at C speed: Python 3.11 reads "Z" and cuts digits past 6 as the
+    # loose path does; anything else (spaces, a lower-case z, no fraction digits) takes that path.
+    try:
+        parsed = datetime.fromisoformat(text) if _RFC3339.match(text) else _parse_time_loosely(text)
+    except ValueError as exc:  # the 30th of February, hour 24
+        raise InvalidEvent(f"bad timestamp {text!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _parse_time_loosely(text: str) -> datetime:
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
@@ -120,11 +131,7 @@ def parse_time(text: str) -> datetime:
         digits = len(tail) - len(tail.lstrip("0123456789"))
         frac, rest = tail[:digits], tail[digits:]
         value = f"{head}.{(frac + '000000')[:6]}{rest}"
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidEvent(f"bad timestamp {text!r}") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return datetime.fromisoformat(value)
 
 
 def normalize_etag(etag: str | None) -> str | None:
@@ -185,6 +192,31 @@ class ObjectChange:
     schema: int = field(default=SCHEMA_VERSION)
 
     def __post_init__(self) -> None:
+        if not self._plainly_valid():
+            self._check_each_field()
+
+    def _plainly_valid(self) -> bool:
+        """The common change in one pass: every string field printable ASCII, the key and bucket
+        not empty, the integers in range. ``False`` only sends a change through
+        ``_check_each_field``, which gives the same verdict with the reason (a change is built for
+        every event and again in the worker, so this check runs a million times a minute)."""
+        etag, version, source_id, size, event_ns = self.etag, self.version, self.source_id, self.size, self.event_ns
+        try:
+            text = "".join((self.key, self.bucket, self.sequencer, "" if etag is None else etag,
+                            "" if version is None else version, "" if source_id is None else source_id))  # fmt: skip
+        except TypeError:  # a field that is not a string
+            return False
+        return (
+            text.isascii()
+            and text.isprintable()  # for ASCII: no control character, NUL included
+            and 0 < len(self.key) <= MAX_KEY_BYTES
+            and self.bucket != ""
+            and type(event_ns) is int
+            and INT64_MIN <= event_ns <= INT64_MAX
+            and (size is None or (type(size) is int and 0 <= size <= INT64_MAX))
+        )
+
+    def _check_each_field(self) -> None:
         if not isinstance(self.key, str):
             raise InvalidEvent(f"object key is {type(self.key).__name__}, not a string")
         validate_key(self.key)
@@ -206,11 +238,21 @@ class ObjectChange:
         return head if sep else ""
 
     def to_wire(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in _WIRE_FIELDS}  # flat: no deep copy needed
-        data["provider"] = self.provider.value
-        data["kind"] = self.kind.value
-        data["source"] = self.source.value
-        return data
+        """The JSON object of the wire format (fields in declaration order, enums as their text)."""
+        return {
+            "provider": ENUM_TEXT[self.provider],
+            "bucket": self.bucket,
+            "key": self.key,
+            "kind": ENUM_TEXT[self.kind],
+            "event_ns": self.event_ns,
+            "source": ENUM_TEXT[self.source],
+            "size": self.size,
+            "etag": self.etag,
+            "version": self.version,
+            "sequencer": self.sequencer,
+            "source_id": self.source_id,
+            "schema": self.schema,
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_wire(), separators=(",", ":"), ensure_ascii=False)
@@ -222,19 +264,20 @@ class ObjectChange:
         schema = data.get("schema")
         if schema != SCHEMA_VERSION:
             raise InvalidEvent(f"unsupported change schema {schema!r} (this build reads 1)")
-        try:
+        size = data.get("size")
+        try:  # positional: a change is decoded for every event, keywords cost a sixth of the call
             return cls(
-                provider=_PROVIDERS[data["provider"]],
-                bucket=str(data["bucket"]),
-                key=str(data["key"]),
-                kind=_KINDS[data["kind"]],
-                event_ns=int(data["event_ns"]),
-                source=_SOURCES[data["source"]],
-                size=None if data.get("size") is None else int(data["size"]),
-                etag=data.get("etag"),
-                version=data.get("version"),
-                sequencer=str(data.get("sequencer") or ""),
-                source_id=data.get("source_id"),
+                _PROVIDERS[data["provider"]],
+                str(data["bucket"]),
+                str(data["key"]),
+                _KINDS[data["kind"]],
+                int(data["event_ns"]),
+                _SOURCES[data["source"]],
+                None if size is None else int(size),
+                data.get("etag"),
+                data.get("version"),
+                str(data.get("sequencer") or ""),
+                data.get("source_id"),
             )
         except KeyError as exc:  # a missing field, or a provider, kind or source this build does not know
             raise InvalidEvent(f"malformed change: missing field or unknown value {exc}") from exc
@@ -246,11 +289,12 @@ class ObjectChange:
         return cls.from_wire(load_json(text, "change"))
 
 
-_WIRE_FIELDS = tuple(f.name for f in fields(ObjectChange))
-# Dict lookups instead of Enum(value): a worker decodes ~2,000 changes per task, three enums each.
+# Dict lookups instead of Enum(value) and .value (a property: 117 ns against a lookup's 17): a worker
+# decodes ~2,000 changes per task, three enums each.
 _PROVIDERS = {member.value: member for member in Provider}
 _KINDS = {member.value: member for member in Kind}
 _SOURCES = {member.value: member for member in Source}
+ENUM_TEXT: dict[enum.StrEnum, str] = {member: member.value for kind in (Provider, Kind, Source) for member in kind}
 
 
 def load_json(text: str | bytes, what: str) -> Any:

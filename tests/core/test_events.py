@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from mountsync.shared.errors import InvalidEvent
 from mountsync.shared.events import Kind, ObjectChange, Provider, Source, normalize_etag, parse_time, to_ns
@@ -75,3 +77,31 @@ def test_times_and_etags_normalize() -> None:
     assert normalize_etag('W/"abc"') == "abc"
     with pytest.raises(InvalidEvent):
         parse_time("yesterday")
+
+
+_ASCII = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=12)
+_ODD_TEXTS = st.one_of(st.text(max_size=12), st.sampled_from(["", "a\x00", "a\x7f", "é", "\udc80"]), st.none(),
+                       st.integers(), st.binary(max_size=4))  # fmt: skip
+_ODD_INTS = st.one_of(st.none(), st.sampled_from([-(2**63) - 1, 2**63, -1, True]), st.text(max_size=3))
+# Mostly what the shortcut takes, so that it says yes often and an odd value meets it alone.
+_TEXTS = st.integers(0, 9).flatmap(lambda n: _ODD_TEXTS if n == 0 else _ASCII)
+_INTS = st.integers(0, 9).flatmap(lambda n: _ODD_INTS if n == 0 else st.integers(0, 2**63 - 1))
+
+
+@settings(max_examples=600, deadline=None)
+@given(key=_TEXTS, bucket=_TEXTS, etag=_TEXTS, version=_TEXTS, sequencer=_TEXTS, source_id=_TEXTS,
+       event_ns=_INTS, size=_INTS)  # fmt: skip
+def test_the_one_pass_check_accepts_nothing_the_field_checks_refuse(**values: object) -> None:
+    """``_plainly_valid`` is a shortcut: where it says yes, the field-by-field checks agree."""
+    unchecked = object.__new__(ObjectChange)
+    for name, value in {**values, "provider": Provider.S3, "kind": Kind.CREATED, "source": Source.S3_SQS}.items():
+        object.__setattr__(unchecked, name, value)
+    if unchecked._plainly_valid():
+        unchecked._check_each_field()  # raises InvalidEvent if the shortcut let a bad change through
+        event("shortcut took it")
+
+
+@pytest.mark.parametrize("key", ["a\x7fb", "tab\there", "x" * 4097, "é" * 2049, "bad\udc80"])
+def test_keys_the_one_pass_check_leaves_to_the_field_checks_are_still_refused(key: str) -> None:
+    with pytest.raises(InvalidEvent):
+        change(key=key)
