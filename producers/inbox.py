@@ -26,7 +26,6 @@ apply tasks of up to ``batch_size`` changes, and only then acknowledges and dele
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -34,6 +33,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import redis as redis_lib
 import structlog
 
@@ -41,7 +41,7 @@ from mountsync.producers.pipeline import Pipeline, with_delivery_limit
 from mountsync.shared import metrics
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import InvalidEvent, ServiceUnavailable
-from mountsync.shared.events import ObjectChange, RawMessage, Source, load_json
+from mountsync.shared.events import ObjectChange, RawMessage, Source
 from mountsync.shared.queues import inbox_key
 
 log = structlog.get_logger("mountsync.inbox")
@@ -85,7 +85,7 @@ class Inbox:
     def enqueue(self, changes: Sequence[ObjectChange]) -> None:
         if not changes:
             return
-        body = json.dumps([c.to_wire() for c in changes], ensure_ascii=False, separators=(",", ":"))
+        body = orjson.dumps([c.to_wire() for c in changes])  # a tenth of json.dumps's CPU, same text
         try:
             added = self._append(keys=[self.key], args=[self.max_depth, body])
         except redis_lib.RedisError as exc:
@@ -100,7 +100,10 @@ class Inbox:
 
 def decode_entry(raw: RawMessage) -> list[ObjectChange]:
     """The changes one inbox entry holds (written by ``Inbox.enqueue``)."""
-    items = load_json(raw.body, "inbox entry")
+    try:
+        items = orjson.loads(raw.body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"inbox entry is not JSON: {exc}") from exc
     if not isinstance(items, list):
         raise InvalidEvent("inbox entry is not a JSON list of changes")
     return [ObjectChange.from_wire(item) for item in items]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from celery import Celery
 from kombu.exceptions import OperationalError
+from kombu.serialization import register as register_serializer
 
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import ServiceUnavailable
@@ -26,6 +28,13 @@ TASK_SUBMIT_MIGRATION = "mountsync.submit_migration"
 TASK_PRUNE_CHANGES = "mountsync.prune_changes"
 TASK_SINK_DELIVER = "mountsync.sinks.deliver"
 TASK_SINK_SWEEP = "mountsync.sinks.sweep"
+
+# The apply task's changes travel as plain JSON written and read by orjson: kombu's json costs
+# 5.7 us to write and 5.4 us to read a change, orjson 0.4 and 2.0, and a batch holds thousands.
+# Every other task stays "json", which services outside mountsync send; workers accept both.
+APPLY_SERIALIZER = "orjson"
+register_serializer(APPLY_SERIALIZER, orjson.dumps, orjson.loads, content_type="application/x-orjson",
+                    content_encoding="binary")  # type: ignore[no-untyped-call]  # fmt: skip
 
 FEED_STREAM = "mountsync:feed"
 COUNTERS_KEY = "mountsync:counters"
@@ -53,7 +62,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "result_serializer": "json",
-        "accept_content": ["json"],
+        "accept_content": ["json", APPLY_SERIALIZER],
         "task_ignore_result": True,
         "result_backend": None,
         "task_acks_late": True,
@@ -119,7 +128,8 @@ class ChangeQueue:
 
     def enqueue(self, changes: Sequence[ObjectChange]) -> None:
         if changes:
-            send(self._app, TASK_APPLY, [c.to_wire() for c in changes], queue=QUEUE_CHANGES)
+            wire = [c.to_wire() for c in changes]
+            send(self._app, TASK_APPLY, wire, queue=QUEUE_CHANGES, serializer=APPLY_SERIALIZER)
 
     def depth(self) -> int:
         try:
