@@ -229,11 +229,25 @@ def _is_local(host: str) -> bool:
     return True
 
 
+# A blob URL as Event Grid writes it: http(s), an ASCII host without user info or IPv6 brackets, a
+# path without query, fragment or whitespace. urlsplit reads such a URL just so, at several times
+# the cost (a fifth of the normalizer's time); any other URL goes through urlsplit.
+_PLAIN_URL = re.compile(r"https?://([^/?#@\[\]\s]*)(/[^?#\s]*)?\Z", re.ASCII)
+
+
+def host_and_path(url: str) -> tuple[str, str]:
+    """``urlsplit(url)``'s hostname (``""`` if none) and path."""
+    plain = _PLAIN_URL.match(url) if url.isascii() else None
+    if plain is not None:
+        return plain[1].partition(":")[0].lower(), plain[2] or ""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.path
+
+
 def blob_ref(url: Any, what: str = "url") -> BlobRef:
     """Account, container and decoded key from a blob (or dfs) URL."""
-    parts = urlsplit(_text(url, f"data.{what}"))
-    host = parts.hostname or ""
-    segments = parts.path.lstrip("/")
+    host, path = host_and_path(_text(url, f"data.{what}"))
+    segments = path.lstrip("/")
     if _is_local(host):
         account, _, segments = segments.partition("/")
     else:

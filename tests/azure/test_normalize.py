@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mountsync.producers.normalize.azure import (
     directory_scopes,
+    host_and_path,
     make_normalizer,
     normalize_azure,
     split_event_bodies,
@@ -212,3 +214,23 @@ def test_a_parsed_payload_is_normalized_without_reading_the_body() -> None:
     [event] = json.loads(payload("eg_blob_created.json"))
     message = RawMessage(Source.AZURE_EVENTGRID, "m-1", b"", payload=event)  # no body to parse
     assert normalize_azure(message) == [one("eg_blob_created.json")]
+
+
+_URL_PARTS = st.sampled_from(["http://", "https://", "HTTP://", "ftp://", "acct.blob.core.windows.net", "127.0.0.1",
+                              ":10000", "[::1]", "user@", "/", "//", "cont", "a%20b", "é", "?q=1", "#f", " ", "\t",
+                              "\x00", ":", "@", "[", "]"])  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_URL_PARTS, max_size=9).map("".join))
+def test_the_blob_url_shortcut_reads_urls_as_urlsplit_does(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        expected: tuple[str, str] | str = (parts.hostname or "", parts.path)
+    except ValueError as exc:
+        expected = str(exc)
+    try:
+        got: tuple[str, str] | str = host_and_path(url)
+    except ValueError as exc:
+        got = str(exc)
+    assert got == expected
