@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from mountsync.shared.errors import InvalidEvent
 
 SCHEMA_VERSION = 1
@@ -297,8 +299,24 @@ _SOURCES = {member.value: member for member in Source}
 ENUM_TEXT: dict[enum.StrEnum, str] = {member: member.value for kind in (Provider, Kind, Source) for member in kind}
 
 
+# orjson refuses what json reads loosely (NaN, Infinity, lone surrogates) and nests 1,024 deep where
+# json stops near the recursion limit: a text of 500 brackets or more is left to json, so the two
+# read a text alike. One difference stays: orjson reads an integer past 64 bits as a float; no field
+# of a notification holds one, and either way such a size or time is refused (with another reason).
+_BRACKETS_FOR_JSON = 500
+
+
+def _orjson_reads_as_json(text: bytes) -> bool:
+    return text.count(b"[") + text.count(b"{") < _BRACKETS_FOR_JSON
+
+
 def load_json(text: str | bytes, what: str) -> Any:
     """``json.loads``, or ``InvalidEvent`` saying that ``what`` is not JSON (for dead letters)."""
+    if isinstance(text, bytes) and _orjson_reads_as_json(text):
+        try:  # a third of json's CPU
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # json.loads names what is wrong, in the words dead letters have always had
     try:
         return json.loads(text)
     except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors

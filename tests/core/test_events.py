@@ -9,7 +9,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from mountsync.shared.errors import InvalidEvent
-from mountsync.shared.events import Kind, ObjectChange, Provider, Source, normalize_etag, parse_time, to_ns
+from mountsync.shared.events import Kind, ObjectChange, Provider, Source, load_json, normalize_etag, parse_time, to_ns
 
 
 def change(**over: object) -> ObjectChange:
@@ -105,3 +105,27 @@ def test_the_one_pass_check_accepts_nothing_the_field_checks_refuse(**values: ob
 def test_keys_the_one_pass_check_leaves_to_the_field_checks_are_still_refused(key: str) -> None:
     with pytest.raises(InvalidEvent):
         change(key=key)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON_VALUES)
+def test_load_json_reads_what_json_reads(value: object) -> None:
+    text = json.dumps(value).encode()
+    assert load_json(text, "x") == json.loads(text)
+
+
+@pytest.mark.parametrize("text", [b'{"a": NaN}', b'["\\ud800"]', b"[1e400]", b"[" * 600 + b"]" * 600])
+def test_load_json_reads_what_orjson_refuses_or_nests_deep_as_json_does(text: bytes) -> None:
+    assert repr(load_json(text, "x")) == repr(json.loads(text))
+
+
+def test_load_json_names_what_is_not_json() -> None:
+    with pytest.raises(InvalidEvent, match=r"^body is not JSON: Expecting ',' delimiter"):
+        load_json(b'{"a": 1 "b": 2}', "body")
