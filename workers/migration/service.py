@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from mountsync.shared.errors import BadInput, MountsyncError, RetryableError
+from mountsync.shared.events import Provider
 from mountsync.shared.migration import TASK_CHUNK, TASK_DELIVER
 from mountsync.shared.migration import metrics as m
 from mountsync.shared.migration.plan import Entry, plan_batches, relative_to_prefix
@@ -41,11 +42,17 @@ from mountsync.workers.sinks.events import publish_migration_event
 log = structlog.get_logger("mountsync.migration")
 
 STATE_POLL_S = 0.25  # a cancel stops uploads within a part or two (one small query per poll)
+# Finished items are recorded together: at most this long after the first of them finished...
+RECORD_EVERY_S = 0.5
+RECORD_BATCH = 64  # ...or as soon as this many are waiting
 
 
 def open_storages(spec: MigrationSpec) -> tuple[Storage, Storage]:
     source = open_storage(spec.source, spec.options.source_storage)
-    dest = open_storage(spec.destination, spec.options.destination_storage)
+    dest_options = dict(spec.options.destination_storage)
+    if spec.destination.provider is Provider.S3:
+        dest_options["crt_puts"] = True  # many small puts: botocore's CPU per request dominated
+    dest = open_storage(spec.destination, dest_options)
     return source, dest
 
 
@@ -231,22 +238,60 @@ def _drive(
         if o.skip_existing:
             transfer.index_destination(rt.items.open_keys(job_id, chunk))
         inflight: dict[Future[Outcome], ItemRow] = {}
+        recorder = Recorder(rt, dest, control, result)
+        # Claim a few slots at a time (one query per several items, not per item); once a claim
+        # comes back short the chunk has nothing more to hand out until the end, when a last
+        # claim picks up items whose lease ran out meanwhile.
+        claim_from, drained = max(1, o.concurrency // 4), False
         while True:
             result.stopped = control.stop_reason()
             free = o.concurrency - len(inflight)
-            if free > 0 and result.stopped is None:
-                for row in rt.items.claim(job_id, chunk, free, rt.lease_s):
+            wanted = (free >= claim_from and not drained) or not inflight
+            if wanted and free > 0 and result.stopped is None:
+                rows = rt.items.claim(job_id, chunk, free, rt.lease_s)
+                drained = len(rows) < free
+                for row in rows:
                     control.working_on(row.seq, True)
                     inflight[items.submit(_run_item, transfer, row)] = row
             if not inflight:
+                recorder.flush()
                 return result
-            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            # Whatever finished while the last batch was recorded is recorded together.
-            done = [(inflight.pop(future), future.result()) for future in finished]
-            record(rt, dest, done)
-            for row, outcome in done:
-                control.working_on(row.seq, False)
-                result.add(outcome.state)
+            finished, _ = wait(list(inflight), timeout=recorder.wait_s(), return_when=FIRST_COMPLETED)
+            recorder.add([(inflight.pop(future), future.result()) for future in finished])
+
+
+class Recorder:
+    """The outcomes of a chunk's finished items, recorded together (``record``: two transactions
+    for the batch): once ``RECORD_BATCH`` wait, ``RECORD_EVERY_S`` after the first of them
+    finished, or at the end. Their leases are renewed until then; a crash before that leaves
+    them running, and the next claim copies them again (or skips them on the evidence)."""
+
+    def __init__(self, rt: MigrationRuntime, dest: Storage, control: ChunkControl, result: ChunkResult) -> None:
+        self.rt, self.dest, self.control, self.result = rt, dest, control, result
+        self.waiting: list[tuple[ItemRow, Outcome]] = []
+        self.since = 0.0
+
+    def add(self, done: list[tuple[ItemRow, Outcome]]) -> None:
+        if done and not self.waiting:
+            self.since = self.rt.clock()
+        self.waiting.extend(done)
+        if len(self.waiting) >= RECORD_BATCH or (self.waiting and self.wait_s() == 0.0):
+            self.flush()
+
+    def wait_s(self) -> float | None:
+        """How long the chunk may wait for more items before the waiting ones are due."""
+        if not self.waiting:
+            return None
+        return max(0.0, self.since + RECORD_EVERY_S - self.rt.clock())
+
+    def flush(self) -> None:
+        if not self.waiting:
+            return
+        done, self.waiting = self.waiting, []
+        record(self.rt, self.dest, done)
+        for row, outcome in done:
+            self.control.working_on(row.seq, False)
+            self.result.add(outcome.state)
 
 
 def _run_item(transfer: Transfer, row: ItemRow) -> Outcome:
