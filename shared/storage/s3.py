@@ -5,6 +5,7 @@ them. Options (per mount): ``endpoint_url`` (MinIO, stand-ins; without it boto3'
 ``AWS_ENDPOINT_URL`` convention applies), ``region``, ``credentials`` (the NAME of a profile in
 the AWS config/credentials files; never a secret; without it boto3's default chain is used) and
 ``addressing_style`` (``path`` by default whenever the endpoint is not AWS, as MinIO needs).
+``crt_puts`` (true) sends puts of bodies in memory through the AWS CRT (``s3_crt``).
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from mountsync.shared.storage.s3_bodies import (
     expect_end,
     md5_b64,
     md5_of,
+    multipart_etag,
     read_exactly,
     seekable,
 )
 from mountsync.shared.storage.s3_client import make_s3_client
+from mountsync.shared.storage.s3_crt import CrtPuts
 from mountsync.shared.storage.streams import StreamWindow, TranslatingReader
 from mountsync.shared.storage.url import StorageURL
 from mountsync.shared.storage.versions import CHUNK as VERSION_CHUNK
@@ -80,12 +83,6 @@ TRANSIENT_CODES = {
 }
 
 
-def multipart_etag(parts: list[PartInfo]) -> str:
-    """The ETag S3 gives a completed multipart object: md5 of the parts' md5s, dash, part count."""
-    digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
-    return f"{digest}-{len(parts)}"
-
-
 class S3Storage:
     """One S3 bucket through boto3; the client is created on first use."""
 
@@ -108,6 +105,8 @@ class S3Storage:
         # None until a put sent x-amz-checksum-sha256; False when the service did not answer with
         # it (an S3-compatible store that ignores flexible checksums and so checked nothing).
         self._sha256_echoed: bool | None = None
+        # ``crt_puts``: bodies in memory go through the AWS CRT (s3_crt), for bulk copies
+        self._crt = CrtPuts(lambda: self.client, self.bucket) if options.get("crt_puts") else None
 
     # -- client and errors ----------------------------------------------------------------
 
@@ -256,7 +255,7 @@ class S3Storage:
             check = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": b64_of_hex(str(sha256))}
         else:
             check = {"ContentMD5": b64_of_hex(str(md5))}
-        response = self._call("put_object", key, Key=key, Body=body, ContentLength=size, **check)
+        response = self._put_object(key, body, size, check)
         etag = normalize_etag(response.get("ETag"))
         checksums: dict[str, str] = {}
         if by_sha256:
@@ -267,6 +266,15 @@ class S3Storage:
                 self._sha256_echoed = False  # from now on Content-MD5, which every S3 checks
                 check_etag(body, size, etag, where)
         return ObjectInfo(key=key, size=size, etag=etag, version=response.get("VersionId"), checksums=checksums)
+
+    def _put_object(self, key: str, body: Any, size: int, check: dict[str, str]) -> Mapping[str, Any]:
+        """PutObject: a body in memory through the CRT where it can go (``s3_crt``), else botocore."""
+        if self._crt is not None and isinstance(body, bytes):
+            answer = self._crt.put(key, body, check)
+            if answer is not None:
+                return answer
+        response: Mapping[str, Any] = self._call("put_object", key, Key=key, Body=body, ContentLength=size, **check)
+        return response
 
     def _put_multipart(self, key: str, stream: BinaryIO, size: int) -> ObjectInfo:
         part_size = max(PUT_PART_SIZE, -(-size // MAX_PARTS))

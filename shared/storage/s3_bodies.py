@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from mountsync.shared.errors import StorageUnavailable
+from mountsync.shared.storage.base import PartInfo
 
 READ_BLOCK = 1024 * 1024
 MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
@@ -21,6 +22,12 @@ def b64_of_hex(hex_digest: str) -> str:
 
 def md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
+
+
+def multipart_etag(parts: list[PartInfo]) -> str:
+    """The ETag S3 gives a completed multipart object: md5 of the parts' md5s, dash, part count."""
+    digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
+    return f"{digest}-{len(parts)}"
 
 
 def blocks(stream: BinaryIO, size: int, where: str) -> Iterator[bytes]:

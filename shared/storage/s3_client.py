@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import weakref
+from datetime import UTC, datetime
 from typing import Any
 
 from mountsync.shared.errors import ConfigError
@@ -56,7 +58,17 @@ def make_s3_client(
             client = build("path")
     except BotoCoreError as exc:
         raise ConfigError(f"cannot configure S3 for {url}: {exc}") from exc
+    _SESSION_OF[client] = session
     return client
+
+
+def session_of(client: Any) -> Any:
+    """The botocore session a client of ``make_s3_client`` was built from (its credentials)."""
+    return _SESSION_OF[client]
+
+
+# The session each client was built from (building a session costs tens of milliseconds).
+_SESSION_OF: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 _LOADER: Any = None
@@ -80,7 +92,25 @@ def _botocore_session(profile: str | None) -> Any:
         loader = _LOADER
     session = botocore.session.Session(profile=profile)
     session.register_component("data_loader", loader)
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     return session
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """A response timestamp: ISO 8601 (every ``LastModified`` of a listing) parsed by the standard
+    library, anything else (RFC 822 headers, epoch numbers) by botocore's own parser.
+
+    botocore parses every timestamp with dateutil, about 0.4 ms each: a listing of 1,000 keys
+    cost more CPU than the requests that fetched it."""
+    if isinstance(value, str) and value[-1:] == "Z" and "T" in value:
+        try:
+            return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    from botocore.utils import parse_timestamp as botocore_parse
+
+    parsed: datetime = botocore_parse(value)
+    return parsed
 
 
 def _is_aws(endpoint_url: str | None) -> bool:
