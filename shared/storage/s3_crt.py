@@ -45,22 +45,24 @@ class CrtPuts:
 
     def __init__(self, client: Callable[[], Any], bucket: str) -> None:
         self._client, self._bucket = client, bucket
-        self._put: CrtPut | None = None
-        self._state = "new"  # new, ready, off
+        self._built = False
+        self._put: CrtPut | None = None  # None before it is built, and once it is given up
         self._lock = threading.Lock()
 
     def put(self, key: str, body: bytes, params: dict[str, str]) -> dict[str, str] | None:
         """``CrtPut.put``, or None when the caller must send it through botocore."""
-        if self._state == "new":
+        if not self._built:
             with self._lock:
-                if self._state == "new":
-                    self._put = make_crt_put(self._client(), self._bucket)
-                    self._state = "ready" if self._put is not None else "off"
-        if self._put is None or self._state == "off":
+                if not self._built:
+                    client = self._client()
+                    self._put = CrtPut.for_client(client, self._bucket, session_of(client))
+                    self._built = True
+        crt = self._put
+        if crt is None:
             return None
-        answer = self._put.put(key, body, params)
+        answer = crt.put(key, body, params)
         if answer is None:
-            self._state = "off"
+            self._put = None
         return answer
 
 
@@ -132,10 +134,6 @@ class CrtPut:
         if answer.get("status") != 200:
             return None
         return {ANSWER[name.lower()]: value for name, value in answer["headers"] if name.lower() in ANSWER}
-
-
-def make_crt_put(client: Any, bucket: str) -> CrtPut | None:
-    return CrtPut.for_client(client, bucket, session_of(client))
 
 
 def _frozen(credentials: Any) -> Any:

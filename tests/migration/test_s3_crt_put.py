@@ -14,11 +14,9 @@ import uuid
 from typing import Any
 
 import pytest
-from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from mountsync.shared.errors import BadInput
 from mountsync.shared.storage import open_storage
-from mountsync.shared.storage.s3_client import parse_timestamp
 
 
 @pytest.fixture
@@ -69,12 +67,3 @@ def test_an_error_answer_is_botocores_to_report(moto: Any) -> None:
     with pytest.raises(BadInput, match="does not exist"):
         storage.put("a", io.BytesIO(b"x"), 1, sha256=hashlib.sha256(b"x").hexdigest())
     assert len(via_botocore) == 1  # sent again through botocore, which reports the error
-
-
-@pytest.mark.parametrize(
-    "value",
-    ["2026-12-04T20:53:00.000Z", "2026-12-04T20:53:00Z", "2026-12-04T20:53:00.123456Z",
-     "Fri, 04 Dec 2026 20:53:00 GMT", "1700000000"],
-)  # fmt: skip
-def test_listing_timestamps_parse_as_botocore_parses_them(value: str) -> None:
-    assert parse_timestamp(value) == botocore_parse_timestamp(value)

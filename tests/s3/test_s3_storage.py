@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from mountsync.shared.errors import ConfigError, CredentialsRejected, StorageUnavailable
 from mountsync.shared.storage import open_storage
 from mountsync.shared.storage.s3 import MIN_PART_SIZE, S3Storage
+from mountsync.shared.storage.s3_client import parse_timestamp
 from tests.standins.s3 import MotoEndpoints
 
 
@@ -209,3 +211,13 @@ def test_a_store_that_ignores_the_sha256_gets_its_etag_checked_then_content_md5(
     storage.put("b.bin", io.BytesIO(second), len(second), sha256=hashlib.sha256(second).hexdigest())
     assert base64.b64decode(sent[-1].headers["Content-MD5"]) == hashlib.md5(second).digest()
     assert "x-amz-checksum-sha256" not in sent[-1].headers
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-12-04T20:53:00.000Z", "2026-12-04T20:53:00Z", "2026-12-04T20:53:00.123456Z",
+     "2026-12-04T20:53:00.123456789Z", "2026-12-04T20:53:00+01:00",
+     "Fri, 04 Dec 2026 20:53:00 GMT", "1700000000"],
+)  # fmt: skip
+def test_listing_timestamps_parse_as_botocore_parses_them(value: str) -> None:
+    assert parse_timestamp(value) == botocore_parse_timestamp(value)
