@@ -45,7 +45,7 @@ def request_directory_reindex(
     """Queue reindexes for directory events in ``messages``; returns those whose request failed."""
     failed: list[RawMessage] = []
     for message in messages:
-        if not _mentions_directory(message.body):
+        if not _mentions_directory(message):
             continue  # cheap pre-check before parsing the body again
         try:
             scopes = directory_scopes(message)
@@ -64,8 +64,11 @@ def request_directory_reindex(
     return failed
 
 
-def _mentions_directory(body: bytes) -> bool:
-    text = body.lstrip()
+def _mentions_directory(message: RawMessage) -> bool:
+    if isinstance(message.payload, dict):  # one event, parsed already (its body may hold others)
+        kind = message.payload.get("eventType") or message.payload.get("type")
+        return isinstance(kind, str) and kind.startswith(DIRECTORY_MARKER.decode())
+    text = message.body.lstrip()
     if text[:1] not in (b"{", b"["):
         try:
             text = base64.b64decode(text)

@@ -11,11 +11,17 @@
 - Auth: when ``MOUNTSYNC_EVENTGRID_SECRET`` is set, each request must carry it as the query
   parameter ``key`` (``https://host/eventgrid?key=SECRET``, Event Grid keeps the query) or the
   header ``X-Mountsync-Key`` (a delivery attribute). Otherwise 401, nothing recorded.
-- Answers: 200 only after every change is on Redis, in the Event Grid inbox (and reindexes for
-  directory events are queued); 503 when that failed or the inbox is full (Event Grid retries
-  the whole batch; applying twice is harmless); 400 when any event was malformed: it is in the
-  dead-letter store with the reason, the valid ones were queued (Event Grid does not retry a
-  400; its own dead-lettering, if configured, keeps a copy of the batch).
+- Two paths. When every event of the body has a sound envelope (an object, a schema, a type the
+  normalizer knows: ``plain_envelope``), the body is appended to the Event Grid inbox as
+  delivered, in one Redis call, and answered 200: the events are durably on Redis. The drainer
+  then normalizes them, queues reindexes for directory events and dead-letters any event whose
+  content is wrong (a URL without a container, a size that is not a number), each on its own
+  (``producers/inbox_events.py``). Otherwise the body is normalized here, event by event, as
+  before: the valid changes go to the inbox, the rest to the dead-letter store, and the answer
+  is 400 with the reasons (Event Grid does not retry a 400; its own dead-lettering, if
+  configured, keeps a copy of the batch).
+- 503 when the append failed or the inbox is full: Event Grid retries the whole batch, and
+  applying twice is harmless.
 - The inbox (``producers/inbox.py``) is drained by a thread of ``serve``: it stats what renames
   and tier changes left out (``ContentEnricher``, the source registry's enricher) and sends
   the changes of many requests as one apply task. A request therefore costs one Redis call
@@ -27,18 +33,28 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from mountsync.producers.azure_common import celery_reindex_sender, request_directory_reindex
+from mountsync.producers.azure_common import DirectoryAwareSource, celery_reindex_sender, request_directory_reindex
+from mountsync.producers.base import EventSource
 from mountsync.producers.http.push import PushAnswer, PushRequest, answer
 from mountsync.producers.inbox import Inbox
-from mountsync.producers.normalize.azure import make_normalizer, split_event_bodies, validation_code
+from mountsync.producers.inbox_events import EventEntries
+from mountsync.producers.normalize.azure import (
+    make_normalizer,
+    plain_envelope,
+    split_event_bodies,
+    split_events,
+    validation_code,
+)
 from mountsync.producers.normalize.azure_enrich import AzureMounts
 from mountsync.producers.pipeline import Pipeline
-from mountsync.shared.errors import InvalidEvent
+from mountsync.shared import metrics
+from mountsync.shared.errors import InvalidEvent, RetryableError
 from mountsync.shared.events import RawMessage, Source
 
 log = structlog.get_logger("mountsync.serve.eventgrid")
@@ -54,6 +70,7 @@ class _State:
     pipeline: Any
     mounts: AzureMounts
     send_reindex: Any
+    append_events: Callable[[bytes, Mapping[str, str]], None]  # Inbox.append_events
 
 
 def _authorized(request: PushRequest, settings: Any) -> bool:
@@ -71,7 +88,7 @@ def _state(ctx: Any) -> _State:
         inbox = Inbox(runtime.redis, runtime.settings, Source.AZURE_EVENTGRID)
         pipeline = Pipeline(make_normalizer(_accounts(ctx.settings)), inbox, runtime.deadletters,
                             batch_size=runtime.settings.batch_size)  # fmt: skip
-        state = _State(pipeline, AzureMounts(runtime.pool), celery_reindex_sender(runtime))
+        state = _State(pipeline, AzureMounts(runtime.pool), celery_reindex_sender(runtime), inbox.append_events)
         ctx._azure_webhook = state
     ctx.start_drainer(Source.AZURE_EVENTGRID)  # a no-op while it runs; restarts a drainer that died
     return state
@@ -79,6 +96,15 @@ def _state(ctx: Any) -> _State:
 
 def _accounts(settings: Any) -> list[str]:
     return [a.strip() for a in settings.extra.get(ACCOUNTS_SETTING, "").split(",")]
+
+
+def event_entries(runtime: Any, settings: Any) -> EventEntries:
+    """How the Event Grid drainer reads the bodies ``handle`` queued as delivered."""
+
+    def with_directories(inbox: EventSource) -> EventSource:
+        return DirectoryAwareSource(inbox, AzureMounts(runtime.pool), celery_reindex_sender(runtime))
+
+    return EventEntries(split_events, split_event_bodies, make_normalizer(_accounts(settings)), with_directories)
 
 
 def _abuse_protection(request: PushRequest) -> PushAnswer:
@@ -136,15 +162,34 @@ def handle(request: PushRequest, ctx: Any) -> PushAnswer:
         return _abuse_protection(request)
     body = request.body
     try:
-        events: list[tuple[dict[str, Any], bytes]] | None = split_event_bodies(body)
+        events: list[dict[str, Any]] | None = split_events(body)
     except InvalidEvent:
         events = None  # not events at all: the pipeline dead-letters the body with the reason
-    validated = _validation([event for event, _ in events]) if events is not None else None
+    validated = _validation(events) if events is not None else None
     if validated is not None:
         return validated
     if request.headers.get("aeg-event-type") == "SubscriptionDeletion":
         return answer({"status": "subscription deleted"})
-    return _deliver(_state(ctx), _messages(request, body, events))
+    state = _state(ctx)
+    if events is not None and all(plain_envelope(event) for event in events):
+        return _append(state, request, body, len(events))
+    try:
+        pairs: list[tuple[dict[str, Any], bytes]] | None = split_event_bodies(body)
+    except InvalidEvent:
+        pairs = None
+    return _deliver(state, _messages(request, body, pairs))
+
+
+def _append(state: _State, request: PushRequest, body: bytes, events: int) -> PushAnswer:
+    """Queue the body as delivered; the drainer normalizes its events."""
+    attributes = {h: request.headers[h] for h in ATTRIBUTE_HEADERS if h in request.headers}
+    try:
+        state.append_events(body, attributes)
+    except (RetryableError, OSError) as exc:
+        metrics.ENQUEUE_FAILURES.labels(Source.AZURE_EVENTGRID.value).inc()
+        log.error("cannot queue an Event Grid delivery; Event Grid will retry it", events=events, error=str(exc))
+        return answer({"error": "could not queue the events; retry later", "queued": 0}, 503)
+    return answer({"queued": events})
 
 
 def _deliver(state: _State, messages: list[RawMessage]) -> PushAnswer:

@@ -1,11 +1,12 @@
 """The inbox: a Redis stream between a push endpoint and the ``changes`` queue.
 
-A push endpoint (``POST /eventgrid``) normalizes and checks a request as before, so a malformed
-event still gets its dead-letter record and a 400. The valid changes are then appended to the
-inbox in one Redis command, and the endpoint answers 2xx: the changes are durably on Redis,
-which is where rule 1 draws the line. Publishing a Celery task per request instead costs about
-1.7 ms (two kombu messages: the task and Flower's task-sent event), and it makes the worker pay
-a whole task for each request, which under Event Grid's default delivery is one event.
+A push endpoint (``POST /eventgrid``) appends a request to the inbox in one Redis command and
+answers 2xx: what it accepted is durably on Redis, which is where rule 1 draws the line. An
+entry holds either the request's body as delivered, whose events the drainer normalizes
+(``inbox_events.py``), or the changes the endpoint normalized itself (``Inbox.enqueue``).
+Publishing a Celery task per request instead costs about 1.7 ms (two kombu messages: the task
+and Flower's task-sent event), and it makes the worker pay a whole task for each request, which
+under Event Grid's default delivery is one event.
 
 A drainer (a thread of ``mountsync serve``, running ``run_source`` on ``InboxSource``) reads
 entries through a consumer group, enriches the changes of many requests together, sends them as
@@ -19,9 +20,9 @@ apply tasks of up to ``batch_size`` changes, and only then acknowledges and dele
   while the inbox holds ``inbox_max_depth`` entries. The check and the append are one Lua call.
 - **Backpressure:** the drainer pauses while the ``changes`` queue is too deep (``run_source``);
   the inbox then fills, and the 503s leave the backlog with the cloud (rule 6).
-- **Poison:** an entry delivered ``DELIVERY_LIMIT`` times, or one that cannot be decoded, is
-  dead-lettered as ``inbox:<source>`` with its changes; ``mountsync deadletters replay`` sends
-  them again.
+- **Poison:** an entry of changes delivered ``DELIVERY_LIMIT`` times, or one that cannot be
+  decoded, is dead-lettered as ``inbox:<source>`` with its changes; an event of an entry of
+  events, as ``<source>`` with its bytes. ``mountsync deadletters replay`` sends either again.
 """
 
 from __future__ import annotations
@@ -30,13 +31,23 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 import redis as redis_lib
 import structlog
 
+from mountsync.producers.base import EventSource
+from mountsync.producers.inbox_events import (
+    EntryPipeline,
+    EntryTally,
+    EventEntries,
+    Split,
+    event_messages,
+    events_entry,
+    is_events_entry,
+)
 from mountsync.producers.pipeline import Pipeline, with_delivery_limit
 from mountsync.shared import metrics
 from mountsync.shared.config import Settings
@@ -59,7 +70,7 @@ _APPEND = """
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
   return false
 end
-return redis.call('XADD', KEYS[1], '*', 'changes', ARGV[2])
+return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 """
 
 
@@ -85,9 +96,18 @@ class Inbox:
     def enqueue(self, changes: Sequence[ObjectChange]) -> None:
         if not changes:
             return
-        body = orjson.dumps([c.to_wire() for c in changes])  # a tenth of json.dumps's CPU, same text
+        self._add({FIELD: orjson.dumps([c.to_wire() for c in changes])})  # a tenth of json.dumps's CPU
+
+    def append_events(self, body: bytes, attributes: Mapping[str, str]) -> None:
+        """Queue a delivered body of events as it is; the drainer normalizes (``inbox_events``)."""
+        self._add(events_entry(body, attributes))
+
+    def _add(self, fields: Mapping[bytes, bytes]) -> None:
+        args: list[Any] = [self.max_depth]
+        for name, value in fields.items():
+            args += (name, value)
         try:
-            added = self._append(keys=[self.key], args=[self.max_depth, body])
+            added = self._append(keys=[self.key], args=args)
         except redis_lib.RedisError as exc:
             raise _redis_error("append to", exc) from exc
         if not added:
@@ -125,6 +145,7 @@ class InboxSource:
         *,
         consumer: str,
         claim_idle_s: float = CLAIM_IDLE_S,
+        split_events: Split | None = None,
     ) -> None:
         self.name = source
         self.key = inbox_key(settings.redis_prefix, source)
@@ -137,6 +158,12 @@ class InboxSource:
         self._next_claim = 0.0
         self._group_ready = False
         self._short_read_at = 0.0
+        self._split = split_events
+        self._ready: list[RawMessage] = []  # events of entries read but not yet handed out
+        self._tally = EntryTally()
+        # Messages per entry in the last read (an entry of events holds many); unknown at first,
+        # so a source of events entries starts with one entry.
+        self._fanout: int | None = None if split_events is not None else 1
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -153,19 +180,28 @@ class InboxSource:
             if self._retry:
                 retry, self._retry = self._retry[:max_messages], self._retry[max_messages:]
                 return retry
-            self._ensure_group()
-            entries = self._own_pending(max_messages) or self._claim(max_messages)
-            if entries:
-                return self._messages(entries, redelivered=True)
-            self._pace(wait_s)
-            reply: Any = self._client.xreadgroup(GROUP, self.consumer, {self.key: ">"}, count=max_messages,
-                                                 block=max(1, int(wait_s * 1000)))  # fmt: skip
-            entries = list(reply[0][1]) if reply else []
-            self._short_read_at = time.monotonic() if 0 < len(entries) < max_messages else 0.0
-            return self._messages(entries, redelivered=False)
+            if not self._ready:
+                self._ready = self._read(max_messages, wait_s)
+            ready, self._ready = self._ready[:max_messages], self._ready[max_messages:]
+            return ready
         except redis_lib.RedisError as exc:
             self._group_ready = False  # the stream may have been deleted (FLUSHALL): create it again
             raise _redis_error("read", exc) from exc
+
+    def _read(self, max_messages: int, wait_s: float) -> list[RawMessage]:
+        """Messages of the next entries: this consumer's pending ones, abandoned ones, new ones.
+        Entries of many events are read a few at a time, so about ``max_messages`` are held."""
+        count = 1 if self._fanout is None else max(1, max_messages // self._fanout)
+        self._ensure_group()
+        entries = self._own_pending(count) or self._claim(count)
+        if entries:
+            return self._messages(entries, redelivered=True)
+        self._pace(wait_s)
+        reply: Any = self._client.xreadgroup(GROUP, self.consumer, {self.key: ">"}, count=count,
+                                             block=max(1, int(wait_s * 1000)))  # fmt: skip
+        entries = list(reply[0][1]) if reply else []
+        self._short_read_at = time.monotonic() if 0 < len(entries) < count else 0.0
+        return self._messages(entries, redelivered=False)
 
     def _pace(self, wait_s: float) -> None:
         """After a short read, let entries gather a moment (not one Redis read per request)."""
@@ -206,11 +242,19 @@ class InboxSource:
         live = [(entry_id, fields) for entry_id, fields in entries if fields]
         counts = self._delivery_counts([entry_id for entry_id, _ in live]) if redelivered and live else {}
         now = time.time_ns()
-        return [
-            RawMessage(self.name, entry_id.decode(), fields.get(FIELD, b""), {"inbox": self.key}, now,
-                       handle=entry_id, delivery_count=counts.get(entry_id, 1))
-            for entry_id, fields in live
-        ]  # fmt: skip
+        messages: list[RawMessage] = []
+        for entry_id, fields in live:
+            delivery = counts.get(entry_id, 1)
+            if is_events_entry(fields):
+                events = event_messages(self.name, self.key, entry_id, fields, delivery, self._split)
+                self._tally.opened(entry_id, len(events))
+                messages += events
+            else:
+                messages.append(RawMessage(self.name, entry_id.decode(), fields.get(FIELD, b""), {"inbox": self.key},
+                                           now, handle=entry_id, delivery_count=delivery))  # fmt: skip
+        if live:
+            self._fanout = max(1, len(messages) // len(live))
+        return messages
 
     def _delivery_counts(self, ids: list[bytes]) -> dict[bytes, int]:
         rows: Any = self._client.xpending_range(self.key, GROUP, min=ids[0], max=ids[-1], count=len(ids) * 2,
@@ -225,9 +269,9 @@ class InboxSource:
         self._settle(messages)  # dead-lettered with the reason and the changes
 
     def _settle(self, messages: Sequence[RawMessage]) -> None:
-        if not messages:
+        ids = self._tally.settled(messages)  # an entry of events: once every event is settled
+        if not ids:
             return
-        ids = [m.handle for m in messages]
         try:
             with self._client.pipeline(transaction=True) as pipe:
                 pipe.xack(self.key, GROUP, *ids)
@@ -243,47 +287,57 @@ class InboxSource:
 
     def extend(self, messages: Sequence[RawMessage], seconds: float) -> None:
         if messages:  # reset the idle time so no other drainer takes them over
-            self._client.xclaim(self.key, GROUP, self.consumer, 0, [m.handle for m in messages], justid=True)
+            ids = list(dict.fromkeys(m.handle for m in messages))
+            self._client.xclaim(self.key, GROUP, self.consumer, 0, ids, justid=True)
 
     def close(self) -> None:
         """Entries read and not acknowledged stay pending; the next run reads them again first."""
         self._retry.clear()
+        self._ready.clear()
+        self._tally.clear()
         self._pending_from = "0"
 
 
 class Drainer:
-    """``run_source`` over an ``InboxSource`` in a daemon thread, until ``stop``."""
+    """``run_source`` over an ``InboxSource`` in a daemon thread, until ``stop``.
 
-    def __init__(self, runtime: Any, source: Source, *, enrich: Any = None, consumer: str = "") -> None:
+    ``events`` (from the source registry) reads entries of raw events: they are normalized here
+    and dead-lettered as the source itself; entries of changes dead-letter as ``inbox:<source>``.
+    """
+
+    def __init__(self, runtime: Any, source: Source, *, enrich: Any = None, consumer: str = "",
+                 events: EventEntries | None = None) -> None:  # fmt: skip
         settings = runtime.settings
-        self.source = InboxSource(runtime.redis, settings, source, consumer=consumer or consumer_name())
-        self.pipeline = Pipeline(
-            with_delivery_limit(decode_entry, DELIVERY_LIMIT),
-            runtime.queue,
-            runtime.deadletters,
-            enrich=enrich,
-            batch_size=settings.batch_size,
-            name=letter_source(source),
-        )
+        split = events.split if events is not None else None
+        inbox = InboxSource(runtime.redis, settings, source, consumer=consumer or consumer_name(), split_events=split)
+        self.inbox = inbox
+        self.source: EventSource = inbox if events is None or events.wrap_source is None else events.wrap_source(inbox)
+        changes = Pipeline(with_delivery_limit(decode_entry, DELIVERY_LIMIT), runtime.queue, runtime.deadletters,
+                           enrich=enrich, batch_size=settings.batch_size, name=letter_source(source))  # fmt: skip
+        raw = None
+        if events is not None:
+            raw = Pipeline(with_delivery_limit(events.normalize, DELIVERY_LIMIT), runtime.queue, runtime.deadletters,
+                           enrich=enrich, batch_size=settings.batch_size, letter_body=events.letter_body)  # fmt: skip
+        self.pipeline = EntryPipeline(changes, raw)
         self._runtime = runtime
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> Drainer:
-        self._thread = threading.Thread(target=self._run, name=f"drain-{self.source.key}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"drain-{self.inbox.key}", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
         from mountsync.producers.loop import run_source
 
-        log.info("draining inbox", inbox=self.source.key, consumer=self.source.consumer)
+        log.info("draining inbox", inbox=self.inbox.key, consumer=self.inbox.consumer)
         while not self._stop.is_set():
             try:
                 run_source(self.source, self.pipeline, self._runtime.settings, self._stop,
                            depth=self._runtime.queue.depth)  # fmt: skip
             except Exception:  # a bug must not stop draining for good: entries stay pending meanwhile
-                log.exception("inbox drainer failed; starting again in 5 s", inbox=self.source.key)
+                log.exception("inbox drainer failed; starting again in 5 s", inbox=self.inbox.key)
                 self._stop.wait(5)
 
     def stop(self, timeout: float = 10.0) -> None:

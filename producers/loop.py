@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
 from mountsync.producers.base import EventSource
-from mountsync.producers.pipeline import Outcome, Pipeline
+from mountsync.producers.pipeline import Outcome
 from mountsync.shared.clock import SYSTEM_CLOCK, Clock
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import RetryableError
@@ -28,6 +29,12 @@ log = structlog.get_logger("mountsync.producer")
 # drains in about a second at full speed, so pausing up to a second (as before) left the workers
 # idle for much of each pause (issue 18's profile: workers ~30% busy); one LLEN per 50 ms is nothing.
 BACKPRESSURE_POLL_S = 0.05
+
+
+class MessageProcessor(Protocol):
+    """What the loop hands received messages to: a ``Pipeline``, or the inbox drainer's ``EntryPipeline``."""
+
+    def process(self, messages: Sequence[RawMessage]) -> Outcome: ...
 
 
 @dataclass
@@ -78,7 +85,7 @@ class _Loop:
 
 def run_source(
     source: EventSource,
-    pipeline: Pipeline,
+    pipeline: MessageProcessor,
     settings: Settings,
     stop: threading.Event,
     *,

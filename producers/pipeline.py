@@ -8,7 +8,7 @@ anything transient is nacked so the transport redelivers it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -41,9 +41,12 @@ class Pipeline:
         enrich: Enricher | None = None,
         batch_size: int = 500,
         name: str | None = None,
+        letter_body: Callable[[RawMessage], bytes] | None = None,
     ) -> None:
-        """``name`` labels metrics and dead letters (default: each message's source)."""
+        """``name`` labels metrics and dead letters (default: each message's source);
+        ``letter_body`` gives what a dead letter keeps of a message (default: its body)."""
         self._normalize = normalize
+        self._letter_body = letter_body
         self._name = name
         self._queue = queue
         self._deadletters = deadletters
@@ -89,7 +92,7 @@ class Pipeline:
                 source,
                 message.message_id,
                 reason,
-                message.body,
+                self._letter_body(message) if self._letter_body else message.body,
                 dict(message.attributes),
             )
         except Exception as exc:  # could not record: keep the message for redelivery

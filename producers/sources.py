@@ -36,6 +36,8 @@ class PushRoute:
     methods: tuple[str, ...]
     handler: str  # "module:function", resolved on the first request
     inbox: bool = False  # answers after one Redis append; a drainer in serve batches the inbox
+    # "module:function" (runtime, settings) -> EventEntries, when the endpoint queues raw events
+    event_entries: str | None = None
     # Settings any one of which authenticates senders; serve refuses to start without (README).
     auth_settings: tuple[str, ...] = ()
 
@@ -135,6 +137,7 @@ REGISTRY: dict[Source, SourceEntry] = {
                 ("POST", "OPTIONS"),
                 f"{_PRODUCERS}.azure_webhook:handle",
                 inbox=True,
+                event_entries=f"{_PRODUCERS}.azure_webhook:event_entries",
                 auth_settings=("MOUNTSYNC_EVENTGRID_SECRET",),
             ),
         ),
@@ -190,6 +193,17 @@ def push_routes() -> Iterator[tuple[str, tuple[str, ...], str]]:
     for entry in REGISTRY.values():
         if entry.push is not None:
             yield entry.push.path, entry.push.methods, entry.push.handler
+
+
+def event_entries_for(source: Source, runtime: Any) -> Any:
+    """How ``source``'s drainer reads entries of raw events (``inbox_events.EventEntries``), if it has them."""
+    push = REGISTRY[source].push
+    if push is None or push.event_entries is None:
+        return None
+    import importlib
+
+    module, _, function = push.event_entries.partition(":")
+    return getattr(importlib.import_module(module), function)(runtime, runtime.settings)
 
 
 def inbox_sources() -> tuple[Source, ...]:

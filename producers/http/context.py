@@ -40,7 +40,7 @@ class ServeContext:
         if current is not None and current.alive:
             return
         from mountsync.producers.inbox import Drainer, consumer_name
-        from mountsync.producers.sources import enricher_for
+        from mountsync.producers.sources import enricher_for, event_entries_for
 
         runtime = self.runtime
         with self._lock:
@@ -48,7 +48,9 @@ class ServeContext:
             if current is None or not current.alive:
                 enrich = enricher_for(source, runtime.pool)
                 consumer = self.consumer or consumer_name()
-                self._drainers[source] = Drainer(runtime, source, enrich=enrich, consumer=consumer).start()
+                events = event_entries_for(source, runtime)
+                self._drainers[source] = Drainer(runtime, source, enrich=enrich, consumer=consumer,
+                                                 events=events).start()  # fmt: skip
 
     def recover_inboxes(self) -> None:
         """Drain what earlier runs accepted but did not finish, before any new request arrives."""

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from mountsync.producers.normalize.json_slices import array_elements
 from mountsync.shared.errors import InvalidEvent
 from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, load_json, normalize_etag, to_ns
 
@@ -71,6 +72,9 @@ KINDS = {
     STORAGE + "BlobDeleted": Kind.DELETED,
     STORAGE + "BlobTierChanged": Kind.METADATA,
 }
+
+
+KNOWN_TYPES = frozenset({*KINDS, *IGNORED_TYPES, *DIRECTORY_TYPES, STORAGE + "BlobRenamed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,17 +124,13 @@ def _event_objects(items: list[Any]) -> list[dict[str, Any]]:
     return items
 
 
-_JSON_SPACE = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()
-
-
 def split_event_bodies(body: bytes) -> list[tuple[dict[str, Any], bytes]]:
     """``split_events`` with each event's own bytes: the elements of a JSON array are sliced out
     of the body as delivered (not re-serialized), so one event of a batch is dead-lettered exactly
     as it was sent, and nothing is parsed twice. A body of one event is that event's bytes."""
     if body.lstrip()[:1] == b"[":
         try:
-            pairs = _array_elements(body.decode("utf-8"))
+            pairs = array_elements(body.decode("utf-8"))
         except (ValueError, RecursionError):  # not plain UTF-8 JSON: split_events names what is wrong
             pairs = None
         if pairs is not None:
@@ -140,35 +140,6 @@ def split_event_bodies(body: bytes) -> list[tuple[dict[str, Any], bytes]]:
     if len(events) == 1:
         return [(events[0], body)]
     return [(event, json.dumps(event, ensure_ascii=False).encode()) for event in events]  # base64 of an array
-
-
-def _array_elements(text: str) -> list[tuple[Any, str]]:
-    """(value, its source text) of each element of the JSON array ``text``; ``ValueError`` if
-    ``text`` is anything but one array (``json.JSONDecodeError`` is a ``ValueError``)."""
-    at = _skip_space(text, 0)
-    if text[at : at + 1] != "[":
-        raise ValueError("not an array")
-    at = _skip_space(text, at + 1)
-    elements: list[tuple[Any, str]] = []
-    closed = text[at : at + 1] == "]"
-    if closed:
-        at += 1
-    while not closed:
-        value, stop = _DECODER.raw_decode(text, at)
-        elements.append((value, text[at:stop]))
-        at = _skip_space(text, stop)
-        closed = text[at : at + 1] == "]"
-        if not closed and text[at : at + 1] != ",":
-            raise ValueError(f"expected , or ] at {at}")
-        at = _skip_space(text, at + 1)
-    if _skip_space(text, at) != len(text):
-        raise ValueError("text after the array")
-    return elements
-
-
-def _skip_space(text: str, at: int) -> int:
-    match = _JSON_SPACE.match(text, at)
-    return match.end() if match else at
 
 
 def _events_of(raw: RawMessage) -> list[dict[str, Any]]:
@@ -208,6 +179,20 @@ def read_event(raw: Mapping[str, Any]) -> Event:
         account_hint=_account_from_topic(str(raw.get(origin_field) or "")),
         data=data,
     )
+
+
+def plain_envelope(item: Mapping[str, Any]) -> bool:
+    """Whether ``read_event`` accepts ``item`` and the normalizer knows its type: what the webhook
+    checks before it queues a body as delivered (the rest, the drainer checks). The same checks
+    as ``read_event``'s, without building the ``Event``: a fifth of the cost."""
+    if "specversion" in item:
+        if item.get("specversion") != "1.0":
+            return False
+        kind = item.get("type")
+    else:
+        kind = item.get("eventType")
+    data = item.get("data")
+    return isinstance(kind, str) and kind in KNOWN_TYPES and (data is None or isinstance(data, dict))
 
 
 def _account_from_topic(topic: str) -> str:

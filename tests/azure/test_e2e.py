@@ -197,15 +197,28 @@ def test_webhook_requests_accepted_before_a_crash_are_drained_at_the_next_start(
 def test_webhook_malformed_event_is_dead_lettered(
     container: Any, mount: str, az_env: dict[str, str], catalog: Any, tmp_path: Path, procs: list[Proc],
 ) -> None:  # fmt: skip
+    """A bad envelope is refused with 400 at once; bad content behind a sound envelope is queued
+    with its batch (200) and dead-lettered by the drainer. Either way its neighbours are applied."""
     _, url = start_serve(az_env, tmp_path, procs)
-    good = BlobEventFactory(container).put("ok.txt", b"ok")
-    bad = json.loads(json.dumps(good)) | {"id": "bad-event"}
-    bad["data"]["url"] = "http://127.0.0.1:1/devstoreaccount1/"
-    status, body, _ = WebhookDelivery(url).post_raw(json.dumps([good, bad]).encode())
-    assert status == 400
-    assert json.loads(body)["queued"] == 1
-    rows = catalog.execute("SELECT source, message_id, reason FROM dead_letters").fetchall()
-    assert [(r[0], r[1]) for r in rows] == [("azure-eventgrid", "bad-event")]
+    factory = BlobEventFactory(container)
+    good, fine = factory.put("ok.txt", b"ok"), factory.put("fine.txt", b"fine")
+    misrouted = json.loads(json.dumps(good)) | {"id": "misrouted", "eventType": "Microsoft.Storage.BlobMoved"}
+    status, body, _ = WebhookDelivery(url).post_raw(json.dumps([good, misrouted]).encode())
+    assert (status, json.loads(body)["queued"]) == (400, 1)
+    no_container = json.loads(json.dumps(fine)) | {"id": "no-container"}
+    no_container["data"]["url"] = "http://127.0.0.1:1/devstoreaccount1/"
+    status, body, _ = WebhookDelivery(url).post_raw(json.dumps([fine, no_container]).encode())
+    assert (status, json.loads(body)["queued"]) == (200, 2)
+
+    def letters() -> list[tuple[str, str]]:
+        rows = catalog.execute("SELECT source, message_id FROM dead_letters ORDER BY id").fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    wait_for(lambda: len(letters()) == 2, timeout=30, what="both bad events dead-lettered")
+    assert letters() == [("azure-eventgrid", "misrouted"), ("azure-eventgrid", "no-container")]
+    applied = "SELECT key FROM objects WHERE NOT deleted ORDER BY key"
+    wait_for(lambda: len(catalog.execute(applied).fetchall()) == 2, timeout=30, what="the good events applied")
+    assert [r[0] for r in catalog.execute(applied).fetchall()] == ["fine.txt", "ok.txt"]
 
 
 def start_pull(az_env: dict[str, str], server: EventGridServer, tmp_path: Path, procs: list[Proc]) -> Proc:

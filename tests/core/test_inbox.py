@@ -8,8 +8,6 @@ which is exactly what a killed process leaves behind in the consumer group.
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -19,8 +17,7 @@ import redis as redis_lib
 from fastapi.testclient import TestClient as Client
 
 from mountsync.producers.inbox import GROUP, Drainer, Inbox, InboxSource, decode_entry
-from mountsync.producers.runtime import Runtime, build_runtime
-from mountsync.producers.sources import inbox_sources
+from mountsync.producers.sources import event_entries_for, inbox_sources
 from mountsync.shared import metrics
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import ServiceUnavailable
@@ -35,16 +32,6 @@ SOURCE = Source.AZURE_EVENTGRID
 def change(i: int) -> ObjectChange:
     return ObjectChange(Provider.AZURE, "frames", f"cam/{i:04d}.jpg", Kind.CREATED, 1_700_000_000 + i, SOURCE,
                         size=i, etag=f"0x{i:X}", sequencer=f"{i:048X}", source_id=f"ev-{i}")  # fmt: skip
-
-
-@pytest.fixture
-def own(settings: Settings, catalog: psycopg.Connection) -> Iterator[tuple[Settings, Runtime]]:
-    own = replace(settings, redis_prefix=f"{settings.redis_prefix}inbox{uuid.uuid4().hex[:6]}:", batch_window_s=0.05)
-    runtime = build_runtime(own)
-    yield own, runtime
-    for key in runtime.redis.scan_iter(match=f"{own.redis_prefix}*"):
-        runtime.redis.delete(key)
-    runtime.close()
 
 
 def pending(client: redis_lib.Redis, key: str) -> int:
@@ -174,7 +161,7 @@ def test_webhook_answers_503_while_the_inbox_is_full_and_200_when_it_drained(own
     full = client.post("/eventgrid", content=body, headers=headers)
     assert full.status_code == 503 and "retry later" in full.json()["error"]
 
-    drainer = Drainer(runtime, SOURCE, consumer="t3").start()
+    drainer = Drainer(runtime, SOURCE, consumer="t3", events=event_entries_for(SOURCE, runtime)).start()
     try:
         wait_for(lambda: runtime.redis.xlen(inbox_key(settings.redis_prefix, SOURCE)) == 0, what="the inbox drained")
     finally:
