@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import importlib
 import io
-import operator
 import os
 import shutil
 import stat as stat_mod
-import struct
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,17 +22,44 @@ UPLOADS_DIR = ".mountsync-uploads"
 COPY_BLOCK = 1024 * 1024
 
 
+def _md5_constructor() -> Callable[[bytes], Any]:
+    """CPython's own MD5 where it is built (it always is, short of a stripped interpreter):
+    ``hashlib.md5`` goes through OpenSSL 3, which sets up a context per call that costs more
+    than hashing one file's 40-byte fingerprint line."""
+    try:
+        md5: Callable[[bytes], Any] = importlib.import_module("_md5").md5
+    except ImportError:  # pragma: no cover - an interpreter built without it
+        return hashlib.md5
+    return md5
+
+
+_MD5 = _md5_constructor()
+_DIGEST = type(_MD5(b"")).digest  # unbound: ``map`` calls it without building a bound method per file
+
+
 def fs_etag(st: os.stat_result) -> str:
     """Cheap change token for a file: mtime and size (content hashing would make listing O(bytes))."""
     return f"{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
-def folder_fingerprint(lines: list[str]) -> int:
-    """XOR of ``fingerprint_hash`` over a folder's "key|size|etag" lines, in one pass of C loops:
-    the first 8 bytes of each MD5 are joined and unpacked at once instead of one int per file."""
-    md5 = hashlib.md5
-    joined = b"".join([md5(line.encode("utf-8", "surrogateescape")).digest()[:8] for line in lines])
-    return functools.reduce(operator.xor, struct.unpack(f">{len(lines)}q", joined), 0)
+def folder_fingerprint(key_prefix: str, lines: list[str]) -> int:
+    """XOR of ``fingerprint_hash`` over a folder's files, given as "name|size|etag" lines under
+    ``key_prefix``, in a few C loops rather than Python steps per file: the keys are completed and
+    encoded as one string (no NUL in a key or an etag), each line is hashed, and the digests are
+    joined into one integer whose 128-bit chunks are XOR-ed together by halving it; the top 64
+    bits of the last chunk are the XOR of the digests' first 8 bytes."""
+    text = key_prefix + ("\0" + key_prefix).join(lines)
+    chunks = len(lines)
+    folded = int.from_bytes(
+        b"".join(map(_DIGEST, map(_MD5, text.encode("utf-8", "surrogateescape").split(b"\0")))), "big"
+    )
+    while chunks > 1:
+        half = chunks >> 1
+        bits = half << 7
+        folded = (folded >> bits) ^ (folded & ((1 << bits) - 1))
+        chunks -= half
+    top = folded >> 64
+    return top - (1 << 64) if top >> 63 else top
 
 
 def info_from_stat(key: str, st: os.stat_result) -> ObjectInfo:
@@ -99,27 +124,18 @@ class LocalStorage:
         while stack:
             path, folder = stack.pop()
             key_prefix = f"{folder}/" if folder else ""
-            lines: list[str] = []  # "key|size|etag" per file, as fingerprint_hash spells them
-            total = 0
             try:
-                with os.scandir(path) as entries:
-                    for entry in entries:
-                        if entry.is_file(follow_symlinks=False):
-                            try:
-                                st = entry.stat(follow_symlinks=False)
-                            except FileNotFoundError:
-                                continue
-                            size = st.st_size
-                            lines.append("%s%s|%d|%x-%x" % (key_prefix, entry.name, size, st.st_mtime_ns, size))  # noqa: UP031 - the fastest spelling, on the hot path
-                            total += size
-                        elif entry.is_dir(follow_symlinks=False) and entry.name != UPLOADS_DIR:
-                            stack.append((entry.path, key_prefix + entry.name))
-            except FileNotFoundError:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             except PermissionError as exc:
                 raise CredentialsRejected(f"cannot read {path}: permission denied") from exc
+            try:
+                lines, total = _summarize_directory(fd, path, key_prefix, stack)
+            finally:
+                os.close(fd)
             if lines:
-                yield folder, len(lines), total, folder_fingerprint(lines)
+                yield folder, len(lines), total, folder_fingerprint(key_prefix, lines)
 
     def stat(self, key: str) -> ObjectInfo:
         try:
@@ -255,6 +271,33 @@ class LocalStorage:
 
     def abort_upload(self, session: UploadSession) -> None:
         shutil.rmtree(self._session_dir(session), ignore_errors=True)
+
+
+def _summarize_directory(fd: int, path: str, key_prefix: str, subdirs: list[tuple[str, str]]) -> tuple[list[str], int]:
+    """The "name|size|etag" lines (as ``fingerprint_hash`` spells them, less the folder) and total
+    bytes of the files in the directory open as ``fd``; its subdirectories are appended to
+    ``subdirs``. Listed through the descriptor, each file's stat is an ``fstatat`` of its name
+    alone: the kernel does not walk the whole path again for every file (a fifth to a quarter of
+    the listing's system time, in folders of 1,000 files)."""
+    lines: list[str] = []
+    append = lines.append
+    total = 0
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # removed while listing: the watcher reports it
+                    size = st.st_size
+                    append("%s|%d|%x-%x" % (entry.name, size, st.st_mtime_ns, size))  # noqa: UP031 - the fastest spelling, on the hot path
+                    total += size
+                elif entry.is_dir(follow_symlinks=False) and entry.name != UPLOADS_DIR:
+                    subdirs.append((os.path.join(path, entry.name), key_prefix + entry.name))
+    except PermissionError as exc:
+        raise CredentialsRejected(f"cannot read {path}: permission denied") from exc
+    return lines, total
 
 
 def _copy_exactly(stream: BinaryIO, out: BinaryIO, size: int, where: str, digest: Any = None) -> str | None:
