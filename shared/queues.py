@@ -130,9 +130,11 @@ class ChangeQueue:
         if changes:
             wire = [c.to_wire() for c in changes]
             # argsrepr is what Flower and the worker's logs show of the arguments. Celery would
-            # build it with saferepr (about 340 us a task, whatever its size); a count says enough.
-            send(self._app, TASK_APPLY, wire, queue=QUEUE_CHANGES, serializer=APPLY_SERIALIZER,
-                 argsrepr=f"[<{len(wire)} changes>]")  # fmt: skip
+            # build it with saferepr (about 340 us a task, whatever its size); the count and the
+            # first key say as much to an operator.
+            first = wire[0]
+            shown = f"[<{len(wire)} changes: {first['bucket']}/{first['key']} ...>]"
+            send(self._app, TASK_APPLY, wire, queue=QUEUE_CHANGES, serializer=APPLY_SERIALIZER, argsrepr=shown)
 
     def depth(self) -> int:
         try:
