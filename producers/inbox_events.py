@@ -141,7 +141,7 @@ class EntryPipeline:
         self._events = events
 
     def process(self, messages: Sequence[RawMessage]) -> Outcome:
-        events = [m for m in messages if m.attributes.get(ENTRY_KIND) == EVENTS] if self._events else []
+        events = [m for m in messages if m.attributes.get(ENTRY_KIND) == EVENTS]
         if not events or self._events is None:
             return self._changes.process(messages)
         outcome = self._events.process(events)

@@ -99,7 +99,7 @@ class Harness:
                                             split_events)]  # fmt: skip
         self.appended.clear()
         entries = EventEntries(split_events, split_event_bodies, make_normalizer())
-        drainer = Pipeline(make_normalizer(), self.queue, self.deadletters, letter_body=entries.letter_body)  # type: ignore[arg-type]
+        drainer = Pipeline(entries.normalize, self.queue, self.deadletters, letter_body=entries.letter_body)  # type: ignore[arg-type]
         outcome = drainer.process(messages)
         return outcome, request_directory_reindex(outcome.ack, self.mounts, self.send_reindex)  # type: ignore[arg-type]
 
