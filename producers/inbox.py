@@ -324,11 +324,12 @@ class Drainer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> Drainer:
-        self._thread = threading.Thread(target=self._run, name=f"drain-{self.inbox.key}", daemon=True)
+        self._thread = threading.Thread(target=self.run, name=f"drain-{self.inbox.key}", daemon=True)
         self._thread.start()
         return self
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Drain in this thread until ``stop`` (a thread of ``start``, or a child process's main)."""
         from mountsync.producers.loop import run_source
 
         log.info("draining inbox", inbox=self.inbox.key, consumer=self.inbox.consumer)
@@ -340,9 +341,13 @@ class Drainer:
                 log.exception("inbox drainer failed; starting again in 5 s", inbox=self.inbox.key)
                 self._stop.wait(5)
 
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stop
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     @property

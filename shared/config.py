@@ -57,6 +57,9 @@ class Settings:
     # Producer batching: up to this many changes per apply task, or whatever arrived in the window.
     batch_size: int = 2000
     batch_window_s: float = 0.5
+    # ``serve`` drains its inboxes in a child process per source ("process"), off the receivers'
+    # GIL, or in a thread of its own ("thread": one process, for tight containers and debugging).
+    inbox_drainer: str = "process"
     feed_maxlen: int = 100_000
     # Change-log entries older than this are pruned (``mountsync.prune_changes``, hourly via beat);
     # a reader asking for an older cursor gets 410 and re-lists ``/objects``.
@@ -93,6 +96,8 @@ class Settings:
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.describe().items())})"
 
 
+INBOX_DRAINERS = ("process", "thread")
+
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "MOUNTSYNC_REDIS_URL": ("redis_url", str),
     "MOUNTSYNC_DATABASE_URL": ("database_url", str),
@@ -101,6 +106,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "MOUNTSYNC_INBOX_MAX_DEPTH": ("inbox_max_depth", int),
     "MOUNTSYNC_BATCH_SIZE": ("batch_size", int),
     "MOUNTSYNC_BATCH_WINDOW": ("batch_window_s", float),
+    "MOUNTSYNC_INBOX_DRAINER": ("inbox_drainer", str),
     "MOUNTSYNC_FEED_MAXLEN": ("feed_maxlen", int),
     "MOUNTSYNC_CHANGES_RETENTION": ("changes_retention_s", duration),
     "MOUNTSYNC_MAX_DELIVERIES": ("max_deliveries", int),
@@ -148,6 +154,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     for var in _POSITIVE:
         if not 0 < getattr(settings, _ENV[var][0]) < math.inf:  # also refuses nan and inf
             raise ConfigError(f"{var}={environ.get(var)!r} must be a number greater than 0; fix or unset it")
+    if settings.inbox_drainer not in INBOX_DRAINERS:
+        raise ConfigError(
+            f"MOUNTSYNC_INBOX_DRAINER={settings.inbox_drainer!r} must be one of {', '.join(INBOX_DRAINERS)}; "
+            "fix or unset it"
+        )
     if settings.max_queue_depth < 0:
         raise ConfigError(f"MOUNTSYNC_MAX_QUEUE_DEPTH={environ.get('MOUNTSYNC_MAX_QUEUE_DEPTH')!r} must be 0 or more")
     for url, var in ((settings.redis_url, "MOUNTSYNC_REDIS_URL"),):

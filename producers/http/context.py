@@ -35,22 +35,27 @@ class ServeContext:
             return self._runtime
 
     def start_drainer(self, source: Source) -> None:
-        """Start the inbox drainer of ``source`` unless it runs (again, if its thread died)."""
+        """Start the inbox drainer of ``source`` unless it runs (again, if it died): a child process
+        (``MOUNTSYNC_INBOX_DRAINER=process``, the default) or a thread of this one."""
         current = self._drainers.get(source)
         if current is not None and current.alive:
             return
+        from mountsync.producers.drainer_process import DrainerProcess
         from mountsync.producers.inbox import Drainer, consumer_name
         from mountsync.producers.sources import enricher_for, event_entries_for
 
         runtime = self.runtime
         with self._lock:
             current = self._drainers.get(source)
-            if current is None or not current.alive:
-                enrich = enricher_for(source, runtime.pool)
-                consumer = self.consumer or consumer_name()
-                events = event_entries_for(source, runtime)
-                self._drainers[source] = Drainer(runtime, source, enrich=enrich, consumer=consumer,
-                                                 events=events).start()  # fmt: skip
+            if current is not None and current.alive:
+                return
+            consumer = self.consumer or consumer_name()
+            if self.settings.inbox_drainer == "process":
+                self._drainers[source] = DrainerProcess(self.settings, source, consumer).start()
+            else:
+                enrich, events = enricher_for(source, runtime.pool), event_entries_for(source, runtime)
+                drainer = Drainer(runtime, source, enrich=enrich, consumer=consumer, events=events)
+                self._drainers[source] = drainer.start()
 
     def recover_inboxes(self) -> None:
         """Drain what earlier runs accepted but did not finish, before any new request arrives."""
