@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,3 +59,31 @@ def test_one_change_is_followed_from_notification_to_catalog_row(
     # The task id is Celery's own (the one Flower shows): Celery's line for that task names it.
     celery_line = f"mountsync.apply_changes[{applied['task_id']}] succeeded"
     wait_for(lambda: celery_line in worker.log_path.read_text("utf-8", "replace"), 60, "Celery's line for the task")
+
+
+WRITER = """
+import os
+import sys
+import structlog
+from mountsync.shared.config import load_settings
+from mountsync.shared.logs import configure_logging
+configure_logging(load_settings(os.environ))
+log = structlog.get_logger()
+for i in range(3000):
+    log.info("applied", writer=sys.argv[1], i=i, pad="x" * (i % 300))
+"""
+
+
+def test_processes_sharing_one_log_file_never_splice_lines(tmp_path: Path, settings: Settings) -> None:
+    """A worker's pool children write to one file; each line must reach it whole (PYTHONUNBUFFERED is set)."""
+    log_path = tmp_path / "shared.log"
+    env = env_for(settings, MOUNTSYNC_LOG_FORMAT="json")
+    with open(log_path, "ab") as log:
+        writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(n)], env=env, stderr=log) for n in range(3)]
+        for writer in writers:
+            assert writer.wait(timeout=120) == 0
+    lines = log_path.read_text("utf-8").splitlines()
+    assert len(lines) == 9000
+    parsed = json_lines(log_path.read_text("utf-8"))
+    assert len(parsed) == 9000, [line[:120] for line in lines if not line.startswith('{"')][:3]
+    assert {(e["writer"], e["i"]) for e in parsed} == {(str(n), i) for n in range(3) for i in range(3000)}
