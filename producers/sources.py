@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mountsync.producers.base import Enricher, Normalizer
-from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.errors import InvalidEvent, MissingExtra
 from mountsync.shared.events import Provider, Source
 
 
@@ -195,15 +195,27 @@ def push_routes() -> Iterator[tuple[str, tuple[str, ...], str]]:
             yield entry.push.path, entry.push.methods, entry.push.handler
 
 
+def load_target(target: str) -> Any:
+    """What a ``"module:attribute"`` entry of the registry names, imported on first use. A missing
+    third-party module is ``MissingExtra`` (its source is unavailable); a missing mountsync module is a bug."""
+    import importlib
+
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("mountsync"):
+            raise
+        raise MissingExtra(f"endpoint unavailable: {exc.name} is not installed") from exc
+    return getattr(module, attribute)
+
+
 def event_entries_for(source: Source, runtime: Any) -> Any:
     """How ``source``'s drainer reads entries of raw events (``inbox_events.EventEntries``), if it has them."""
     push = REGISTRY[source].push
     if push is None or push.event_entries is None:
         return None
-    import importlib
-
-    module, _, function = push.event_entries.partition(":")
-    return getattr(importlib.import_module(module), function)(runtime, runtime.settings)
+    return load_target(push.event_entries)(runtime, runtime.settings)
 
 
 def inbox_sources() -> tuple[Source, ...]:

@@ -14,7 +14,6 @@ token (``MOUNTSYNC_MINIO_WEBHOOK_TOKEN``).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mountsync.producers.http.push import PushAnswer, PushRequest
-from mountsync.shared.errors import MissingExtra
+from mountsync.producers.sources import load_target
 
 MAX_BODY = 4 * 1024 * 1024  # Event Grid batches are at most 1 MiB; Pub/Sub push 10 MB of base64
 
@@ -65,14 +64,7 @@ def unauthenticated(receivers: tuple[Receiver, ...], extra: Mapping[str, str]) -
 
 
 def _resolve(target: str) -> Callable[[PushRequest, Any], PushAnswer]:
-    module_name, _, func = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").startswith("mountsync"):
-            raise  # our own module missing is a bug, not a missing extra
-        raise MissingExtra(f"endpoint unavailable: {exc.name} is not installed") from exc
-    handler: Callable[[PushRequest, Any], PushAnswer] = getattr(module, func)
+    handler: Callable[[PushRequest, Any], PushAnswer] = load_target(target)
     return handler
 
 

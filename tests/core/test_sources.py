@@ -14,11 +14,12 @@ from mountsync.producers.sources import (
     enricher_for,
     entry_of,
     inbox_sources,
+    load_target,
     normalizer_for,
     push_routes,
     transports,
 )
-from mountsync.shared.errors import InvalidEvent
+from mountsync.shared.errors import InvalidEvent, MissingExtra
 from mountsync.shared.events import Source
 from tests.conftest import ROOT
 
@@ -88,3 +89,12 @@ def test_unknown_source_names_the_known_ones(name: str) -> None:
 
 def test_fs_needs_no_enricher() -> None:
     assert enricher_for(Source.FS, pool=None) is None
+
+
+def test_registry_targets_load_and_a_missing_sdk_disables_only_its_source() -> None:
+    for _, _, handler in push_routes():
+        assert callable(load_target(handler)), handler
+    with pytest.raises(MissingExtra, match="no_such_cloud_sdk is not installed"):
+        load_target("no_such_cloud_sdk.push:handle")
+    with pytest.raises(ModuleNotFoundError):  # our own module missing is a bug, not a missing extra
+        load_target("mountsync.producers.no_such_module:handle")
