@@ -11,6 +11,7 @@ next drainer, as a stopped thread does.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
 from typing import Any
@@ -22,6 +23,12 @@ from mountsync.shared.config import Settings
 from mountsync.shared.events import Source
 
 RELAY_INTERVAL_S = 1.0
+# The drainer yields the CPU to serve's receivers: an answer is what the cloud waits for (and
+# retries when late), while the inbox is durable and drains in the time they leave. A receiver
+# never starves it for long: a full inbox makes it answer 503 (MOUNTSYNC_INBOX_MAX_DEPTH).
+# Measured (the webhook benchmark, batches of 100): queued+200 0.55-0.58x of the baseline at the
+# same priority, 0.77-0.81x at +10.
+DRAINER_NICENESS = 10
 # What a drainer updates (producers/pipeline.py, producers/loop.py); nothing else is relayed.
 RELAYED_NAMES = ("EVENTS_RECEIVED", "CHANGES_ENQUEUED", "MESSAGES_ACKED", "ACK_FAILURES", "DEAD_LETTERED",
                  "ENQUEUE_FAILURES", "BACKPRESSURE_PAUSES", "QUEUE_DEPTH")  # fmt: skip
@@ -66,6 +73,7 @@ def drain_in_child(settings: Settings, source_value: str, consumer: str, pipe: A
     from mountsync.shared.logs import configure_logging
 
     configure_logging(settings)
+    os.nice(DRAINER_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops us
     source = Source(source_value)
     runtime = build_runtime(settings, pool_size=2)

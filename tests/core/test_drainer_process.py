@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mountsync.producers.drainer_process import MetricRelay, metric_samples
+from mountsync.producers.drainer_process import DRAINER_NICENESS, MetricRelay, metric_samples
 from mountsync.producers.http.context import ServeContext
 from mountsync.producers.inbox import Inbox
 from mountsync.shared import metrics
@@ -79,6 +79,7 @@ def test_child_drains_the_inbox_relays_its_metrics_and_stops(own: Any) -> None:
         wait_for(lambda: len(queued_changes(runtime.redis, settings)) == 20, what="every change on the queue")
         wait_for(lambda: runtime.redis.xlen(inbox.key) == 0, what="drained entries deleted")
         wait_for(lambda: enqueued_total() == enqueued + 20, what="the child's counts in this process's metrics")
+        assert os.getpriority(os.PRIO_PROCESS, drainer.pid) == min(19, os.nice(0) + DRAINER_NICENESS)  # receivers first
         ctx.start_drainer(SOURCE)  # a no-op while it runs
         assert ctx._drainers[SOURCE] is drainer
     finally:
