@@ -206,7 +206,7 @@ def load_target(target: str) -> Any:
     except ModuleNotFoundError as exc:
         if (exc.name or "").startswith("mountsync"):
             raise
-        raise MissingExtra(f"endpoint unavailable: {exc.name} is not installed") from exc
+        raise MissingExtra(f"{target} unavailable: {exc.name} is not installed") from exc
     return getattr(module, attribute)
 
 

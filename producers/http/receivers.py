@@ -63,11 +63,6 @@ def unauthenticated(receivers: tuple[Receiver, ...], extra: Mapping[str, str]) -
     ]
 
 
-def _resolve(target: str) -> Callable[[PushRequest, Any], PushAnswer]:
-    handler: Callable[[PushRequest, Any], PushAnswer] = load_target(target)
-    return handler
-
-
 def _response(answer: PushAnswer) -> Response:
     if answer.body is None:
         return Response(status_code=answer.status, headers=answer.headers)
@@ -93,7 +88,7 @@ def _route(receiver: Receiver) -> Callable[[Request], Any]:
             return JSONResponse({"error": f"body larger than {MAX_BODY} bytes"}, 413)
         push = PushRequest(request.method, str(request.url), request.headers, request.query_params, body,
                            request.client.host if request.client else None)  # fmt: skip
-        handler = _resolve(receiver.handler)
+        handler: Callable[[PushRequest, Any], PushAnswer] = load_target(receiver.handler)
         return _response(await run_in_threadpool(handler, push, request.app.state.serve))
 
     receive.__name__ = f"receive_{receiver.name.replace('-', '_')}"

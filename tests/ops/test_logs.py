@@ -82,8 +82,7 @@ def test_processes_sharing_one_log_file_never_splice_lines(tmp_path: Path, setti
         writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(n)], env=env, stderr=log) for n in range(3)]
         for writer in writers:
             assert writer.wait(timeout=120) == 0
-    lines = log_path.read_text("utf-8").splitlines()
-    assert len(lines) == 9000
-    parsed = json_lines(log_path.read_text("utf-8"))
-    assert len(parsed) == 9000, [line[:120] for line in lines if not line.startswith('{"')][:3]
+    text = log_path.read_text("utf-8")
+    parsed = json_lines(text)
+    assert len(parsed) == 9000, [line[:120] for line in text.splitlines() if not line.startswith('{"')][:3]
     assert {(e["writer"], e["i"]) for e in parsed} == {(str(n), i) for n in range(3) for i in range(3000)}
