@@ -115,6 +115,11 @@ def _abuse_protection(request: PushRequest) -> PushAnswer:
     return PushAnswer(200, None, headers)
 
 
+def _attributes(request: PushRequest) -> dict[str, str]:
+    """The transport headers kept with the events (one lookup each: ``Headers`` scans a list)."""
+    return {name: value for name in ATTRIBUTE_HEADERS if (value := request.headers.get(name)) is not None}
+
+
 def _messages(request: PushRequest, body: bytes, events: list[tuple[dict[str, Any], bytes]] | None) -> list[RawMessage]:
     """One message per event; a body that is not events at all stays one (dead-lettered) message.
 
@@ -122,7 +127,7 @@ def _messages(request: PushRequest, body: bytes, events: list[tuple[dict[str, An
     events of a batch carry their own bytes as delivered, so each can be dead-lettered on its own.
     Every event goes with its parsed ``payload``: the normalizer does not parse it again.
     """
-    attributes = {h: request.headers[h] for h in ATTRIBUTE_HEADERS if h in request.headers}
+    attributes = _attributes(request)
     try:
         retries = int(request.headers.get("aeg-delivery-count") or 0)
     except ValueError:
@@ -182,7 +187,7 @@ def handle(request: PushRequest, ctx: Any) -> PushAnswer:
 
 def _append(state: _State, request: PushRequest, body: bytes, events: int) -> PushAnswer:
     """Queue the body as delivered; the drainer normalizes its events."""
-    attributes = {h: request.headers[h] for h in ATTRIBUTE_HEADERS if h in request.headers}
+    attributes = _attributes(request)
     try:
         state.append_events(body, attributes)
     except (RetryableError, OSError) as exc:

@@ -87,6 +87,22 @@ def test_child_drains_the_inbox_relays_its_metrics_and_stops(own: Any) -> None:
     assert not drainer.alive and gone(drainer.pid)
 
 
+def test_a_killed_child_is_seen_dead_and_the_next_request_starts_another(own: Any) -> None:
+    settings, _runtime = own
+    ctx = ServeContext(settings, consumer="kill-test")
+    try:
+        ctx.start_drainer(SOURCE)
+        first = ctx._drainers[SOURCE]
+        wait_for(lambda: first.alive, what="the first drainer up")
+        os.kill(first.pid, signal.SIGKILL)
+        wait_for(lambda: not first.alive, what="the killed drainer seen dead")
+        ctx.start_drainer(SOURCE)  # what every Event Grid request does
+        second = ctx._drainers[SOURCE]
+        assert second is not first and second.alive and second.pid != first.pid
+    finally:
+        ctx.stop()
+
+
 PARENT = """
 import sys, time
 from mountsync.producers.http.context import ServeContext

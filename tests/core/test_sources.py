@@ -67,11 +67,15 @@ def test_produce_commands_are_the_registered_pull_sources(cli: Any) -> None:
 
 
 def test_push_routes_and_inboxes_come_from_the_registry() -> None:
-    from mountsync.producers.http.receivers import receivers_router
+    from fastapi import FastAPI
+
+    from mountsync.producers.http.receivers import add_receivers
 
     paths = {path for path, _methods, _target in push_routes()}
     assert paths == {"/push/gcs", "/eventgrid", "/push/minio"}
-    assert paths == {getattr(route, "path", "") for route in receivers_router().routes}
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    add_receivers(app)
+    assert paths == {getattr(route, "path", "") for route in app.routes}
     assert inbox_sources() == (Source.AZURE_EVENTGRID,)
 
 
