@@ -53,6 +53,7 @@ from mountsync.shared import metrics
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import InvalidEvent, ServiceUnavailable
 from mountsync.shared.events import ObjectChange, RawMessage, Source
+from mountsync.shared.lua import LuaScript
 from mountsync.shared.queues import inbox_key
 
 log = structlog.get_logger("mountsync.inbox")
@@ -66,12 +67,12 @@ CLAIM_CHECK_S = 5.0  # how often to look for such entries: a takeover comes CLAI
 LETTER_PREFIX = "inbox:"
 
 # Refuse instead of growing without bound; one round trip for the check and the append.
-_APPEND = """
+_APPEND = LuaScript("""
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
   return false
 end
 return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
-"""
+""")
 
 
 def letter_source(source: Source) -> str:
@@ -90,7 +91,6 @@ class Inbox:
         self.key = inbox_key(settings.redis_prefix, source)
         self.source = source
         self.max_depth = settings.inbox_max_depth
-        self._append = client.register_script(_APPEND)
         self._client = client
 
     def enqueue(self, changes: Sequence[ObjectChange]) -> None:
@@ -107,7 +107,7 @@ class Inbox:
         for name, value in fields.items():
             args += (name, value)
         try:
-            added = self._append(keys=[self.key], args=args)
+            added = _APPEND(self._client, [self.key], args)
         except redis_lib.RedisError as exc:
             raise _redis_error("append to", exc) from exc
         if not added:

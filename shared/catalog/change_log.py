@@ -23,6 +23,8 @@ from typing import Any
 
 import psycopg
 
+from mountsync.shared.lua import LuaScript
+
 # pg_advisory_xact_lock key shared by every appender (apply's per-mount locks use 731850401).
 APPEND_LOCK = 731850403
 PAGE_LIMIT_MAX = 10_000
@@ -167,7 +169,6 @@ def drain_feed(conn: psycopg.Connection, redis: Any, stream: str, maxlen: int) -
     Python cost more than the whole apply (profile of issue 18: two thirds of a worker's time).
     """
     total = 0
-    publish = redis.register_script(_PUBLISH_LUA)
     while True:
         with conn.transaction():
             _ensure_state(conn)
@@ -177,7 +178,7 @@ def drain_feed(conn: psycopg.Connection, redis: Any, stream: str, maxlen: int) -
             if page is None or not page[0]:
                 return total
             count, last, entries = int(page[0]), int(page[1]), str(page[2])
-            publish(keys=[stream], args=[maxlen, entries, *_STREAM_FIELDS])  # raises -> rollback
+            _PUBLISH_LUA(redis, [stream], [maxlen, entries, *_STREAM_FIELDS])  # raises -> rollback
             conn.execute("UPDATE change_log_state SET stream_through = %s", (last,))
         total += count
 
@@ -192,7 +193,7 @@ SELECT count(*), max(cursor),
 FROM (SELECT * FROM change_log WHERE cursor > %s ORDER BY cursor LIMIT %s) page
 """
 # XADD each entry of ARGV[2] (the page) with the field names ARGV[3..], capped at ~ARGV[1].
-_PUBLISH_LUA = """
+_PUBLISH_LUA = LuaScript("""
 local entries = cjson.decode(ARGV[2])
 local fields = {}
 for i, entry in ipairs(entries) do
@@ -203,4 +204,4 @@ for i, entry in ipairs(entries) do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
 end
 return #entries
-"""
+""")

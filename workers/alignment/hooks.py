@@ -28,6 +28,7 @@ import structlog
 
 from mountsync.shared.errors import ConfigError
 from mountsync.shared.events import Kind
+from mountsync.shared.lua import LuaScript
 from mountsync.shared.queues import QUEUE_ALIGNMENT, send
 from mountsync.workers.alignment.config import AlignmentConfig
 from mountsync.workers.alignment.datasets import Role
@@ -140,8 +141,7 @@ def schedule_checks(
         plan.append((mount_id, folder, wait))
     # One script instead of a MULTI of three commands per folder: same atomicity, and no client-side
     # packing and parsing of ~600 commands per batch (issue 18's profile: a quarter of apply_batch).
-    script = ctx.redis.register_script(_SCHEDULE)
-    replies = script(keys=[ctx.key(DUE_KEY)], args=[ctx.key(NEW_KEYS), ctx.key(FULL_FLAG), RECORD_TTL_S,
+    replies = _SCHEDULE(ctx.redis, [ctx.key(DUE_KEY)], [ctx.key(NEW_KEYS), ctx.key(FULL_FLAG), RECORD_TTL_S,
                                                      json.dumps(steps, ensure_ascii=False)])  # fmt: skip
     sent = 0
     for (mount_id, folder, wait), added in zip(plan, replies, strict=True):
@@ -154,7 +154,7 @@ def schedule_checks(
 # For each [member, score, keys|null]: with new image keys, append them to the folder's record and
 # mark it due unless it already is (ZADD NX); otherwise flag a full check and pull its due time
 # forward (ZADD LT CH). Returns 1 per folder that became due or moved (a check must be sent).
-_SCHEDULE = """
+_SCHEDULE = LuaScript("""
 local out = {}
 for i, step in ipairs(cjson.decode(ARGV[4])) do
   local name, score, keys = step[1], step[2], step[3]
@@ -170,7 +170,7 @@ for i, step in ipairs(cjson.decode(ARGV[4])) do
   end
 end
 return out
-"""
+""")
 
 
 def _streaming(ctx: WorkerContext, folders: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
@@ -192,7 +192,7 @@ def _send_check(ctx: WorkerContext, mount_id: int, folder: str, delay_s: float) 
 # Atomically take every due folder (and checks whose worker died mid-check) with its record.
 # A folder comes back at most once: one with a stale lease that is also due is already taken
 # (as a full check) by the first loop, which covers its record, so the second only consumes it.
-_CLAIM_DUE = """
+_CLAIM_DUE = LuaScript("""
 local out, taken = {}, {}
 local running = redis.call('HGETALL', KEYS[2])
 for i = 1, #running, 2 do
@@ -215,11 +215,11 @@ for _, m in ipairs(due) do
   end
 end
 return out
-"""
-_RELEASE = """
+""")
+_RELEASE = LuaScript("""
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
-"""
+""")
 
 
 @dataclass(frozen=True)
@@ -245,10 +245,10 @@ def claim_due(ctx: WorkerContext, limit: int = 100) -> list[Claim]:
     than ``LEASE_S`` (the worker died mid-check) is claimed again, as a full check.
     """
     now = ctx.clock.now()
-    script = ctx.redis.register_script(_CLAIM_DUE)
-    rows = script(
-        keys=[ctx.key(DUE_KEY), ctx.key(RUNNING_KEY)],
-        args=[repr(now), limit, ctx.key(NEW_KEYS), ctx.key(FULL_FLAG), repr(now - LEASE_S)],
+    rows = _CLAIM_DUE(
+        ctx.redis,
+        [ctx.key(DUE_KEY), ctx.key(RUNNING_KEY)],
+        [repr(now), limit, ctx.key(NEW_KEYS), ctx.key(FULL_FLAG), repr(now - LEASE_S)],
     )
     claims = []
     for raw_member, full, raw_keys in rows:
@@ -260,8 +260,7 @@ def claim_due(ctx: WorkerContext, limit: int = 100) -> list[Claim]:
 
 def release(ctx: WorkerContext, claim: Claim) -> None:
     """The claimed folder's check finished (or was rescheduled): drop its lease."""
-    script = ctx.redis.register_script(_RELEASE)
-    script(keys=[ctx.key(RUNNING_KEY)], args=[member(claim.mount_id, claim.folder), claim.lease])
+    _RELEASE(ctx.redis, [ctx.key(RUNNING_KEY)], [member(claim.mount_id, claim.folder), claim.lease])
 
 
 def resend_lost(ctx: WorkerContext, delay_s: float, limit: int = 1000) -> int:
