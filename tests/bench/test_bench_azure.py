@@ -329,13 +329,15 @@ def test_bench_webhook(
         len(bare_events) / bare["200"],
         WEBHOOK_TARGET,
     )
+    # Item 5's target is the receiver's (check, normalize, durably queue); the baseline applies
+    # nothing, so "-> catalog" (the worker's apply included) is a figure, not held to it.
     bench_report.row(
         f"azure webhook ({label}) -> catalog",
         len(events) / ours["catalog"],
         "events/s",
         "same stack: parse + LPUSH + 200",
         len(bare_events) / bare["200"],
-        WEBHOOK_TARGET,
+        "end-to-end figure (worker-bound)",
     )
     # Where the rate goes: CPU per event of the serve process (the receivers) until the last 200,
     # against the bare app's; on 2 cores both share them with the senders (and serve with its inbox
