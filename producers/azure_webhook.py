@@ -22,7 +22,8 @@
   configured, keeps a copy of the batch).
 - 503 when the append failed or the inbox is full: Event Grid retries the whole batch, and
   applying twice is harmless.
-- The inbox (``producers/inbox.py``) is drained by a thread of ``serve``: it stats what renames
+- The inbox (``producers/inbox.py``) is drained by ``serve``'s drainer (a child process, or a
+  thread with ``MOUNTSYNC_INBOX_DRAINER=thread``): it stats what renames
   and tier changes left out (``ContentEnricher``, the source registry's enricher) and sends
   the changes of many requests as one apply task. A request therefore costs one Redis call
   instead of a Celery publish, and the worker applies Event Grid's one-event requests in batches.
