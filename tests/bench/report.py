@@ -26,6 +26,9 @@ _OPS = {
     "<": float.__lt__,
     ">": float.__gt__,
 }
+# The target of a row that goes through a worker's apply while its baseline stops at the queue: a
+# figure to read, not a comparison (the baseline does less work).
+END_TO_END = "end-to-end figure (worker-bound)"
 
 
 @dataclass

@@ -11,7 +11,8 @@ each beside a bare baseline on the same stand-in in the same run (target: within
   200 after the push. Target: mountsync >= 0.7x of it, for one event per POST (Event Grid's default
   delivery) and for batches of 100 events (a throughput-minded subscription's setting).
   "queued+200" is when every POST was answered (the changes are then in the inbox on Redis);
-  "-> catalog" is when the drainer and the worker have applied every event.
+  "-> catalog" is when the drainer and the worker have applied every event (a figure: the
+  baseline applies nothing).
 
 Events are built from real Azurite uploads before the clock starts. Run with
 ``pytest -m bench tests/bench/test_bench_azure.py``.
@@ -34,6 +35,7 @@ import pytest
 from mountsync.shared.config import Settings
 from tests.azure.blob_events import BlobEventFactory, WebhookDelivery, publish
 from tests.azure.eventgrid_server import EventGridServer
+from tests.bench.report import END_TO_END
 from tests.conftest import env_for
 from tests.helpers import Proc, free_port, live_count, wait_for
 from tests.standins.azure import AzuriteEndpoints
@@ -337,7 +339,7 @@ def test_bench_webhook(
         "events/s",
         "same stack: parse + LPUSH + 200",
         len(bare_events) / bare["200"],
-        "end-to-end figure (worker-bound)",
+        END_TO_END,
     )
     # Where the rate goes: CPU per event of the serve process (the receivers) until the last 200,
     # against the bare app's; on 2 cores both share them with the senders (and serve with its inbox

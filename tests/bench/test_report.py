@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench.compare import main as compare_main
-from tests.bench.report import BenchReport, format_table, run_document, target_met
+from tests.bench.report import END_TO_END, BenchReport, format_table, run_document, target_met
 
 
 @pytest.mark.parametrize(
@@ -22,6 +22,7 @@ from tests.bench.report import BenchReport, format_table, run_document, target_m
         ("< 300 MiB", 212.0, None, True),
         ("<= 1.5x", 0.3, None, None),  # no baseline, nothing to check
         ("bounded by MAX_QUEUE_DEPTH", 3.0, None, None),
+        (END_TO_END, 11_798.0, 0.32, None),  # an end-to-end row beside a queue-only baseline
         ("", 3.0, 1.0, None),
     ],
 )
