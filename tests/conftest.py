@@ -227,6 +227,16 @@ class WorkerProcess:
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")
 
+    def pause(self) -> None:
+        """Freeze the worker and its pool (SIGSTOP to the group): tasks wait in Redis meanwhile."""
+        assert self.proc is not None and self.proc.poll() is None, "worker is not running"
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo ``pause()``; harmless on a worker that is not paused."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
