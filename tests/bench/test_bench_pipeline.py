@@ -2,7 +2,10 @@
 
 - Apply, including the durable change log, beside a bare ``COPY`` of the same rows (same columns
   as ``objects``) into an UNLOGGED table without indexes: the cheapest way PostgreSQL can take the
-  rows at all. Both in batches of the default size, one transaction per batch.
+  rows at all. Both in batches of the default size, one transaction per batch. Beside it too, the
+  durable floor: the same rows COPYed into logged tables shaped like ``objects`` and
+  ``change_log`` with all their indexes, in the same transactions; what writing them durably costs
+  before any apply logic (ordering guard, upsert, folder counters).
 - The ``changes`` queue -> catalog with 1, 2 and 4 worker processes in one ``mountsync worker``,
   and with 2 workers as two separate ``mountsync worker`` nodes (different node names). Workers
   are started and ready first; the clock runs from the first enqueued batch to the last row
@@ -49,6 +52,17 @@ CREATE UNLOGGED TABLE copy_floor (
 )
 """
 
+# The durable floor: the same rows COPYed into logged tables shaped like objects and change_log,
+# with every index they have, one transaction per batch; no ordering guard, upsert or counters.
+DURABLE_DDL = """
+CREATE TABLE durable_objects (LIKE objects INCLUDING ALL);
+CREATE SEQUENCE durable_cursor AS bigint CACHE 1;
+CREATE TABLE durable_change_log (LIKE change_log INCLUDING ALL);
+ALTER TABLE durable_change_log ALTER cursor SET DEFAULT nextval('durable_cursor');
+"""
+DURABLE_COPY_LOG = """COPY durable_change_log (mount, mount_id, dest_folder, folder, key, kind, size, etag,
+                                       version, sequencer, event_time) FROM STDIN"""
+
 
 # Bytes per row of the catalog and the change log, indexes included (after the run, so mostly new rows).
 SIZES_SQL = """
@@ -82,6 +96,29 @@ def copy_floor(conn: psycopg.Connection, mount_id: int, parts: list[list[ObjectC
     return time.perf_counter() - started
 
 
+def durable_copy(conn: psycopg.Connection, mount_id: int, parts: list[list[ObjectChange]]) -> float:
+    """Seconds to COPY the rows into the durable floor's two logged, indexed tables."""
+    conn.execute(DURABLE_DDL)
+    conn.commit()
+    started = time.perf_counter()
+    for part in parts:
+        with conn.cursor() as cur:
+            with cur.copy("COPY durable_objects (mount_id, key, folder, size, etag, version, seq, event_ns, "
+                          "deleted, source, source_id) FROM STDIN") as copy:  # fmt: skip
+                for c in part:
+                    copy.write_row((mount_id, c.key, c.folder, c.size, c.etag, c.version, c.sequencer,
+                                    c.event_ns, False, c.source.value, c.source_id))  # fmt: skip
+            with cur.copy(DURABLE_COPY_LOG) as copy:
+                for c in part:
+                    copy.write_row(("floor", mount_id, "", c.folder, c.key, "created", c.size, c.etag, c.version,
+                                    c.sequencer, None))  # fmt: skip
+        conn.commit()
+    seconds = time.perf_counter() - started
+    conn.execute("DROP TABLE durable_objects, durable_change_log; DROP SEQUENCE durable_cursor")
+    conn.commit()
+    return seconds
+
+
 def test_apply_beside_a_bare_copy(settings: Settings, add_mount: Any, catalog: psycopg.Connection,
                                   bench_report: Any) -> None:  # fmt: skip
     mount = add_mount("floor", "s3://floor/")
@@ -92,6 +129,7 @@ def test_apply_beside_a_bare_copy(settings: Settings, add_mount: Any, catalog: p
         apply_changes(conn, changes("floor-warm", BATCH))
         conn.commit()
         floor_s = copy_floor(conn, mount.id, parts)
+        durable_s = durable_copy(conn, mount.id, parts)
         backend = psutil.Process(conn.info.backend_pid)
         wal_before = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]  # type: ignore[index]
         conn.commit()
@@ -113,6 +151,10 @@ def test_apply_beside_a_bare_copy(settings: Settings, add_mount: Any, catalog: p
     us = 1e6 / FLOOR_ROWS
     bench_report.row(f"apply incl. change log, batches of {BATCH:,}", apply_s * us, "µs/change",
                      "bare COPY, UNLOGGED unindexed table", floor_s * us, "<= 2x")  # fmt: skip
+    # Where the 2x target stands: the WAL and the indexes alone, with no apply logic at all.
+    bench_report.row("apply incl. change log vs the durable floor", apply_s * us, "µs/change",
+                     "COPY into logged objects + change_log, all indexes", durable_s * us,
+                     "figure: the durable floor")  # fmt: skip
     bench_report.row(f"apply incl. change log, batches of {BATCH:,}: rate", FLOOR_ROWS / apply_s, "changes/s",
                      "bare COPY rate", FLOOR_ROWS / floor_s, "")  # fmt: skip
     bench_report.row("apply: PostgreSQL backend CPU", server_cpu * us, "µs/change", target="per-core figure")
