@@ -29,6 +29,8 @@ _OPS = {
 # The target of a row that goes through a worker's apply while its baseline stops at the queue: a
 # figure to read, not a comparison (the baseline does less work).
 END_TO_END = "end-to-end figure (worker-bound)"
+# The pull consumers' target: within 1.3x of a bare receive + acknowledge loop on the same stand-in.
+WITHIN_1_3X = "mountsync >= 0.77x baseline (within 1.3x)"
 
 
 @dataclass

@@ -38,7 +38,7 @@ import pytest
 from mountsync.shared.config import Settings
 from tests.azure.blob_events import BlobEventFactory, WebhookDelivery, publish
 from tests.azure.eventgrid_server import EventGridServer
-from tests.bench.report import END_TO_END
+from tests.bench.report import END_TO_END, WITHIN_1_3X
 from tests.conftest import env_for
 from tests.helpers import Proc, free_port, live_count, wait_for
 from tests.standins.azure import AzuriteEndpoints
@@ -52,7 +52,7 @@ WEBHOOK_BATCHED = 16_000
 BARE_ROUNDS = 3
 WARMUP = 100  # one batch through each server before its clock starts (lazy imports, first connections)
 TOPIC = "bench"
-TARGET = "mountsync >= 0.77x baseline (within 1.3x)"
+TARGET = WITHIN_1_3X
 
 BARE_PULL = """
 import sys, time

@@ -28,7 +28,7 @@ import pytest
 
 from mountsync.shared.config import Settings
 from mountsync.shared.storage import open_storage
-from tests.bench.report import END_TO_END
+from tests.bench.report import END_TO_END, WITHIN_1_3X
 from tests.conftest import env_for
 from tests.helpers import Proc, enqueued_changes, live_count, wait_for
 from tests.standins.gcs import GcsEndpoints, PubSubEndpoints
@@ -36,7 +36,7 @@ from tests.standins.gcs import GcsEndpoints, PubSubEndpoints
 pytestmark = pytest.mark.bench
 
 MESSAGES = 3000
-TARGET = "mountsync >= 0.77x baseline (within 1.3x)"
+TARGET = WITHIN_1_3X
 
 BARE = """
 import sys, threading, time

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from mountsync.shared.config import Settings
+from tests.bench.report import WITHIN_1_3X
 from tests.conftest import env_for
 from tests.helpers import Proc, enqueued_changes, live_count, wait_for
 from tests.s3.notify import create_queue, queue_empty, route
@@ -36,7 +37,7 @@ pytestmark = [pytest.mark.bench, pytest.mark.timeout(1800)]
 
 MESSAGES = 500
 ROUNDS = 2
-TARGET = "mountsync >= 0.77x baseline (within 1.3x)"
+TARGET = WITHIN_1_3X
 
 BARE = """
 import sys, time, boto3
