@@ -89,7 +89,9 @@ def _load(run: dict[str, Any]) -> str:
     start, end = run.get("load_at_start"), run.get("load_at_end")
     if not start:
         return "?"
-    return f"{start[0]:.2f} -> {end[0]:.2f}" if end else f"{start[0]:.2f}"
+    load = f"{start[0]:.2f} -> {end[0]:.2f}" if end else f"{start[0]:.2f}"
+    loop = run.get("reference_loop_s")  # runs saved before it was recorded have none
+    return f"{load}, reference loop {loop[0]:.3f} -> {loop[1]:.3f} CPU-s" if loop else load
 
 
 def main(argv: list[str]) -> int:

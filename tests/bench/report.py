@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,7 @@ class BenchReport:
     rows: list[Row] = field(default_factory=list)
     started: str = field(default_factory=lambda: _now())
     load_at_start: tuple[float, ...] = field(default_factory=lambda: os.getloadavg())
+    speed_at_start: float = field(default_factory=lambda: reference_loop_seconds())
 
     def row(
         self,
@@ -74,6 +76,20 @@ class BenchReport:
         added = Row(name, float(value), unit, baseline_name, baseline_value, target)
         self.rows.append(added)
         return added
+
+
+def reference_loop_seconds(iterations: int = 2_000_000, tries: int = 3) -> float:
+    """CPU seconds of a fixed pure-Python loop, best of ``tries``: how fast the machine runs now.
+
+    On a shared VM the same code's CPU per change moves by 20-30% within an hour (the host's other
+    tenants); this figure at a run's start and end tells a slow machine from a slower build."""
+    best = float("inf")
+    for _ in range(tries):
+        started, total = time.process_time(), 0
+        for i in range(iterations):
+            total += i * i
+        best = min(best, time.process_time() - started)
+    return best
 
 
 def target_met(target: str, value: float, ratio: float | None) -> bool | None:
@@ -132,6 +148,7 @@ def run_document(report: BenchReport) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_at_start": list(report.load_at_start),
         "load_at_end": list(os.getloadavg()),
+        "reference_loop_s": [report.speed_at_start, reference_loop_seconds()],
         "rows": [r.as_dict() for r in report.rows],
     }
 

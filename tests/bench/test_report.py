@@ -58,6 +58,17 @@ def test_compare_prints_both_runs_side_by_side(tmp_path: Path, capsys: pytest.Ca
     assert any(line.startswith("new") for line in out.splitlines())
 
 
+def test_a_run_records_the_machine_speed_at_start_and_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = saved_run(tmp_path / "a.json", [("reindex", 0.30, 0.20, "<= 1.5x")])
+    start, end = json.loads(a.read_text())["reference_loop_s"]
+    assert 0 < start < 10 and 0 < end < 10
+    old = tmp_path / "old.json"  # saved before the speed was recorded
+    old.write_text(json.dumps({k: v for k, v in json.loads(a.read_text()).items() if k != "reference_loop_s"}))
+    assert compare_main([str(old), str(a)]) == 0
+    header_a, header_b = capsys.readouterr().out.splitlines()[:2]
+    assert "reference loop" not in header_a and f"reference loop {start:.3f} -> {end:.3f} CPU-s" in header_b
+
+
 def test_compare_refuses_a_file_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = saved_run(tmp_path / "a.json", [("reindex", 0.30, 0.20, "<= 1.5x")])
     bad = tmp_path / "b.json"
