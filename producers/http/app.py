@@ -24,6 +24,7 @@ from mountsync.producers.http.receivers import RECEIVERS, Receiver, add_receiver
 from mountsync.producers.statuspage.routes import install_status_page
 from mountsync.shared.api.auth import require_read
 from mountsync.shared.api.errors import ERROR_RESPONSES, install_error_handlers
+from mountsync.shared.api.inputs import refuse_nul_bytes
 from mountsync.shared.config import Settings
 
 log = structlog.get_logger("mountsync.serve")
@@ -34,7 +35,8 @@ THREAD_DRAINER_SWITCH_INTERVAL_S = 0.0002
 
 def api_router() -> APIRouter:
     """Every ``/api/v1`` route, behind a read token at least (write routes ask for more)."""
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_read)], responses=ERROR_RESPONSES)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_read), Depends(refuse_nul_bytes)],
+                    responses=ERROR_RESPONSES)  # fmt: skip
     for router in (mounts.router, changes.router, migrations.router, deadletters.router):
         api.include_router(router)
     for entry in entry_points(group=API_ENTRY_POINTS):

@@ -43,7 +43,9 @@ def test_no_5xx_and_every_response_matches_the_document(api_schema, auth) -> Non
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, database=None,
+        # Derandomized: the same examples every run, so CI cannot fail by luck. Random runs with
+        # more examples are how a new class of input is found (a NUL in a name, 300 per operation).
+        @settings(max_examples=25, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))  # fmt: skip
         def check(case) -> None:  # type: ignore[no-untyped-def]
             if isinstance(case.query, dict) and "wait" in case.query:
