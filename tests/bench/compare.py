@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.bench.report import fmt_met, fmt_number, fmt_ratio
+from tests.bench.report import fmt_met, fmt_number, fmt_ratio, fmt_speed
 
 
 class NotARun(Exception):
@@ -90,8 +90,8 @@ def _load(run: dict[str, Any]) -> str:
     if not start:
         return "?"
     load = f"{start[0]:.2f} -> {end[0]:.2f}" if end else f"{start[0]:.2f}"
-    loop = run.get("reference_loop_s")  # runs saved before it was recorded have none
-    return f"{load}, reference loop {loop[0]:.3f} -> {loop[1]:.3f} CPU-s" if loop else load
+    speed = run.get("machine_speed_s")  # runs saved before it was recorded have none
+    return f"{load}, machine speed {fmt_speed(speed)}" if speed else load
 
 
 def main(argv: list[str]) -> int:

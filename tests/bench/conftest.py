@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench.report import BenchReport, format_table, run_document, save_path
+from tests.bench.report import BenchReport, fmt_speed, format_table, run_document, save_path
 from tests.conftest import ROOT
 
 _REPORT = BenchReport()
@@ -34,9 +34,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     load = " / ".join(f"{a:.2f}" for a in document["load_at_start"])
     load_end = " / ".join(f"{a:.2f}" for a in document["load_at_end"])
     tr.write_line(f"{document['cpus']} CPUs; load average (1/5/15 min) {load} at start, {load_end} at end")
-    loop_start, loop_end = document["reference_loop_s"]
-    tr.write_line(f"machine speed: a fixed Python loop took {loop_start:.3f} CPU-s at start, {loop_end:.3f} at end "
-                  "(lower is faster; compare runs by it)")  # fmt: skip
+    tr.write_line(f"machine speed (fixed workloads, lower is faster; compare runs by it): "
+                  f"{fmt_speed(document['machine_speed_s'])}")  # fmt: skip
     for line in format_table(document["rows"]):
         tr.write_line(line)
     tr.write_line(f"saved as {out}")

@@ -60,13 +60,17 @@ def test_compare_prints_both_runs_side_by_side(tmp_path: Path, capsys: pytest.Ca
 
 def test_a_run_records_the_machine_speed_at_start_and_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = saved_run(tmp_path / "a.json", [("reindex", 0.30, 0.20, "<= 1.5x")])
-    start, end = json.loads(a.read_text())["reference_loop_s"]
-    assert 0 < start < 10 and 0 < end < 10
+    speed = json.loads(a.read_text())["machine_speed_s"]
+    assert set(speed) == {"loop", "json"} and all(0 < s < 10 for pair in speed.values() for s in pair)
     old = tmp_path / "old.json"  # saved before the speed was recorded
-    old.write_text(json.dumps({k: v for k, v in json.loads(a.read_text()).items() if k != "reference_loop_s"}))
+    old.write_text(json.dumps({k: v for k, v in json.loads(a.read_text()).items() if k != "machine_speed_s"}))
     assert compare_main([str(old), str(a)]) == 0
     header_a, header_b = capsys.readouterr().out.splitlines()[:2]
-    assert "reference loop" not in header_a and f"reference loop {start:.3f} -> {end:.3f} CPU-s" in header_b
+    loop, json_s = speed["loop"], speed["json"]
+    assert "machine speed" not in header_a
+    assert (
+        f"machine speed loop {loop[0]:.3f} -> {loop[1]:.3f}, json {json_s[0]:.3f} -> {json_s[1]:.3f} CPU-s" in header_b
+    )
 
 
 def test_compare_refuses_a_file_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
