@@ -17,6 +17,7 @@ _REPORT = BenchReport()
 
 @pytest.fixture(scope="session")
 def bench_report() -> BenchReport:
+    _REPORT.measure_start()  # before the first benchmark that reports
     return _REPORT
 
 
@@ -34,8 +35,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     load = " / ".join(f"{a:.2f}" for a in document["load_at_start"])
     load_end = " / ".join(f"{a:.2f}" for a in document["load_at_end"])
     tr.write_line(f"{document['cpus']} CPUs; load average (1/5/15 min) {load} at start, {load_end} at end")
-    tr.write_line(f"machine speed (fixed workloads, lower is faster; compare runs by it): "
-                  f"{fmt_speed(document['machine_speed_s'])}")  # fmt: skip
+    if document["machine_speed_s"]:
+        tr.write_line(f"machine speed (fixed workloads, lower is faster; compare runs by it): "
+                      f"{fmt_speed(document['machine_speed_s'])}")  # fmt: skip
     for line in format_table(document["rows"]):
         tr.write_line(line)
     tr.write_line(f"saved as {out}")

@@ -63,7 +63,12 @@ class BenchReport:
     rows: list[Row] = field(default_factory=list)
     started: str = field(default_factory=lambda: _now())
     load_at_start: tuple[float, ...] = field(default_factory=lambda: os.getloadavg())
-    speed_at_start: dict[str, float] = field(default_factory=lambda: machine_speed())
+    speed_at_start: dict[str, float] = field(default_factory=dict)  # measure_start() fills it
+
+    def measure_start(self) -> None:
+        """The machine's speed before the first benchmark (once; a run without one needs none)."""
+        if not self.speed_at_start:
+            self.speed_at_start = machine_speed()
 
     def row(
         self,
@@ -160,7 +165,7 @@ def run_document(report: BenchReport) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_at_start": list(report.load_at_start),
         "load_at_end": list(os.getloadavg()),
-        "machine_speed_s": _speed_pairs(report.speed_at_start, machine_speed()),
+        "machine_speed_s": _speed_pairs(report.speed_at_start, machine_speed()) if report.speed_at_start else None,
         "rows": [r.as_dict() for r in report.rows],
     }
 

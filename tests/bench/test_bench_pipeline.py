@@ -82,6 +82,12 @@ def batches(data: list[ObjectChange]) -> list[list[ObjectChange]]:
     return [data[i : i + BATCH] for i in range(0, len(data), BATCH)]
 
 
+def objects_row(mount_id: int, c: ObjectChange) -> tuple[Any, ...]:
+    """A change as a row of ``objects``' columns (both floors COPY these)."""
+    return (mount_id, c.key, c.folder, c.size, c.etag, c.version, c.sequencer, c.event_ns, False, c.source.value,
+            c.source_id)  # fmt: skip
+
+
 def copy_floor(conn: psycopg.Connection, mount_id: int, parts: list[list[ObjectChange]]) -> float:
     """Seconds to COPY the rows into an UNLOGGED, unindexed table, one transaction per batch."""
     conn.execute(FLOOR_DDL)
@@ -90,8 +96,7 @@ def copy_floor(conn: psycopg.Connection, mount_id: int, parts: list[list[ObjectC
     for part in parts:
         with conn.cursor() as cur, cur.copy("COPY copy_floor FROM STDIN") as copy:
             for c in part:
-                copy.write_row((mount_id, c.key, c.folder, c.size, c.etag, c.version, c.sequencer, c.event_ns,
-                                False, c.source.value, c.source_id))  # fmt: skip
+                copy.write_row(objects_row(mount_id, c))
         conn.commit()
     return time.perf_counter() - started
 
@@ -106,8 +111,7 @@ def durable_copy(conn: psycopg.Connection, mount_id: int, parts: list[list[Objec
             with cur.copy("COPY durable_objects (mount_id, key, folder, size, etag, version, seq, event_ns, "
                           "deleted, source, source_id) FROM STDIN") as copy:  # fmt: skip
                 for c in part:
-                    copy.write_row((mount_id, c.key, c.folder, c.size, c.etag, c.version, c.sequencer,
-                                    c.event_ns, False, c.source.value, c.source_id))  # fmt: skip
+                    copy.write_row(objects_row(mount_id, c))
             with cur.copy(DURABLE_COPY_LOG) as copy:
                 for c in part:
                     copy.write_row(("floor", mount_id, "", c.folder, c.key, "created", c.size, c.etag, c.version,

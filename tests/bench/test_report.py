@@ -31,8 +31,10 @@ def test_targets_are_checked_against_ratio_or_value(target: str, value: float, r
     assert target_met(target, value, ratio) is met
 
 
-def saved_run(path: Path, rows: list[tuple[str, float, float | None, str]]) -> Path:
+def saved_run(path: Path, rows: list[tuple[str, float, float | None, str]], *, speed: bool = False) -> Path:
     report = BenchReport()
+    if speed:
+        report.measure_start()
     for name, value, baseline, target in rows:
         report.row(name, value, "s", "walk" if baseline else "", baseline, target)
     path.write_text(json.dumps(run_document(report)))
@@ -59,11 +61,13 @@ def test_compare_prints_both_runs_side_by_side(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_a_run_records_the_machine_speed_at_start_and_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a = saved_run(tmp_path / "a.json", [("reindex", 0.30, 0.20, "<= 1.5x")])
+    a = saved_run(tmp_path / "a.json", [("reindex", 0.30, 0.20, "<= 1.5x")], speed=True)
     speed = json.loads(a.read_text())["machine_speed_s"]
     assert set(speed) == {"loop", "json"} and all(0 < s < 10 for pair in speed.values() for s in pair)
     old = tmp_path / "old.json"  # saved before the speed was recorded
     old.write_text(json.dumps({k: v for k, v in json.loads(a.read_text()).items() if k != "machine_speed_s"}))
+    unmeasured = json.loads(saved_run(tmp_path / "u.json", [("reindex", 0.30, 0.20, "<= 1.5x")]).read_text())
+    assert unmeasured["machine_speed_s"] is None  # no benchmark asked for the report: nothing measured
     assert compare_main([str(old), str(a)]) == 0
     header_a, header_b = capsys.readouterr().out.splitlines()[:2]
     loop, json_s = speed["loop"], speed["json"]
