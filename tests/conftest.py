@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,12 @@ def redis_client(settings: Settings) -> Iterator[redis_lib.Redis]:
     client.close()
 
 
-def _truncate(conn: psycopg.Connection, tables: list[str]) -> None:
-    """Empty the tables; the session worker may still be finishing an earlier test's task."""
+def empty_catalog(conn: psycopg.Connection) -> None:
+    """Empty every table but the schema version; a worker may still be finishing an earlier test's task."""
+    tables = [r[0] for r in conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")]  # fmt: skip
+    if not tables:
+        return
     conn.execute("SET lock_timeout = '5s'")
     for attempt in range(10):
         try:
@@ -121,18 +126,28 @@ def _truncate(conn: psycopg.Connection, tables: list[str]) -> None:
                 raise
 
 
+@contextmanager
+def own_catalog(settings: Settings, name: str) -> Iterator[Settings]:
+    """Settings with a catalog database and a Redis prefix nobody else uses.
+
+    For a module whose own worker must be the only one that reads its catalog: the session
+    worker's embedded sweeps check every recently changed folder of the session catalog, and a
+    check it wins raises the alert without this module's worker configuration (its webhook).
+    """
+    tag = uuid.uuid4().hex[:8]
+    url = settings.database_url.rsplit("/", 1)[0] + f"/mountsync_test_{name}_{tag}"
+    catalog_db.upgrade(url)
+    try:
+        yield settings.with_(database_url=url, redis_prefix=f"{settings.redis_prefix}{name}{tag}:")
+    finally:
+        catalog_db.drop_database(url)
+
+
 @pytest.fixture
 def catalog(settings: Settings, redis_client: redis_lib.Redis) -> Iterator[psycopg.Connection]:
     """A catalog emptied for this test (all tables but the schema version; our Redis keys)."""
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-            )
-        ]
-        if tables:
-            _truncate(conn, tables)
+        empty_catalog(conn)
         for key in redis_client.scan_iter(match=f"{settings.redis_prefix}mountsync:*", count=1000):
             redis_client.delete(key)
         yield conn

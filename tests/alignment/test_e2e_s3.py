@@ -2,8 +2,10 @@
 each breaking change the quarantined dataset serves the pinned object versions, and those
 versions still return the original images.
 
-The worker here has its own Redis prefix (so only it sees these tasks) and the moto
-credentials in its environment; it shares the session's catalog database.
+The worker here has its own catalog database and Redis prefix, and the moto credentials and the
+alert webhook in its environment. It is the only worker on that catalog: the session worker's
+alignment sweep would otherwise check these folders too, and an alert it raised first would
+never reach this module's webhook.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import pytest
 
+from mountsync.shared.catalog.mounts import Mounts
 from mountsync.shared.config import Settings
 from tests.alignment.support import Receiver, start_receiver
-from tests.conftest import Cli, WorkerProcess, env_for
+from tests.conftest import Cli, WorkerProcess, empty_catalog, env_for, own_catalog
 from tests.helpers import free_port, wait_for
 from tests.standins.s3 import MotoEndpoints
 
@@ -36,9 +40,21 @@ def webhook() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def s3_env(settings: Settings, moto_server: MotoEndpoints, webhook: str) -> dict[str, str]:
-    return env_for(settings, **moto_server.env(), MOUNTSYNC_REDIS_PREFIX=f"{settings.redis_prefix}s3al:",
-                   MOUNTSYNC_ALERT_WEBHOOK=webhook)  # fmt: skip
+def s3_settings(settings: Settings) -> Iterator[Settings]:
+    with own_catalog(settings, "s3al") as isolated:
+        yield isolated
+
+
+@pytest.fixture(scope="module")
+def s3_env(s3_settings: Settings, moto_server: MotoEndpoints, webhook: str) -> dict[str, str]:
+    return env_for(s3_settings, **moto_server.env(), MOUNTSYNC_ALERT_WEBHOOK=webhook)
+
+
+@pytest.fixture
+def s3_catalog(s3_settings: Settings) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(s3_settings.database_url, autocommit=True) as conn:
+        empty_catalog(conn)
+        yield conn
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +82,7 @@ class Bucket:
 @pytest.fixture
 def mirror(
     moto_server: MotoEndpoints,
-    add_mount: Callable[..., Any],
+    s3_catalog: psycopg.Connection,
     s3_env: dict[str, str],
     s3_worker: WorkerProcess,
 ) -> Bucket:
@@ -79,7 +95,7 @@ def mirror(
         body = b"\x89PNG frame %d" % i
         bucket.originals[key] = (body, bucket.put(key, body))
     bucket.put(f"{PREFIX}seq/seq.json", b"{}")
-    add_mount(MOUNT, f"s3://{name}/{PREFIX}", endpoint_url=moto_server.endpoint_url)
+    Mounts(s3_catalog).add(MOUNT, f"s3://{name}/{PREFIX}", options={"endpoint_url": moto_server.endpoint_url})
     cli = Cli(s3_env)
     sync(cli)
     wait_for(lambda: (d := dataset(cli)) and d["pinned"], what="first import pinned")

@@ -19,11 +19,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from mountsync.shared.catalog import db as catalog_db
 from mountsync.shared.config import Settings
 from mountsync.shared.migration.client import MigrationClient
 from mountsync.shared.queues import QUEUE_MIGRATIONS
-from tests.conftest import WorkerProcess, env_for
+from tests.conftest import WorkerProcess, env_for, own_catalog
 from tests.helpers import wait_for
 from tests.migration.conftest import parts_table
 from tests.migration.test_clouds import Target, remote_sha256
@@ -38,13 +37,8 @@ OPTIONS = {"part_size": 5 * MiB, "multipart_threshold": 5 * MiB, "max_buffer_byt
 @pytest.fixture
 def own(settings: Settings) -> Iterator[Settings]:
     """Settings with a catalog and a Redis prefix nobody else uses."""
-    tag = uuid.uuid4().hex[:8]
-    url = settings.database_url.rsplit("/", 1)[0] + f"/mountsync_test_migkill_{tag}"
-    catalog_db.upgrade(url)
-    try:
-        yield settings.with_(database_url=url, redis_prefix=f"{settings.redis_prefix}migkill{tag}:")
-    finally:
-        catalog_db.drop_database(url)
+    with own_catalog(settings, "migkill") as isolated:
+        yield isolated
 
 
 @pytest.fixture(params=["gcs", "azure"])
