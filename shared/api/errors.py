@@ -3,8 +3,9 @@
 Mapped from the project's error tree: ``NotFound`` 404, ``Conflict`` 409, other ``BadInput`` 400,
 ``RetryableError`` (Redis, PostgreSQL, a cloud down) 503. Validation errors are 422 and name each
 field (``query.limit: ...``); a body the JSON parser gives up on (nested too deep, not UTF-8) is a
-400 that says why, and so is a body value the catalog refuses (``psycopg.DataError``: a NUL in
-text, say). Anything else is a bug: 500 without details, logged with its stack.
+400 that says why, and so is a value the catalog refuses (``psycopg.DataError``, such as a number
+beyond its range; a NUL byte is refused earlier, with its field, by ``inputs.py``). Anything else
+is a bug: 500 without details, logged with its stack.
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(psycopg.DataError)
     async def data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:
-        # SQLSTATE class 22 (or the driver refusing a value, such as a NUL in a body's text): the
-        # request carried a value the catalog cannot take. Path and query are checked earlier.
+        # SQLSTATE class 22 (or the driver refusing a value): the request carried a value the catalog
+        # cannot take. NUL bytes in path, query and JSON body are refused earlier, with the field.
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         log.warning("request refused by the catalog", path=request.url.path, error=reason)
         return JSONResponse({"error": f"input: a value the catalog cannot store ({reason}); correct it"}, 400)
