@@ -26,7 +26,9 @@ async def refuse_nul_bytes(request: Request) -> None:
             if isinstance(value, str) and "\x00" in value:
                 raise _refused(f"{where}.{name}")
     if request.method in ("POST", "PUT", "PATCH"):
-        body = await request.body()  # already read (and cached) by FastAPI for the route's body
+        # Routes with a JSON body: FastAPI has read and cached it. Routes without one: nothing else
+        # reads it, so reading it here takes it from no one.
+        body = await request.body()
         if _ESCAPED_NUL in body:  # the only way JSON text carries a NUL; parse only then
             found = _nul_in(_parsed(body), "body")
             if found:
