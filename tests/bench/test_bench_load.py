@@ -130,6 +130,10 @@ def unbounded_memory(settings: Settings, redis: OwnRedis) -> int:
     return used
 
 
+# PostgreSQL's processes that write for every database (the WAL and the buffers this run dirties).
+POSTGRES_SHARED = ("walwriter", "checkpointer", "background writer")
+
+
 class Sampler(threading.Thread):
     """Peaks of Redis memory, queue depth and worker RSS every 0.1 s, and the CPU seconds each part
     of the pipeline spent. The set of processes is found again once a second only: a scan of /proc
@@ -137,9 +141,9 @@ class Sampler(threading.Thread):
 
     RESCAN_EVERY = 10  # ticks
 
-    def __init__(self, redis: OwnRedis, worker: WorkerProcess, queue_key: str) -> None:
+    def __init__(self, redis: OwnRedis, worker: WorkerProcess, queue_key: str, database: str) -> None:
         super().__init__(daemon=True)
-        self.redis, self.worker, self.queue_key = redis, worker, queue_key
+        self.redis, self.worker, self.queue_key, self.database = redis, worker, queue_key, database
         self.peak_memory = self.peak_depth = self.peak_rss = 0
         self.done = threading.Event()
         self.cpu: dict[int, CpuSpan] = {}  # pid -> its part and CPU seconds when first and last read
@@ -160,16 +164,18 @@ class Sampler(threading.Thread):
                     return
 
     def _processes(self) -> list[tuple[str, psutil.Process]]:
-        """The worker's process tree, this run's Redis and every PostgreSQL process (backends and
-        the WAL writer, checkpointer and autovacuum that work for them)."""
+        """The worker's process tree, this run's Redis, and the PostgreSQL processes that work for
+        this run: backends and autovacuum workers on its database, WAL writer, checkpointer and
+        background writer (not what other databases of the server are doing)."""
         assert self.worker.proc is not None and self.redis.proc is not None
         found: list[tuple[str, psutil.Process]] = [("redis", psutil.Process(self.redis.proc.pid))]
         with contextlib.suppress(psutil.NoSuchProcess):
             main = psutil.Process(self.worker.proc.pid)
             found += [("worker", proc) for proc in [main, *main.children(recursive=True)]]
         for proc in psutil.process_iter(["cmdline"]):
-            cmdline = proc.info["cmdline"] or [""]
-            if cmdline[0].startswith("postgres:"):
+            title = (proc.info["cmdline"] or [""])[0]  # "postgres: 15/main: root DB 127.0.0.1(port) idle"
+            words = title.split()
+            if words[:1] == ["postgres:"] and (self.database in words or any(r in title for r in POSTGRES_SHARED)):
                 found.append(("postgres", proc))
         return found
 
@@ -233,7 +239,7 @@ def test_burst_of_200k_changes_with_bounded_memory(
     worker = WorkerProcess(env, tmp_path / "worker.log", "changes", 2).start()
     runtime = build_runtime(own)
     source, stop = BurstSource(TOTAL), threading.Event()
-    sampler, producer_cpu = Sampler(load_redis, worker, "changes"), ThreadCpu()
+    sampler, producer_cpu = Sampler(load_redis, worker, "changes", own_database(own)), ThreadCpu()
     producer = threading.Thread(target=producer_cpu.timed(run_source), daemon=True,
                                 args=(source, runtime.pipeline(normalize_s3), own, stop),
                                 kwargs={"depth": runtime.queue.depth})  # fmt: skip
@@ -294,6 +300,11 @@ CPU_PARTS = {
     "postgres": "PostgreSQL processes",
     "redis": "Redis",
 }
+
+
+def own_database(settings: Settings) -> str:
+    with psycopg.connect(settings.database_url) as conn:
+        return str(conn.info.dbname)
 
 
 def test_template_body_is_what_json_dumps_gives() -> None:
