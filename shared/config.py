@@ -124,7 +124,6 @@ _POSITIVE = (
     "MOUNTSYNC_BATCH_SIZE",
     "MOUNTSYNC_BATCH_WINDOW",
     "MOUNTSYNC_INBOX_MAX_DEPTH",
-    "MOUNTSYNC_FEED_MAXLEN",
     "MOUNTSYNC_MAX_DELIVERIES",
     "MOUNTSYNC_CHANGES_RETENTION",
     "MOUNTSYNC_SINK_RETRY_FOR",
@@ -161,6 +160,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         )
     if settings.max_queue_depth < 0:
         raise ConfigError(f"MOUNTSYNC_MAX_QUEUE_DEPTH={environ.get('MOUNTSYNC_MAX_QUEUE_DEPTH')!r} must be 0 or more")
+    if settings.feed_maxlen < 0:
+        raise ConfigError(
+            f"MOUNTSYNC_FEED_MAXLEN={environ.get('MOUNTSYNC_FEED_MAXLEN')!r} must be 0 (no Redis stream) or more"
+        )
     for url, var in ((settings.redis_url, "MOUNTSYNC_REDIS_URL"),):
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"{var} must be a redis:// URL, got {redact_url(url)!r}")

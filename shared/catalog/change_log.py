@@ -167,7 +167,16 @@ def drain_feed(conn: psycopg.Connection, redis: Any, stream: str, maxlen: int) -
     the next drain (next apply, ``reconcile_all_task``) publishes them again. PostgreSQL renders a
     page as one JSON text and one Lua script XADDs it entry by entry: packing an XADD per entry in
     Python cost more than the whole apply (profile of issue 18: two thirds of a worker's time).
+
+    ``maxlen`` 0 means no stream (``MOUNTSYNC_FEED_MAXLEN=0``): nothing is published and the
+    position moves past what is logged, so turning the stream on again later publishes only what
+    is applied from then on, not the backlog of the retention window.
     """
+    if maxlen == 0:
+        with conn.transaction():
+            _ensure_state(conn)
+            conn.execute(_SKIP_SQL)
+        return 0
     total = 0
     while True:
         with conn.transaction():
@@ -183,6 +192,10 @@ def drain_feed(conn: psycopg.Connection, redis: Any, stream: str, maxlen: int) -
         total += count
 
 
+_SKIP_SQL = """
+UPDATE change_log_state
+SET stream_through = greatest(stream_through, (SELECT coalesce(max(cursor), 0) FROM change_log))
+"""
 _STREAM_FIELDS = ("cursor", "mount", "dest_folder", "folder", "key", "kind", "size", "etag", "version", "sequencer")
 _PAGE = 5000
 # One page of entries as a JSON array of string arrays in _STREAM_FIELDS order ('' for NULL).

@@ -158,6 +158,7 @@ def _env(settings: Settings) -> dict[str, str]:
         MOUNTSYNC_REDIS_URL=settings.redis_url,
         MOUNTSYNC_DATABASE_URL=settings.database_url,
         MOUNTSYNC_REDIS_PREFIX=settings.redis_prefix,
+        MOUNTSYNC_FEED_MAXLEN=str(settings.feed_maxlen),
         MOUNTSYNC_BATCH_WINDOW="0.2",
         MOUNTSYNC_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
@@ -198,7 +199,9 @@ def run_demo(settings: Settings, data_dir: str, *, keep_running: bool, quiet: bo
     base.mkdir(parents=True, exist_ok=True)
     servers = EmbeddedServers(str(base / "servers"))
     settings = servers.ensure(settings)
-    settings = replace(settings, redis_prefix=f"{settings.redis_prefix}demo:")
+    # The demo shows the Redis stream: it keeps one even where MOUNTSYNC_FEED_MAXLEN=0 turns it off.
+    settings = replace(settings, redis_prefix=f"{settings.redis_prefix}demo:",
+                       feed_maxlen=settings.feed_maxlen or Settings().feed_maxlen)  # fmt: skip
     for line in servers.started or ["configured Redis and PostgreSQL answer"]:
         say(f"[bold]servers[/bold]  {line}")
     say(

@@ -87,6 +87,18 @@ def test_a_failed_feed_drain_neither_retries_the_batch_nor_skips_the_hooks(
     assert feed(ctx) == [b"seq/1.png"]
 
 
+def test_with_the_stream_off_the_log_keeps_every_change_and_turning_it_on_skips_the_backlog(
+    ctx: WorkerContext, catalog: psycopg.Connection, mount_id: int
+) -> None:
+    off = replace(ctx, settings=ctx.settings.with_(feed_maxlen=0))  # MOUNTSYNC_FEED_MAXLEN=0
+    service.apply_batch(off, [created("seq/1.png"), created("seq/2.png")])
+    assert feed(ctx) == []
+    logged = [row[0] for row in catalog.execute("SELECT key FROM change_log ORDER BY cursor")]
+    assert logged == ["seq/1.png", "seq/2.png"]  # the durable feed (/api/v1/changes, sinks) has them
+    service.apply_batch(ctx, [created("seq/3.png")])
+    assert feed(ctx) == [b"seq/3.png"]
+
+
 def test_a_failed_apply_is_retried_without_hooks(ctx: WorkerContext, catalog: psycopg.Connection, mount_id: int,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     def broken(*args: Any) -> Any:

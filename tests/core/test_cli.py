@@ -79,7 +79,7 @@ def test_no_arguments_print_the_help_only(cli, args) -> None:
     assert proc.stderr.strip() == ""  # no empty "mountsync: error:" line after the help
 
 
-@pytest.mark.parametrize("var", ["MOUNTSYNC_BATCH_SIZE", "MOUNTSYNC_FEED_MAXLEN", "MOUNTSYNC_BATCH_WINDOW"])
+@pytest.mark.parametrize("var", ["MOUNTSYNC_BATCH_SIZE", "MOUNTSYNC_BATCH_WINDOW"])
 def test_non_positive_settings_are_one_line_config_errors(cli, var) -> None:
     assert_one_line_error(cli("mount", "list", **{var: "0"}), 2, var, "greater than 0")
 

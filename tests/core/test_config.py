@@ -11,7 +11,6 @@ POSITIVE = [
     "MOUNTSYNC_BATCH_SIZE",
     "MOUNTSYNC_BATCH_WINDOW",
     "MOUNTSYNC_INBOX_MAX_DEPTH",
-    "MOUNTSYNC_FEED_MAXLEN",
     "MOUNTSYNC_MAX_DELIVERIES",
 ]
 
@@ -34,6 +33,12 @@ def test_counts_and_windows_must_be_positive(var: str, raw: str) -> None:
 @pytest.mark.parametrize("raw", ["nan", "inf"])
 def test_the_batch_window_must_be_finite(raw: str) -> None:
     assert config_error({"MOUNTSYNC_BATCH_WINDOW": raw}).startswith("MOUNTSYNC_BATCH_WINDOW=")
+
+
+def test_the_feed_stream_may_be_off_but_its_length_not_negative() -> None:
+    assert load_settings({"MOUNTSYNC_FEED_MAXLEN": "0"}).feed_maxlen == 0
+    message = config_error({"MOUNTSYNC_FEED_MAXLEN": "-1"})
+    assert message.startswith("MOUNTSYNC_FEED_MAXLEN='-1'") and "0 (no Redis stream) or more" in message
 
 
 def test_queue_depth_may_be_zero_but_not_negative() -> None:
