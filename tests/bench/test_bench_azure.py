@@ -38,6 +38,7 @@ import pytest
 from mountsync.shared.config import Settings
 from tests.azure.blob_events import BlobEventFactory, WebhookDelivery, publish
 from tests.azure.eventgrid_server import EventGridServer
+from tests.bench import processes
 from tests.bench.report import END_TO_END, WITHIN_1_3X
 from tests.conftest import env_for
 from tests.helpers import Proc, free_port, live_count, wait_for
@@ -130,20 +131,15 @@ def renamed(event: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def cpu_seconds(proc: Proc) -> float:
-    """User + system CPU seconds a process has used so far (Linux ``/proc``)."""
+    """User + system CPU seconds a process has used so far."""
     assert proc.proc is not None
-    return pid_cpu_seconds(proc.proc.pid)
-
-
-def pid_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return processes.cpu_seconds(psutil.Process(proc.proc.pid))
 
 
 def children_cpu_seconds(proc: Proc) -> float:
     """CPU seconds of a process's live children so far (``serve``'s inbox drainer processes)."""
     assert proc.proc is not None
-    return sum(pid_cpu_seconds(child.pid) for child in psutil.Process(proc.proc.pid).children())
+    return processes.cpu_seconds(*psutil.Process(proc.proc.pid).children())
 
 
 def timed(start: Callable[[], None], phases: dict[str, Callable[[], bool]], what: str) -> dict[str, float]:

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 import psycopg
@@ -37,6 +38,7 @@ from mountsync.producers.runtime import build_runtime
 from mountsync.shared.config import Settings
 from mountsync.shared.events import Kind, ObjectChange, Provider, RawMessage, Source
 from mountsync.shared.queues import ChangeQueue, make_client
+from tests.bench.processes import cpu_seconds, process_tree
 from tests.conftest import WorkerProcess, env_for
 from tests.helpers import live_count, wait_for
 from tests.reliability.servers import OwnRedis
@@ -170,8 +172,7 @@ class Sampler(threading.Thread):
         assert self.worker.proc is not None and self.redis.proc is not None
         found: list[tuple[str, psutil.Process]] = [("redis", psutil.Process(self.redis.proc.pid))]
         with contextlib.suppress(psutil.NoSuchProcess):
-            main = psutil.Process(self.worker.proc.pid)
-            found += [("worker", proc) for proc in [main, *main.children(recursive=True)]]
+            found += [("worker", proc) for proc in process_tree(self.worker.proc.pid)]
         for proc in psutil.process_iter(["cmdline"]):
             title = (proc.info["cmdline"] or [""])[0]  # "postgres: 15/main: root DB 127.0.0.1(port) idle"
             words = title.split()
@@ -182,8 +183,7 @@ class Sampler(threading.Thread):
     def _read(self, processes: list[tuple[str, psutil.Process]]) -> None:
         for part, proc in processes:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
-                times = proc.cpu_times()
-                seconds = times.user + times.system
+                seconds = cpu_seconds(proc)
                 if part == "worker":
                     self.peak_rss = max(self.peak_rss, proc.memory_info().rss)
                 span = self.cpu.setdefault(proc.pid, CpuSpan(part, seconds))
@@ -239,7 +239,8 @@ def test_burst_of_200k_changes_with_bounded_memory(
     worker = WorkerProcess(env, tmp_path / "worker.log", "changes", 2).start()
     runtime = build_runtime(own)
     source, stop = BurstSource(TOTAL), threading.Event()
-    sampler, producer_cpu = Sampler(load_redis, worker, "changes", own_database(own)), ThreadCpu()
+    database = urlsplit(own.database_url).path.lstrip("/")
+    sampler, producer_cpu = Sampler(load_redis, worker, "changes", database), ThreadCpu()
     producer = threading.Thread(target=producer_cpu.timed(run_source), daemon=True,
                                 args=(source, runtime.pipeline(normalize_s3), own, stop),
                                 kwargs={"depth": runtime.queue.depth})  # fmt: skip
@@ -288,8 +289,8 @@ CPU_BUDGET_US = 2 / 25_000 * 1e6
 def report_cpu(bench_report: Any, seconds: dict[str, float]) -> None:
     """Where the cores went: CPU per change of each part, and of all of them beside the budget that
     25,000 changes/s on two cores allows (above it, that rate cannot be reached on this machine)."""
-    for part in ("producer thread", "worker", "postgres", "redis"):
-        bench_report.row(f"load: CPU per change, {CPU_PARTS[part]}", seconds.get(part, 0.0) / TOTAL * 1e6, "us")
+    for part, shown in CPU_PARTS.items():
+        bench_report.row(f"load: CPU per change, {shown}", seconds.get(part, 0.0) / TOTAL * 1e6, "us")
     bench_report.row("load: CPU per change, all of them", sum(seconds.values()) / TOTAL * 1e6, "us",
                      "2 cores / 25,000 changes/s", CPU_BUDGET_US, target="<= 1.0x for 25,000/s")  # fmt: skip
 
@@ -300,11 +301,6 @@ CPU_PARTS = {
     "postgres": "PostgreSQL processes",
     "redis": "Redis",
 }
-
-
-def own_database(settings: Settings) -> str:
-    with psycopg.connect(settings.database_url) as conn:
-        return str(conn.info.dbname)
 
 
 def test_template_body_is_what_json_dumps_gives() -> None:

@@ -35,6 +35,7 @@ import pytest
 
 from mountsync.shared.migration.client import MigrationClient
 from mountsync.shared.queues import QUEUE_MIGRATIONS
+from tests.bench.processes import cpu_seconds, process_tree
 from tests.conftest import WorkerProcess, env_for
 from tests.helpers import require_service, wait_for
 
@@ -101,20 +102,11 @@ def timed_run(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def tree_cpu(pid: int) -> float:
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        times = proc.cpu_times()
-        total += times.user + times.system
-    return total
-
-
 class RssSampler:
     """Samples the RSS of a process tree every 50 ms: peak per process and peak total."""
 
     def __init__(self, pid: int) -> None:
-        self.root = psutil.Process(pid)
+        self.pid = pid
         self.peak_process = self.peak_total = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -122,8 +114,7 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.wait(0.05):
             try:
-                procs = [self.root, *self.root.children(recursive=True)]
-                sizes = [p.memory_info().rss for p in procs]
+                sizes = [p.memory_info().rss for p in process_tree(self.pid)]
             except psutil.Error:
                 continue
             self.peak_process = max(self.peak_process, *sizes)
@@ -176,7 +167,7 @@ def start_worker(settings: Any, tmp: Path, env: dict[str, str]) -> tuple[Any, Wo
 def run_mountsync(settings: Any, pid: int, source: Path, dest: str, options: dict[str, Any]) -> dict[str, float]:
     """Wall and CPU seconds of one migration job, and the worker tree's peak RSS."""
     tuning = json.loads(os.environ.get("MOUNTSYNC_BENCH_OPTIONS", "{}"))  # defaults unless told
-    cpu_before = tree_cpu(pid)
+    cpu_before = cpu_seconds(*process_tree(pid))
     with MigrationClient(settings) as client, RssSampler(pid) as rss, Flamegraph(pid):
         started = time.perf_counter()
         job = client.submit({"source": f"file://{source}", "destination": dest,
@@ -185,7 +176,8 @@ def run_mountsync(settings: Any, pid: int, source: Path, dest: str, options: dic
                             and p, timeout=1800, what="benchmark job", interval=0.05)  # fmt: skip
         wall = time.perf_counter() - started
         assert progress.state == "completed", client.failures(job)
-    return {"wall": wall, "cpu": tree_cpu(pid) - cpu_before, "rss": rss.peak_process, "rss_total": rss.peak_total}
+    cpu = cpu_seconds(*process_tree(pid)) - cpu_before
+    return {"wall": wall, "cpu": cpu, "rss": rss.peak_process, "rss_total": rss.peak_total}
 
 
 def tool_commands(moto: Any, dataset: Path) -> dict[str, Callable[[str], list[str]]]:

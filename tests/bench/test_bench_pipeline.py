@@ -37,6 +37,7 @@ from mountsync.shared.catalog.apply import apply_changes
 from mountsync.shared.config import Settings
 from mountsync.shared.events import Kind, ObjectChange, Provider, Source
 from mountsync.shared.queues import FEED_STREAM, ChangeQueue, make_client
+from tests.bench.processes import cpu_seconds, process_tree
 from tests.bench.test_bench_load import BurstSource
 from tests.conftest import WorkerProcess, env_for
 from tests.helpers import live_count, wait_for
@@ -169,19 +170,6 @@ def test_apply_beside_a_bare_copy(settings: Settings, add_mount: Any, catalog: p
     bench_report.row("change log: heap + indexes", sizes[1], "B/entry", target="sizing figure")
 
 
-def cpu_seconds(*procs: psutil.Process) -> float:
-    total = 0.0
-    for proc in procs:
-        times = proc.cpu_times()
-        total += times.user + times.system
-    return total
-
-
-def tree(proc: Any) -> list[psutil.Process]:
-    main = psutil.Process(proc.pid)
-    return [main, *main.children(recursive=True)]
-
-
 def test_producer_cpu_per_change(settings: Settings, add_mount: Any, bench_report: Any) -> None:
     own = settings.with_(redis_prefix=f"{settings.redis_prefix}prod{uuid.uuid4().hex[:6]}:",
                          batch_size=Settings().batch_size)  # fmt: skip
@@ -216,7 +204,7 @@ def queue_to_catalog(settings: Settings, add_mount: Any, tmp_path: Path, nodes: 
     queue = ChangeQueue(make_client(own), client, own)
     parts = batches(changes(name, SCALE_ROWS))
     try:
-        procs = [p for worker in workers for p in tree(worker.proc)]
+        procs = [p for worker in workers for p in process_tree(worker.proc.pid)]
         cpu_before = cpu_seconds(*procs)
         started = time.perf_counter()
         for part in parts:
