@@ -61,3 +61,20 @@ def test_a_page_larger_than_one_script_call_is_published_whole(settings, add_mou
         assert drain_feed(conn, redis_client, stream, 100_000) == n
     keys = [fields[b"key"].decode() for _, fields in redis_client.xrange(stream)]
     assert keys == [c.key for c in batch]
+
+
+def test_the_stream_is_capped_near_maxlen_and_keeps_the_newest(settings, add_mount, catalog, redis_client,
+                                                               stream) -> None:  # fmt: skip
+    add_mount("m", "s3://bkt/")
+    n, maxlen = 7_000, 500  # two pages, each capped once after its XADDs
+    batch = [ObjectChange(Provider.S3, "bkt", f"cap/{i:06d}.png", Kind.CREATED, 1, Source.S3_SQS, size=i,
+                          sequencer=f"{i:06d}") for i in range(n)]  # fmt: skip
+    with psycopg.connect(settings.database_url) as conn:
+        apply_changes(conn, batch)
+        conn.commit()
+        assert drain_feed(conn, redis_client, stream, maxlen) == n
+    node = int(redis_client.config_get("stream-node-max-entries")["stream-node-max-entries"])
+    # "MAXLEN ~" trims whole nodes only: at least maxlen entries stay, less than a node more.
+    assert maxlen <= redis_client.xlen(stream) < maxlen + node
+    keys = [fields[b"key"].decode() for _, fields in redis_client.xrange(stream)]
+    assert keys == [c.key for c in batch[-len(keys) :]]
