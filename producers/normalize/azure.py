@@ -214,10 +214,11 @@ def _is_local(host: str) -> bool:
     return True
 
 
-# A blob URL as Event Grid writes it: http(s), an ASCII host without user info or IPv6 brackets, a
-# path without query, fragment or whitespace. urlsplit reads such a URL just so, at several times
-# the cost (a fifth of the normalizer's time); any other URL goes through urlsplit.
-_PLAIN_URL = re.compile(r"https?://([^/?#@\[\]\s]*)(/[^?#\s]*)?\Z", re.ASCII)
+# A blob URL as Event Grid writes it: http(s), an ASCII host without user info, IPv6 brackets or
+# "%" (urlsplit lower-cases a host only up to a "%", the start of an IPv6 zone), a path without
+# query, fragment or whitespace. urlsplit reads such a URL just so, at several times the cost (a
+# fifth of the normalizer's time); any other URL goes through urlsplit.
+_PLAIN_URL = re.compile(r"https?://([^/?#@\[\]\s%]*)(/[^?#\s]*)?\Z", re.ASCII)
 
 
 def host_and_path(url: str) -> tuple[str, str]:
