@@ -1,7 +1,13 @@
 """The one event every source is normalized into: ``ObjectChange``, and the raw message it came from.
 
-Wire format: a JSON object with ``schema`` = ``SCHEMA_VERSION``. Readers accept every schema
-version they know and reject newer ones with ``InvalidEvent`` (never guess at a future format).
+Wire formats, both JSON:
+- schema 1 (``to_wire``): an object with the field names and ``schema`` = ``SCHEMA_VERSION``;
+- schema 2 (``to_row``): the same fields as an array in declaration order, led by ``ROW_SCHEMA``:
+  ``[2, provider, bucket, key, kind, event_ns, source, size, etag, version, sequencer, source_id]``.
+  Queues carry rows: without the names a change takes 168 bytes instead of 280, and everything a
+  batch passes through (Redis, kombu's copies, the pipe to a worker process) moves 40% less.
+Readers (``from_wire``) accept both and reject any other schema with ``InvalidEvent`` (never
+guess at a future format).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import orjson
 from mountsync.shared.errors import InvalidEvent
 
 SCHEMA_VERSION = 1
+ROW_SCHEMA = 2
+_ROW_LENGTH = 12
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc, exactly
 MAX_KEY_BYTES = 4096
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)\Z", re.ASCII)
@@ -256,16 +264,26 @@ class ObjectChange:
             "schema": self.schema,
         }
 
+    def to_row(self) -> list[Any]:
+        """The JSON array of wire schema 2 (see the module docstring)."""
+        text = ENUM_TEXT
+        return [ROW_SCHEMA, text[self.provider], self.bucket, self.key, text[self.kind], self.event_ns,
+                text[self.source], self.size, self.etag, self.version, self.sequencer, self.source_id]  # fmt: skip
+
     def to_json(self) -> str:
         return json.dumps(self.to_wire(), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> ObjectChange:
+    def from_wire(cls, data: Mapping[str, Any] | list[Any]) -> ObjectChange:
+        """A change from either wire schema (an object, or a row)."""
+        if type(data) is list:
+            return cls._from_row(data)
         if not isinstance(data, Mapping):
-            raise InvalidEvent(f"change is not an object: {type(data).__name__}")
+            raise InvalidEvent(f"change is not an object or a row: {type(data).__name__}")
         schema = data.get("schema")
         if schema != SCHEMA_VERSION:
-            raise InvalidEvent(f"unsupported change schema {schema!r} (this build reads 1)")
+            raise InvalidEvent(f"unsupported change schema {schema!r} (this build reads objects of schema 1 "
+                               f"and rows of schema {ROW_SCHEMA})")  # fmt: skip
         size = data.get("size")
         try:  # positional: a change is decoded for every event, keywords cost a sixth of the call
             return cls(
@@ -283,6 +301,21 @@ class ObjectChange:
             )
         except KeyError as exc:  # a missing field, or a provider, kind or source this build does not know
             raise InvalidEvent(f"malformed change: missing field or unknown value {exc}") from exc
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidEvent(f"malformed change: {exc}") from exc
+
+    @classmethod
+    def _from_row(cls, row: list[Any]) -> ObjectChange:
+        if len(row) != _ROW_LENGTH or row[0] != ROW_SCHEMA:
+            schema = row[0] if row else None
+            raise InvalidEvent(f"malformed change row: {len(row)} items with schema {schema!r} "
+                               f"(this build reads rows of {_ROW_LENGTH} with schema {ROW_SCHEMA})")  # fmt: skip
+        _, provider, bucket, key, kind, event_ns, source, size, etag, version, sequencer, source_id = row
+        try:
+            return cls(_PROVIDERS[provider], str(bucket), str(key), _KINDS[kind], int(event_ns), _SOURCES[source],
+                       None if size is None else int(size), etag, version, str(sequencer or ""), source_id)  # fmt: skip
+        except KeyError as exc:  # a provider, kind or source this build does not know
+            raise InvalidEvent(f"malformed change: unknown value {exc}") from exc
         except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidEvent(f"malformed change: {exc}") from exc
 

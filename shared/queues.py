@@ -128,12 +128,12 @@ class ChangeQueue:
 
     def enqueue(self, changes: Sequence[ObjectChange]) -> None:
         if changes:
-            wire = [c.to_wire() for c in changes]
+            wire = [c.to_row() for c in changes]
             # argsrepr is what Flower and the worker's logs show of the arguments. Celery would
             # build it with saferepr (about 340 us a task, whatever its size); the count and the
             # first key say as much to an operator.
-            first = wire[0]
-            shown = f"[<{len(wire)} changes: {first['bucket']}/{first['key']} ...>]"
+            first = changes[0]
+            shown = f"[<{len(wire)} changes: {first.bucket}/{first.key} ...>]"
             send(self._app, TASK_APPLY, wire, queue=QUEUE_CHANGES, serializer=APPLY_SERIALIZER, argsrepr=shown)
 
     def depth(self) -> int:

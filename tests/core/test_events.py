@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from mountsync.shared.errors import InvalidEvent
-from mountsync.shared.events import Kind, ObjectChange, Provider, Source, load_json, normalize_etag, parse_time, to_ns
+from mountsync.shared.events import (
+    ROW_SCHEMA,
+    Kind,
+    ObjectChange,
+    Provider,
+    Source,
+    load_json,
+    normalize_etag,
+    parse_time,
+    to_ns,
+)
 
 
 def change(**over: object) -> ObjectChange:
@@ -37,10 +48,39 @@ def test_round_trip_is_exact_and_json_only() -> None:
     assert ObjectChange.from_json(text) == original
 
 
+def test_a_row_carries_the_same_change_in_fewer_bytes() -> None:
+    removal = change(kind=Kind.DELETED, size=None, etag=None, version=None, sequencer="", source_id=None)
+    for original in (change(key="ünï cödé/with space+plus%25.png"), removal):
+        row = orjson.dumps(original.to_row())
+        assert orjson.loads(row)[0] == ROW_SCHEMA
+        assert ObjectChange.from_wire(orjson.loads(row)) == original
+        assert len(row) < len(orjson.dumps(original.to_wire()))
+
+
 @pytest.mark.parametrize(
     "mutate, reason",
     [
-        (lambda d: d.update(schema=2), "unsupported change schema"),
+        (lambda r: r.__setitem__(0, 3), "malformed change row: 12 items with schema 3"),
+        (lambda r: r.pop(), "malformed change row: 11 items"),
+        (lambda r: r.clear(), "malformed change row: 0 items with schema None"),
+        (lambda r: r.__setitem__(4, "exploded"), "unknown value 'exploded'"),
+        (lambda r: r.__setitem__(1, ["s3"]), "malformed change"),
+        (lambda r: r.__setitem__(5, "soon"), "malformed change"),
+        (lambda r: r.__setitem__(7, -1), "negative size"),
+        (lambda r: r.__setitem__(3, ""), "empty"),
+    ],
+)
+def test_bad_rows_are_invalid_events(mutate, reason) -> None:
+    row = change().to_row()
+    mutate(row)
+    with pytest.raises(InvalidEvent, match=reason):
+        ObjectChange.from_wire(row)
+
+
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda d: d.update(schema=3), "unsupported change schema 3"),
         (lambda d: d.pop("key"), "malformed change"),
         (lambda d: d.update(kind="exploded"), "malformed change"),
         (lambda d: d.update(provider="ftp"), "malformed change"),
