@@ -77,7 +77,10 @@ LEFT JOIN objects o ON o.mount_id = m.id AND o.key = s.key
 # Refresh planner statistics of ``objects`` when it has grown far past what the planner last
 # saw (a fresh catalog filling fast): with stale numbers PostgreSQL looks previous states up by
 # ``mount_id`` alone and filters the whole mount for every batch. Autovacuum catches up only
-# after a minute or more; one worker at a time analyzes, the others go on.
+# after a minute or more; one worker at a time analyzes, the others go on. Only the columns apply
+# and folder lookups join on (the row count is refreshed whatever the columns): a third of a full
+# ANALYZE's CPU (40-50 ms against 125-140 at 100k rows); autovacuum's ANALYZE does the rest.
+ANALYZE_SQL = "ANALYZE objects (mount_id, key, folder)"
 STALE_STATS_SQL = """
 SELECT c.reltuples < 0 OR s.n_live_tup > 2 * greatest(c.reltuples, 0) + 1000
 FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
@@ -262,7 +265,7 @@ def _refresh_stats_if_stale(conn: psycopg.Connection) -> None:
     if stale and stale[0]:
         got = conn.execute("SELECT pg_try_advisory_xact_lock(731850402)").fetchone()
         if got and got[0]:
-            conn.execute("ANALYZE objects")
+            conn.execute(ANALYZE_SQL)
 
 
 def apply_changes(conn: psycopg.Connection, changes: Sequence[ObjectChange], *, guard: bool = True) -> ApplyResult:

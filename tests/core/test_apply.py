@@ -206,3 +206,31 @@ def test_a_removal_during_an_apply_leaves_no_orphaned_objects(settings, add_moun
     finally:
         applier.close()
         remover.close()
+
+
+def test_a_fast_growing_catalog_gets_planner_statistics_for_what_apply_joins_on(settings: Settings) -> None:
+    """A fresh catalog past 2x what the planner last saw is analyzed by the next batch: the row
+    count and the join columns, not every column (autovacuum analyzes the rest later)."""
+    import uuid
+
+    from mountsync.shared.catalog import db as catalog_db
+    from mountsync.shared.catalog.mounts import Mounts
+
+    url = settings.database_url.rsplit("/", 1)[0] + f"/mountsync_test_stats_{uuid.uuid4().hex[:8]}"
+    catalog_db.upgrade(url)
+    try:
+        with psycopg.connect(url) as conn:
+            Mounts(conn).add("m", "s3://bkt/")
+            conn.commit()
+            apply_changes(conn, [s3(f"f{i % 7}/{i:05d}.png", "created", f"{i:05d}") for i in range(3000)])
+            conn.commit()
+            conn.execute("SELECT pg_stat_force_next_flush()")  # the row count the check reads
+            conn.commit()
+            apply_changes(conn, [s3("f0/last.png", "created", "99999")])
+            conn.commit()
+            reltuples = conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'objects'::regclass").fetchone()
+            analyzed = conn.execute("SELECT attname FROM pg_stats WHERE tablename = 'objects'").fetchall()
+        assert reltuples is not None and reltuples[0] >= 3000
+        assert sorted(name for (name,) in analyzed) == ["folder", "key", "mount_id"]
+    finally:
+        catalog_db.drop_database(url)
