@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 
 import orjson
@@ -46,6 +48,21 @@ def test_round_trip_is_exact_and_json_only() -> None:
     text = original.to_json()
     assert json.loads(text)["schema"] == 1
     assert ObjectChange.from_json(text) == original
+
+
+def test_the_written_out_init_takes_the_fields_in_order_with_their_defaults_and_stays_frozen() -> None:
+    params = list(inspect.signature(ObjectChange.__init__).parameters.values())[1:]
+    assert [(p.name, p.default) for p in params] == [
+        (f.name, inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default)
+        for f in dataclasses.fields(ObjectChange)
+    ]
+    original = change()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        original.key = "other"  # type: ignore[misc]
+    assert dataclasses.replace(original, key="b/2.jpg").key == "b/2.jpg"
+    with pytest.raises(InvalidEvent, match="negative size"):
+        dataclasses.replace(original, size=-1)
+    assert ObjectChange(*[getattr(original, f.name) for f in dataclasses.fields(ObjectChange)]) == original
 
 
 def test_a_row_carries_the_same_change_in_fewer_bytes() -> None:
