@@ -187,9 +187,9 @@ class ObjectChange:
     plain comparison is right (see each normalizer). An empty sequencer means "unknown": such
     changes are ordered by ``event_ns`` instead.
 
-    ``__init__`` is written out, not generated: a frozen dataclass's own sets each field through
-    ``object.__setattr__`` (1.3-1.6 us a change); the slots' own setters take half of that, and a
-    change is built twice on its way (by the normalizer, then in the worker from the wire).
+    ``__init__`` is written out, not generated: the one a frozen dataclass generates sets each
+    field through ``object.__setattr__`` (1.3-1.6 us a change); the slots' own setters take half of
+    that, and a change is built twice on its way (by the normalizer, then in the worker).
     """
 
     provider: Provider
