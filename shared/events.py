@@ -343,6 +343,11 @@ class ObjectChange:
         return cls.from_wire(load_json(text, "change"))
 
 
+def wire_event_ns(data: Mapping[str, Any] | list[Any]) -> int:
+    """``event_ns`` of a change on the wire (either schema) without decoding the rest of it."""
+    return int(data[5] if type(data) is list else data["event_ns"])  # type: ignore[call-overload]
+
+
 # The slot setters of ObjectChange's fields, in field order (what its __init__ assigns through).
 _SLOT_SETTERS: tuple[Callable[[ObjectChange, Any], None], ...] = tuple(
     ObjectChange.__dict__[f.name].__set__ for f in fields(ObjectChange)

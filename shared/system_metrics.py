@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from mountsync.shared.catalog import gauges
-from mountsync.shared.events import Source
+from mountsync.shared.events import Source, wire_event_ns
 from mountsync.shared.queues import ALL_QUEUES, QUEUE_CHANGES, inbox_key
 from mountsync.shared.redis_check import check_redis_durability
 
@@ -135,7 +135,7 @@ def oldest_event_ns(message: bytes | str) -> int | None:
         if envelope.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         args = json.loads(body)[0]
-        times = [int(change["event_ns"]) for change in args[0]]
+        times = [wire_event_ns(change) for change in args[0]]
     except (ValueError, KeyError, IndexError, TypeError):
         return None
     return min(times) if times else None

@@ -22,6 +22,7 @@ from mountsync.shared.events import (
     normalize_etag,
     parse_time,
     to_ns,
+    wire_event_ns,
 )
 
 
@@ -63,6 +64,11 @@ def test_the_written_out_init_takes_the_fields_in_order_with_their_defaults_and_
     with pytest.raises(InvalidEvent, match="negative size"):
         dataclasses.replace(original, size=-1)
     assert ObjectChange(*[getattr(original, f.name) for f in dataclasses.fields(ObjectChange)]) == original
+
+
+def test_the_event_time_reads_from_either_wire_schema() -> None:
+    original = change(event_ns=1_714_564_800_123_456_789)
+    assert wire_event_ns(original.to_row()) == wire_event_ns(original.to_wire()) == original.event_ns
 
 
 def test_a_row_carries_the_same_change_in_fewer_bytes() -> None:
