@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mountsync.shared.errors import ConfigError
 from mountsync.workers.alignment.datasets import (
+    ANNOTATION_TYPES,
     IMAGE_SEQUENCE,
+    SIDECAR_SUFFIX,
     VIDEO,
     MediaTypes,
     Role,
+    basename,
     describe_folder,
+    split_name,
 )
 
 TYPES = MediaTypes()
@@ -37,10 +43,39 @@ TYPES = MediaTypes()
         ("f/README", Role.OTHER),
         ("f/notes.txt", Role.OTHER),
         ("top.png", Role.IMAGE),
+        ("f/", Role.OTHER),  # a folder marker has no name
+        ("f/0001.", Role.OTHER),  # a trailing dot: no extension
+        ("f/x.png/y", Role.OTHER),  # the dot is in the folder, not the name
+        ("f/_metadata.json", Role.SIDECAR),
+        ("f/metadata.json", Role.ANNOTATION),
+        ("f/clip_metadata", Role.OTHER),  # a sidecar needs an extension
     ],
 )
 def test_roles(key: str, role: Role) -> None:
     assert TYPES.role(key) is role
+
+
+def role_by_the_rules(types: MediaTypes, key: str) -> Role:
+    """The module's documented rules, spelled with split_name and basename (role is a faster cut)."""
+    name = basename(key)
+    if not name or name.startswith("."):
+        return Role.OTHER
+    if name == types.manifest_name:
+        return Role.MANIFEST
+    _, stem, ext = split_name(key)
+    if ext in types.images:
+        return Role.IMAGE
+    if ext in types.videos:
+        return Role.VIDEO
+    if stem.endswith(SIDECAR_SUFFIX) and ext:
+        return Role.SIDECAR
+    return Role.ANNOTATION if ext in ANNOTATION_TYPES else Role.OTHER
+
+
+@given(st.lists(st.sampled_from(["a", "/", ".", "_metadata", "frames", ".txt", "PNG", "png", "json", "mp4", "é"]),
+                max_size=8).map("".join))  # fmt: skip
+def test_role_follows_the_rules_for_any_key(key: str) -> None:
+    assert TYPES.role(key) is role_by_the_rules(TYPES, key)
 
 
 def test_other_image_types_are_configurable() -> None:

