@@ -90,7 +90,7 @@ class MediaTypes:
     def role(self, key: str) -> Role:
         # Runs for every applied change (the post-apply hook): the name is cut once, the extension
         # found with one rfind, and the roles read from module constants (an enum member looked up
-        # on its class costs ~0.2 us): 0.5 us a key instead of 1.4.
+        # on its class costs ~0.2 us): 0.77 us a key instead of 1.38.
         name = key[key.rfind("/") + 1 :]
         if not name or name[0] == ".":
             return _OTHER

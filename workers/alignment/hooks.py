@@ -87,14 +87,11 @@ def after_apply(ctx: "WorkerContext", result: "ApplyResult") -> None:  # noqa: U
         if role is other:
             continue
         folder = (change.mount_id, change.folder)
-        new_keys = records.get(folder, ())
+        new_keys = records.setdefault(folder, [])
         if new_keys is None:
             continue
         if role is image and change.kind is created and not change.was_live:
-            if new_keys:
-                new_keys.append(key)
-            else:
-                records[folder] = [key]
+            new_keys.append(key)
         else:
             records[folder] = None  # anything but a brand-new image needs the full check
     if records:
