@@ -7,9 +7,9 @@ paused loop holds the backlog in Pub/Sub, not in memory; the SDK keeps extending
 outstanding messages. With exactly-once delivery on, acks wait for the server's confirmation
 (``ack_with_response``) and an ack that fails is reported back (the message will come again).
 
-Shutdown (SIGTERM): the loop finishes and acks the batch in hand, then ``close`` nacks what was
-queued but not handed out, cancels the stream (the SDK nacks what it had not dispatched) and
-waits for its threads.
+Shutdown (SIGTERM): the loop finishes and acks the batch in hand, then ``close`` cancels the
+stream (the SDK nacks what it had not dispatched), waits for its threads and, once the server has
+had a moment to see the stream go, hands back (modack 0) what was received but not settled.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ log = structlog.get_logger("mountsync.producer.gcs")
 SUBSCRIPTION_RE = re.compile(r"^projects/[^/]+/subscriptions/[^/]+$")
 ACK_TIMEOUT_S = 60.0
 SHUTDOWN_TIMEOUT_S = 30.0
+# The server learns that a cancelled stream is gone a moment after the client does; messages handed
+# back before then are redelivered into the dead stream and wait out its ack deadline (60 s by
+# default). On the emulator 0.05 s after the SDK's shutdown was too soon once in five, 0.2 s never.
+STREAM_END_GRACE_S = 0.5
 
 
 def subscription_path(text: str) -> str:
@@ -206,8 +210,14 @@ class PubSubSource:
         except Exception as exc:  # CancelledError is the normal outcome
             if type(exc).__name__ != "CancelledError":
                 log.warning("Pub/Sub stream ended with an error at shutdown", error=str(exc))
+        if self._holds_messages():
+            time.sleep(STREAM_END_GRACE_S)
         self._return_unsettled()
         self._subscriber.close()
+
+    def _holds_messages(self) -> bool:
+        with self._lock:
+            return bool(self._unsettled) or not self._queue.empty()
 
     def _return_unsettled(self) -> None:
         """Hand back what we hold but did not settle (modack 0), once the stream is closed.
