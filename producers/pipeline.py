@@ -128,7 +128,7 @@ class Pipeline:
         metrics.CHANGES_ENQUEUED.labels(source).inc(len(changes))
         outcome.ack.extend(carriers)
         outcome.changes += len(changes)
-        log.info("enqueued", source=source, changes=len(changes), source_ids=[m.message_id for m in carriers][:20])
+        log.info("enqueued", source=source, changes=len(changes), source_ids=[m.message_id for m in carriers[:20]])
 
 
 def with_delivery_limit(normalize: Normalizer, limit: int) -> Normalizer:

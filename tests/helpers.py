@@ -130,15 +130,12 @@ def live_count(catalog: Any, mount: str) -> int:
 def queued_changes(client: Any, settings: Any) -> list[dict[str, Any]]:
     """The changes of the apply tasks waiting on ``settings``' changes queue, as schema-1 wire dicts
     (whichever wire schema carried them: the queue carries rows)."""
-    import base64
-
     from mountsync.shared.events import ObjectChange
+    from mountsync.shared.queues import queued_args
 
     out: list[dict[str, Any]] = []
     for raw in client.lrange(f"{settings.redis_prefix}changes", 0, -1):
-        envelope = json.loads(raw)
-        args = json.loads(base64.b64decode(envelope["body"]))[0]
-        out.extend(ObjectChange.from_wire(item).to_wire() for item in args[0])
+        out.extend(ObjectChange.from_wire(item).to_wire() for item in queued_args(raw)[0])
     return out
 
 

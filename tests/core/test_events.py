@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -140,6 +141,19 @@ def test_times_and_etags_normalize() -> None:
     assert normalize_etag('W/"abc"') == "abc"
     with pytest.raises(InvalidEvent):
         parse_time("yesterday")
+
+
+@settings(max_examples=300, deadline=None)
+@given(moment=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7, minutes=-30))])))
+def test_nanoseconds_are_exact_for_any_time(moment: datetime) -> None:
+    """Before 1970 included, where a float timestamp rounded toward zero put fractions 1 s late."""
+    exact = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+    assert to_ns(moment) == to_ns(moment.isoformat()) == exact
+    assert to_ns(moment.astimezone(UTC).replace(tzinfo=None)) == exact  # a naive time is UTC
+
+
+def test_a_time_before_1970_keeps_its_sign() -> None:
+    assert to_ns("1969-12-31T23:59:59.5Z") == -500_000_000
 
 
 _ASCII = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=12)
