@@ -113,14 +113,12 @@ _MICROSECOND = timedelta(microseconds=1)
 
 def to_ns(moment: datetime | str | int | None) -> int:
     """Nanoseconds since the epoch from a datetime, an RFC 3339 string or an int (already ns)."""
-    if type(moment) is str:  # what normalizers pass: parse_time's datetimes are aware
+    if isinstance(moment, str):  # what normalizers pass, so first; parse_time's times are aware
         moment = parse_time(moment)
     elif moment is None:
         raise InvalidEvent("event has no time")
     elif isinstance(moment, int):
         return moment
-    elif isinstance(moment, str):
-        moment = parse_time(moment)
     elif moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     # Exact integer arithmetic: int(timestamp()) rounds toward zero, which put a time with a

@@ -112,8 +112,10 @@ def test_close_hands_back_everything_not_acked(
     channel = grpc.intercept_channel(grpc.insecure_channel(pubsub_emulator.host), calls)
     subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
     source = PubSubSource(path, subscriber=subscriber)
-    publish(pubsub_emulator, topic, 6)
+    sources.append(source)  # closed again at teardown (a no-op) if an assertion stops the test
+    ids = publish(pubsub_emulator, topic, 6)
     got = collect(source, 6)
+    assert sorted(m.message_id for m in got) == sorted(ids)
     source.ack(got[:2])
     source.close()  # 4 received but never acked: handed back now, not after a lease runs out
     handed_back = [
