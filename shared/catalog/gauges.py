@@ -19,9 +19,10 @@ FROM reindex_runs r JOIN mounts m ON m.id = r.mount_id
 WHERE r.finished_at IS NOT NULL AND r.trigger <> 'mount-add'
 ORDER BY r.mount_id, r.id DESC
 """
-_OPEN_ALERTS_OF_MOUNT = (
-    "SELECT count(*) FROM alignment_alerts a JOIN mounts m ON m.id = a.mount_id WHERE m.name = %s AND a.status = 'open'"
-)
+_OPEN_ALERTS_OF_MOUNT = """
+SELECT count(*) FROM alignment_alerts a JOIN mounts m ON m.id = a.mount_id
+WHERE m.name = %(mount)s AND a.status = 'open' AND (%(path)s::text IS NULL OR a.path = %(path)s::text)
+"""
 
 
 def open_dead_letters_by_source(conn: Any) -> list[tuple[str, int]]:
@@ -32,8 +33,9 @@ def open_alerts_by_kind(conn: Any) -> list[tuple[str, int]]:
     return [(str(kind), int(count)) for kind, count in conn.execute(_OPEN_ALERTS).fetchall()]
 
 
-def open_alerts_of_mount(conn: Any, mount: str) -> int:
-    row = conn.execute(_OPEN_ALERTS_OF_MOUNT, (mount,)).fetchone()
+def open_alerts_of_mount(conn: Any, mount: str, path: str | None = None) -> int:
+    """Open alerts of ``mount`` (only those on the dataset at ``path`` when given)."""
+    row = conn.execute(_OPEN_ALERTS_OF_MOUNT, {"mount": mount, "path": path}).fetchone()
     return int(row[0]) if row else 0
 
 
