@@ -187,7 +187,7 @@ def drain_feed(conn: psycopg.Connection, redis: Any, stream: str, maxlen: int) -
             if page is None or not page[0]:
                 return total
             count, last, entries = int(page[0]), int(page[1]), str(page[2])
-            _PUBLISH_LUA(redis, [stream], [maxlen, entries, *_STREAM_FIELDS])  # raises -> rollback
+            _PUBLISH_LUA(redis, [stream], [maxlen, entries])  # raises -> rollback
             conn.execute("UPDATE change_log_state SET stream_through = %s", (last,))
         total += count
 
@@ -207,19 +207,20 @@ SELECT count(*), max(cursor),
                       coalesce(etag, ''), coalesce(version, ''), sequencer] ORDER BY cursor)::text
 FROM (SELECT * FROM change_log WHERE cursor > %s ORDER BY cursor LIMIT %s) page
 """
-# XADD each entry of ARGV[2] (the page) with the field names ARGV[3..], then cap the stream at
-# ~ARGV[1] once: the script runs atomically, so no reader sees it longer, and one XTRIM a page
-# costs Redis less than a MAXLEN on every XADD (4.2 against 4.5-5.0 us an entry).
-_PUBLISH_LUA = LuaScript("""
+# XADD each entry of ARGV[2] (the page), then cap the stream at ~ARGV[1] once: the script runs
+# atomically, so no reader sees it longer, and one XTRIM a page costs Redis less than a MAXLEN on
+# every XADD (4.2 against 4.5-5.0 us an entry). Each XADD names its fields and the entry's values
+# one by one, as literal arguments: filling a field table and unpacking it into every call cost
+# Redis a fifth more (2,000-entry pages, 60 interleaved runs: median 9.8 against 7.8 us an entry,
+# best 5.4 against 4.6). In the load benchmark Lua scripts took 15.9 of Redis's 20 us a change.
+_XADD_ARGS = ", ".join(f"'{name}', e[{i}]" for i, name in enumerate(_STREAM_FIELDS, 1))
+_PUBLISH_LUA = LuaScript(f"""
 local entries = cjson.decode(ARGV[2])
-local fields = {}
-for i, entry in ipairs(entries) do
-  for j = 1, #entry do
-    fields[2 * j - 1] = ARGV[j + 2]
-    fields[2 * j] = entry[j]
-  end
-  redis.call('XADD', KEYS[1], '*', unpack(fields))
+local call, stream = redis.call, KEYS[1]
+for i = 1, #entries do
+  local e = entries[i]
+  call('XADD', stream, '*', {_XADD_ARGS})
 end
-redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
+call('XTRIM', stream, 'MAXLEN', '~', ARGV[1])
 return #entries
 """)
