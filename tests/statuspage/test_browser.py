@@ -165,13 +165,19 @@ def _open_alert_id(catalog: psycopg.Connection) -> int | None:
     return int(row[0]) if row else None
 
 
+# The page re-renders its tables as it polls: rows read element by element could go stale between
+# the find and the read (a CI failure: StaleElementReferenceException), so one script reads them all.
+_FRAMES_JS = """
+return Array.from(document.querySelectorAll('#quarantined table.frames tbody tr'), tr => {
+  const cells = tr.querySelectorAll('th, td');
+  return [tr.getAttribute('data-index') || '', cells[1].innerText.trim(), cells[2].innerText.trim(),
+          (tr.getAttribute('class') || '').includes('shifted')];
+});
+"""
+
+
 def _frames_rows(driver: WebDriver) -> list[tuple[str, str, str, bool]]:
-    rows = []
-    for tr in driver.find_elements(By.CSS_SELECTOR, "#quarantined table.frames tbody tr"):
-        cells: list[WebElement] = tr.find_elements(By.CSS_SELECTOR, "th, td")
-        rows.append((tr.get_attribute("data-index") or "", cells[1].text, cells[2].text,
-                     "shifted" in (tr.get_attribute("class") or "")))  # fmt: skip
-    return rows
+    return [(str(i), str(a), str(b), bool(shifted)) for i, a, b, shifted in driver.execute_script(_FRAMES_JS)]
 
 
 def test_pinned_insert_alert_side_by_side_read_only_ack_and_migration(
